@@ -1,0 +1,12 @@
+//! Authentication and authorisation: OAuth2 client-credentials tokens, the `Principal`
+//! extractor every protected handler takes, and scope checks. Never logs a secret or token.
+
+mod principal;
+pub mod routes;
+mod scope;
+pub mod secrets;
+pub mod token;
+
+pub use principal::{ClientStatusCache, Principal};
+pub use scope::Scope;
+pub use token::JwtKeys;

@@ -1,0 +1,286 @@
+//! `POST /v1/oauth/token`: the OAuth2 client-credentials grant (RFC 6749 section 4.4).
+//! Errors here use the OAuth2 shape of section 5.2, not problem+json.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::Scope;
+use super::secrets;
+use crate::clients::store as clients_store;
+use crate::error::ApiError;
+use crate::extract;
+use crate::state::AppState;
+
+/// The token request; as a form (`application/x-www-form-urlencoded`) or JSON body.
+/// Client credentials may come in the body or as HTTP Basic authentication.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct TokenRequest {
+    /// Must be `client_credentials`.
+    pub grant_type: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// Space-separated scopes narrowing the client's own; all of them when absent.
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+}
+
+/// RFC 6749 section 5.2 error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthError {
+    /// `invalid_request`, `invalid_client`, `invalid_grant`, `invalid_scope` or `unsupported_grant_type`.
+    pub error: String,
+    pub error_description: String,
+}
+
+struct OAuthFailure {
+    status: StatusCode,
+    error: &'static str,
+    description: String,
+    basic_challenge: bool,
+}
+
+fn fail(status: StatusCode, error: &'static str, description: impl Into<String>) -> OAuthFailure {
+    OAuthFailure {
+        status,
+        error,
+        description: description.into(),
+        basic_challenge: false,
+    }
+}
+
+impl OAuthFailure {
+    fn into_response(self) -> HttpResponse {
+        let mut builder = HttpResponse::build(self.status);
+        builder.insert_header((header::CACHE_CONTROL, "no-store"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            let challenge = if self.basic_challenge {
+                "Basic realm=\"rapport\""
+            } else {
+                "Bearer realm=\"rapport\""
+            };
+            builder.insert_header((header::WWW_AUTHENTICATE, challenge));
+        }
+        builder.json(OAuthError {
+            error: self.error.to_string(),
+            error_description: self.description,
+        })
+    }
+}
+
+fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, String)>, OAuthFailure> {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        let mut f = fail(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "malformed client authentication",
+        );
+        f.basic_challenge = true;
+        f
+    };
+    if value.len() > super::token::MAX_AUTHORIZATION_BYTES {
+        return Err(invalid());
+    }
+    let value = value.to_str().map_err(|_| invalid())?;
+    let Some((scheme, encoded)) = value.split_once(' ') else {
+        return Err(invalid());
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(invalid());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| invalid())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(invalid)?;
+    // RFC 6749 2.3.1: both parts are form-urlencoded before base64.
+    let unescape = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Ok(Some((unescape(id), unescape(secret))))
+}
+
+async fn parse_request(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<TokenRequest, OAuthFailure> {
+    let body = extract::read_body(req, payload.into_inner(), limit)
+        .await
+        .map_err(|e| match e {
+            ApiError::PayloadTooLarge(m) => fail(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", m),
+            other => fail(StatusCode::BAD_REQUEST, "invalid_request", other.to_string()),
+        })?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if extract::is_json_content_type(req) {
+        serde_json::from_slice(&body)
+            .map_err(|_| fail(StatusCode::BAD_REQUEST, "invalid_request", "malformed JSON body"))
+    } else if content_type == "application/x-www-form-urlencoded" || (content_type.is_empty() && body.is_empty()) {
+        serde_urlencoded::from_bytes(&body)
+            .map_err(|_| fail(StatusCode::BAD_REQUEST, "invalid_request", "malformed form body"))
+    } else {
+        Err(fail(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded or application/json",
+        ))
+    }
+}
+
+async fn grant(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<TokenResponse, OAuthFailure> {
+    let basic = basic_credentials(&req)?;
+    let body = parse_request(&req, payload, state.settings.body_limit).await?;
+    match body.grant_type.as_deref() {
+        Some("client_credentials") => {}
+        Some(_) => {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "only client_credentials is supported",
+            ));
+        }
+        None => {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required",
+            ));
+        }
+    }
+    let used_basic = basic.is_some();
+    let (client_id, client_secret) = match (basic, body.client_id, body.client_secret) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "use one client authentication method",
+            ));
+        }
+        (Some(pair), None, None) => pair,
+        (None, Some(id), Some(secret)) => (id, secret),
+        _ => {
+            return Err(fail(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "client authentication is required",
+            ));
+        }
+    };
+    let invalid_client = || {
+        let mut f = fail(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client or wrong secret",
+        );
+        f.basic_challenge = used_basic;
+        f
+    };
+    let unavailable = |e: ApiError| {
+        fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            e.problem().detail,
+        )
+    };
+    let mut conn = crate::db::conn(&state.pool).await.map_err(unavailable)?;
+    let client = clients_store::find_by_client_id(&mut conn, &client_id)
+        .await
+        .map_err(|e| unavailable(ApiError::from(e)))?;
+    drop(conn);
+    let stored_hash = client
+        .as_ref()
+        .map(|c| c.secret_hash.clone())
+        .unwrap_or_else(|| secrets::dummy_hash().to_string());
+    let verified = web::block(move || secrets::verify_secret(&client_secret, &stored_hash))
+        .await
+        .map_err(|_| fail(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"))?;
+    let client = match client {
+        Some(c) if verified && c.revoked_at.is_none() => c,
+        _ => return Err(invalid_client()),
+    };
+    let held = client.scopes();
+    let granted = match body.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => held,
+        Some(requested) => {
+            let requested = Scope::parse_list(requested)
+                .map_err(|s| fail(StatusCode::BAD_REQUEST, "invalid_scope", format!("unknown scope `{s}`")))?;
+            if let Some(s) = requested.iter().find(|s| !held.contains(s)) {
+                return Err(fail(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    format!("the client does not hold `{s}`"),
+                ));
+            }
+            requested
+        }
+    };
+    let ttl = state.settings.token_ttl;
+    let access_token = state
+        .jwt
+        .issue(&client.client_id, client.org_id, &granted, ttl)
+        .map_err(|_| fail(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"))?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: ttl.as_secs(),
+        scope: Scope::join(&granted),
+    })
+}
+
+/// Exchange client credentials for an access token (OAuth2 client-credentials grant).
+#[utoipa::path(
+    tag = "auth",
+    request_body(content(
+        (TokenRequest = "application/x-www-form-urlencoded"),
+        (TokenRequest = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "A bearer token", body = TokenResponse),
+        (status = 400, description = "`invalid_request`, `invalid_scope` or `unsupported_grant_type`", body = OAuthError),
+        (status = 401, description = "`invalid_client`", body = OAuthError),
+        (status = 413, description = "Body too large", body = OAuthError),
+        (status = 503, description = "Database unavailable", body = OAuthError),
+    ),
+    security(())
+)]
+#[post("/oauth/token")]
+pub async fn issue_token(req: HttpRequest, payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    match grant(req, payload, state).await {
+        Ok(token) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"))
+            .json(token),
+        Err(failure) => {
+            let mut response = failure.into_response();
+            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            }
+            response
+        }
+    }
+}

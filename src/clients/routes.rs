@@ -1,0 +1,183 @@
+use actix_web::{HttpResponse, delete, get, post, web};
+use diesel_async::AsyncConnection as _;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::model::{Client, ClientList, CreatedClient, NewClient};
+use super::store::{self, PreparedCredentials};
+use crate::audit::{self, AuditEntry};
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Checks a name: 1 to 200 characters, not blank.
+pub fn validate_name(name: &str, pointer: &str, errors: &mut Vec<FieldError>) {
+    let len = name.chars().count();
+    if name.trim().is_empty() || len > 200 {
+        errors.push(FieldError::new(pointer, "must be 1 to 200 characters and not blank"));
+    }
+}
+
+/// Create an API client in the caller's organisation. The secret is in this answer only.
+#[utoipa::path(
+    tag = "clients",
+    request_body = NewClient,
+    responses(
+        (status = 201, description = "Created; the secret is shown only here", body = CreatedClient),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `org:admin`, or asks for a scope the caller does not hold", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name or unknown scope", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["org:admin"]))
+)]
+#[post("/clients")]
+pub async fn create_client(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: ApiJson<NewClient>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::OrgAdmin)?;
+    let body = body.0;
+    let mut errors = Vec::new();
+    validate_name(&body.name, "/name", &mut errors);
+    let mut scopes = Vec::new();
+    for (i, raw) in body.scopes.iter().enumerate() {
+        match Scope::parse(raw) {
+            Some(scope) if !scopes.contains(&scope) => scopes.push(scope),
+            Some(_) => {}
+            None => errors.push(FieldError::new(format!("/scopes/{i}"), "unknown scope")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    if let Some(scope) = scopes
+        .iter()
+        .find(|s| **s == Scope::PlatformAdmin || !principal.has(**s))
+    {
+        return Err(ApiError::Forbidden(format!("cannot grant `{scope}`")));
+    }
+    scopes.sort();
+    let credentials = web::block(|| PreparedCredentials::prepare(None))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let created = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let created = store::create_client(conn, principal.org, body.name.trim(), &scopes, credentials).await?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    org: principal.org,
+                    actor: &principal.client_id,
+                    action: "client.created",
+                    resource_type: "client",
+                    resource_id: Some(created.id.to_string()),
+                    detail: json!({"client_id": created.client_id, "scopes": created.scopes}),
+                },
+            )
+            .await?;
+            Ok(created)
+        })
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/clients/{}", created.id)))
+        .insert_header(("Cache-Control", "no-store"))
+        .json(created))
+}
+
+/// The organisation's API clients (never their secrets).
+#[utoipa::path(
+    tag = "clients",
+    responses(
+        (status = 200, description = "All clients, revoked ones included", body = ClientList),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["org:admin"]))
+)]
+#[get("/clients")]
+pub async fn list_clients(principal: Principal, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    principal.require(Scope::OrgAdmin)?;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let rows = store::list(&mut conn, principal.org).await?;
+    Ok(HttpResponse::Ok().json(ClientList {
+        items: rows.into_iter().map(Client::from).collect(),
+    }))
+}
+
+/// One API client of the caller's organisation.
+#[utoipa::path(
+    tag = "clients",
+    params(("id" = Uuid, Path, description = "The client's id (not its client_id)")),
+    responses(
+        (status = 200, description = "The client", body = Client),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such client in this organisation", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["org:admin"]))
+)]
+#[get("/clients/{id}")]
+pub async fn get_client(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::OrgAdmin)?;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let row = store::find(&mut conn, principal.org, id.into_inner())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(Client::from(row)))
+}
+
+/// Revoke a client: its tokens stop working within 60 s (at once on this instance).
+/// Revoking twice is harmless.
+#[utoipa::path(
+    tag = "clients",
+    params(("id" = Uuid, Path, description = "The client's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such client in this organisation", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["org:admin"]))
+)]
+#[delete("/clients/{id}")]
+pub async fn revoke_client(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::OrgAdmin)?;
+    let id = id.into_inner();
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let org = principal.org;
+    let revoked = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let row = store::revoke(conn, org, id).await?.ok_or(ApiError::NotFound)?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    org,
+                    actor: &principal.client_id,
+                    action: "client.revoked",
+                    resource_type: "client",
+                    resource_id: Some(id.to_string()),
+                    detail: json!({"client_id": row.client_id}),
+                },
+            )
+            .await?;
+            Ok(row)
+        })
+        .await?;
+    state.client_status.forget(org, &revoked.client_id);
+    Ok(HttpResponse::NoContent().finish())
+}

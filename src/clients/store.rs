@@ -1,0 +1,171 @@
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::model::{Client, CreatedClient};
+use crate::auth::{Scope, secrets};
+use crate::schema::{api_clients, client_directory};
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = api_clients)]
+pub struct ClientRow {
+    pub org_id: Uuid,
+    pub id: Uuid,
+    pub client_id: String,
+    pub secret_hash: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ClientRow {
+    pub fn scopes(&self) -> Vec<Scope> {
+        let mut scopes: Vec<Scope> = self.scopes.iter().filter_map(|s| Scope::parse(s)).collect();
+        scopes.sort();
+        scopes
+    }
+}
+
+impl From<ClientRow> for Client {
+    fn from(r: ClientRow) -> Self {
+        Client {
+            scopes: r.scopes(),
+            id: r.id,
+            client_id: r.client_id,
+            name: r.name,
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = api_clients)]
+struct NewClientRow<'a> {
+    org_id: Uuid,
+    id: Uuid,
+    client_id: &'a str,
+    secret_hash: &'a str,
+    name: &'a str,
+    scopes: Vec<String>,
+}
+
+/// Credentials prepared outside any transaction (argon2 is deliberately slow).
+pub struct PreparedCredentials {
+    pub client_id: String,
+    pub client_secret: String,
+    pub secret_hash: String,
+}
+
+impl PreparedCredentials {
+    /// Generates an id and secret, or uses the given ones (bootstrap from configuration).
+    pub fn prepare(given: Option<(String, String)>) -> Result<Self, String> {
+        let (client_id, client_secret) =
+            given.unwrap_or_else(|| (secrets::generate_client_id(), secrets::generate_secret()));
+        let secret_hash = secrets::hash_secret(&client_secret)?;
+        Ok(PreparedCredentials {
+            client_id,
+            client_secret,
+            secret_hash,
+        })
+    }
+}
+
+/// Inserts a client (and its directory entry); run inside the caller's transaction.
+pub async fn create_client(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    name: &str,
+    scopes: &[Scope],
+    credentials: PreparedCredentials,
+) -> QueryResult<CreatedClient> {
+    diesel::insert_into(client_directory::table)
+        .values((
+            client_directory::client_id.eq(&credentials.client_id),
+            client_directory::org_id.eq(org),
+        ))
+        .execute(conn)
+        .await?;
+    let row: ClientRow = diesel::insert_into(api_clients::table)
+        .values(NewClientRow {
+            org_id: org,
+            id: Uuid::new_v4(),
+            client_id: &credentials.client_id,
+            secret_hash: &credentials.secret_hash,
+            name,
+            scopes: scopes.iter().map(|s| s.as_str().to_string()).collect(),
+        })
+        .returning(ClientRow::as_returning())
+        .get_result(conn)
+        .await?;
+    Ok(CreatedClient {
+        scopes: row.scopes(),
+        id: row.id,
+        client_id: row.client_id,
+        client_secret: credentials.client_secret,
+        name: row.name,
+        created_at: row.created_at,
+    })
+}
+
+pub async fn list(conn: &mut AsyncPgConnection, org: Uuid) -> QueryResult<Vec<ClientRow>> {
+    api_clients::table
+        .filter(api_clients::org_id.eq(org))
+        .select(ClientRow::as_select())
+        .order((api_clients::created_at.asc(), api_clients::id.asc()))
+        .load(conn)
+        .await
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<ClientRow>> {
+    api_clients::table
+        .filter(api_clients::org_id.eq(org).and(api_clients::id.eq(id)))
+        .select(ClientRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The client behind a client_id, looked up through the global directory.
+pub async fn find_by_client_id(conn: &mut AsyncPgConnection, client_id: &str) -> QueryResult<Option<ClientRow>> {
+    let org: Option<Uuid> = client_directory::table
+        .filter(client_directory::client_id.eq(client_id))
+        .select(client_directory::org_id)
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(org) = org else { return Ok(None) };
+    api_clients::table
+        .filter(api_clients::org_id.eq(org).and(api_clients::client_id.eq(client_id)))
+        .select(ClientRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn is_active(conn: &mut AsyncPgConnection, org: Uuid, client_id: &str) -> QueryResult<bool> {
+    let found: Option<Uuid> = api_clients::table
+        .filter(api_clients::org_id.eq(org))
+        .filter(api_clients::client_id.eq(client_id))
+        .filter(api_clients::revoked_at.is_null())
+        .select(api_clients::id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// Marks the client revoked (idempotent); `None` when no such client in this organisation.
+pub async fn revoke(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<ClientRow>> {
+    diesel::update(api_clients::table)
+        .filter(api_clients::org_id.eq(org).and(api_clients::id.eq(id)))
+        .set(api_clients::revoked_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("COALESCE(revoked_at, now())")))
+        .returning(ClientRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}

@@ -1,0 +1,192 @@
+//! Typed settings read once from the environment (and a `.env` file when present).
+//! Nothing here is global: `Settings` is passed explicitly, and tests override fields.
+
+use std::time::Duration;
+
+/// The smallest accepted `RAPPORT_JWT_SECRET`, in bytes (HS256 wants a key as long as its hash).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `RAPPORT_BIND`: host:port to listen on.
+    pub bind: String,
+    /// `DATABASE_URL`.
+    pub database_url: String,
+    /// `RAPPORT_DB_POOL_SIZE`: connections per process.
+    pub pool_size: usize,
+    /// `RAPPORT_DB_POOL_TIMEOUT_MS`: how long a request waits for a free connection before 503.
+    pub pool_timeout: Duration,
+    /// `RAPPORT_TOKEN_TTL_SECS`: access-token lifetime.
+    pub token_ttl: Duration,
+    /// `RAPPORT_JWT_SECRET`: HS256 key; `None` means "generate once, keep in the database".
+    pub jwt_secret: Option<String>,
+    /// `RAPPORT_JWT_ISSUER` / `RAPPORT_JWT_AUDIENCE`.
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// `RAPPORT_BODY_LIMIT`: JSON bodies (responses, scoring, clients, organisations).
+    pub body_limit: usize,
+    /// `RAPPORT_LARGE_BODY_LIMIT`: instrument definitions and batches.
+    pub large_body_limit: usize,
+    /// `RAPPORT_BOOTSTRAP_CLIENT_ID` / `RAPPORT_BOOTSTRAP_CLIENT_SECRET`.
+    pub bootstrap_client_id: Option<String>,
+    pub bootstrap_client_secret: Option<String>,
+    /// `RAPPORT_WORKERS`: HTTP worker threads (default: one per core).
+    pub workers: Option<usize>,
+    /// `RAPPORT_CLIENT_STATUS_TTL_SECS`: how long a process trusts its cached "client not revoked".
+    pub client_status_ttl: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}: {problem}")]
+    Invalid { name: &'static str, problem: String },
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bind: "127.0.0.1:8080".into(),
+            database_url: "postgres://postgres@127.0.0.1:5432/rapport".into(),
+            pool_size: 16,
+            pool_timeout: Duration::from_millis(5_000),
+            token_ttl: Duration::from_secs(3_600),
+            jwt_secret: None,
+            jwt_issuer: "rapport".into(),
+            jwt_audience: "rapport-api".into(),
+            body_limit: 64 * 1024,
+            large_body_limit: 1024 * 1024,
+            bootstrap_client_id: None,
+            bootstrap_client_secret: None,
+            workers: None,
+            client_status_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the environment, after loading `.env` when one exists.
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The same as `from_env`, over any lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let mut s = Settings::default();
+        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        if let Some(v) = non_empty("RAPPORT_BIND") {
+            s.bind = v;
+        }
+        if let Some(v) = non_empty("DATABASE_URL") {
+            s.database_url = v;
+        }
+        if let Some(v) = non_empty("RAPPORT_DB_POOL_SIZE") {
+            s.pool_size = parse_positive("RAPPORT_DB_POOL_SIZE", &v)?;
+        }
+        if let Some(v) = non_empty("RAPPORT_DB_POOL_TIMEOUT_MS") {
+            s.pool_timeout = Duration::from_millis(parse_positive("RAPPORT_DB_POOL_TIMEOUT_MS", &v)? as u64);
+        }
+        if let Some(v) = non_empty("RAPPORT_TOKEN_TTL_SECS") {
+            s.token_ttl = Duration::from_secs(parse_positive("RAPPORT_TOKEN_TTL_SECS", &v)? as u64);
+        }
+        if let Some(v) = non_empty("RAPPORT_CLIENT_STATUS_TTL_SECS") {
+            let secs: u64 = v.parse().map_err(|_| ConfigError::Invalid {
+                name: "RAPPORT_CLIENT_STATUS_TTL_SECS",
+                problem: "must be a whole number of seconds".into(),
+            })?;
+            if secs > 60 {
+                return Err(ConfigError::Invalid {
+                    name: "RAPPORT_CLIENT_STATUS_TTL_SECS",
+                    problem: "must be at most 60 (revoked clients must stop within 60 s)".into(),
+                });
+            }
+            s.client_status_ttl = Duration::from_secs(secs);
+        }
+        if let Some(v) = get("RAPPORT_JWT_SECRET") {
+            if v.len() < MIN_JWT_SECRET_BYTES {
+                return Err(ConfigError::Invalid {
+                    name: "RAPPORT_JWT_SECRET",
+                    problem: format!("must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+                });
+            }
+            s.jwt_secret = Some(v);
+        }
+        if let Some(v) = non_empty("RAPPORT_JWT_ISSUER") {
+            s.jwt_issuer = v;
+        }
+        if let Some(v) = non_empty("RAPPORT_JWT_AUDIENCE") {
+            s.jwt_audience = v;
+        }
+        if let Some(v) = non_empty("RAPPORT_BODY_LIMIT") {
+            s.body_limit = parse_positive("RAPPORT_BODY_LIMIT", &v)?;
+        }
+        if let Some(v) = non_empty("RAPPORT_LARGE_BODY_LIMIT") {
+            s.large_body_limit = parse_positive("RAPPORT_LARGE_BODY_LIMIT", &v)?;
+        }
+        if let Some(v) = non_empty("RAPPORT_WORKERS") {
+            s.workers = Some(parse_positive("RAPPORT_WORKERS", &v)?);
+        }
+        s.bootstrap_client_id = non_empty("RAPPORT_BOOTSTRAP_CLIENT_ID");
+        s.bootstrap_client_secret = non_empty("RAPPORT_BOOTSTRAP_CLIENT_SECRET");
+        if s.bootstrap_client_id.is_some() != s.bootstrap_client_secret.is_some() {
+            return Err(ConfigError::Invalid {
+                name: "RAPPORT_BOOTSTRAP_CLIENT_ID",
+                problem: "set both RAPPORT_BOOTSTRAP_CLIENT_ID and RAPPORT_BOOTSTRAP_CLIENT_SECRET, or neither".into(),
+            });
+        }
+        Ok(s)
+    }
+}
+
+fn parse_positive(name: &'static str, value: &str) -> Result<usize, ConfigError> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ConfigError::Invalid {
+            name,
+            problem: "must be a positive whole number".into(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_work_with_nothing_set() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert_eq!(s.database_url, "postgres://postgres@127.0.0.1:5432/rapport");
+        assert!(s.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn short_jwt_secret_is_refused() {
+        assert!(from(&[("RAPPORT_JWT_SECRET", "short")]).is_err());
+        assert!(from(&[("RAPPORT_JWT_SECRET", &"x".repeat(32))]).is_ok());
+    }
+
+    #[test]
+    fn bootstrap_credentials_come_in_pairs() {
+        assert!(from(&[("RAPPORT_BOOTSTRAP_CLIENT_ID", "a")]).is_err());
+        let s = from(&[
+            ("RAPPORT_BOOTSTRAP_CLIENT_ID", "a"),
+            ("RAPPORT_BOOTSTRAP_CLIENT_SECRET", "b"),
+        ])
+        .unwrap();
+        assert_eq!(s.bootstrap_client_id.as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn bad_numbers_are_refused() {
+        assert!(from(&[("RAPPORT_DB_POOL_SIZE", "0")]).is_err());
+        assert!(from(&[("RAPPORT_BODY_LIMIT", "lots")]).is_err());
+        assert!(from(&[("RAPPORT_CLIENT_STATUS_TTL_SECS", "61")]).is_err());
+    }
+}

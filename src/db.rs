@@ -1,0 +1,148 @@
+//! Postgres access: the connection pool, creating the database when it is missing, and the
+//! embedded migrations. Every query on tenant data lives in a domain `store.rs` and filters
+//! by organisation; this module knows no tables.
+
+use std::error::Error as StdError;
+
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::Settings;
+use crate::error::ApiError;
+
+pub type DbPool = Pool<AsyncPgConnection>;
+pub type DbConn = Object<AsyncPgConnection>;
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Serialises migrations and first-start bootstrap across instances starting together.
+pub const STARTUP_LOCK_KEY: i64 = 0x7261_7070_6f72;
+
+pub fn create_pool(settings: &Settings) -> Result<DbPool, BoxError> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(&settings.database_url);
+    let timeout = Some(settings.pool_timeout);
+    Ok(Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .wait_timeout(timeout)
+        .create_timeout(timeout)
+        .recycle_timeout(timeout)
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()?)
+}
+
+/// A pooled connection, or 503 when none is free within the pool timeout.
+pub async fn conn(pool: &DbPool) -> Result<DbConn, ApiError> {
+    Ok(pool.get().await?)
+}
+
+/// The database name and a URL for the `postgres` maintenance database on the same server.
+pub fn split_database_url(database_url: &str) -> Result<(String, String), BoxError> {
+    let mut url = url::Url::parse(database_url)?;
+    let name = url.path().trim_start_matches('/').to_string();
+    if name.is_empty() {
+        return Err("DATABASE_URL names no database".into());
+    }
+    url.set_path("/postgres");
+    Ok((name, url.to_string()))
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Creates the database named in `database_url` when it does not exist yet.
+pub async fn ensure_database(database_url: &str) -> Result<(), BoxError> {
+    let (name, admin_url) = split_database_url(database_url)?;
+    let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    let found: Exists = diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+        .bind::<diesel::sql_types::Text, _>(&name)
+        .get_result(&mut admin)
+        .await?;
+    if !found.exists {
+        match diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(&name)))
+            .execute(&mut admin)
+            .await
+        {
+            Ok(_) => log::info!("created database {name}"),
+            // Another instance created it between our check and our CREATE.
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {}
+            Err(e) if e.to_string().contains("already exists") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Applies the embedded migrations, holding an advisory lock so concurrent starts queue.
+pub async fn run_migrations(database_url: &str) -> Result<(), BoxError> {
+    let url = database_url.to_string();
+    tokio::task::spawn_blocking(move || -> Result<(), BoxError> {
+        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)?;
+        lock_startup(&mut conn)?;
+        let applied = conn.run_pending_migrations(MIGRATIONS).map(|v| v.len());
+        unlock_startup(&mut conn)?;
+        let applied = applied?;
+        if applied > 0 {
+            log::info!("applied {applied} migration(s)");
+        }
+        Ok(())
+    })
+    .await?
+}
+
+/// Reverts every migration, then applies them all again (the down-migration test).
+pub async fn redo_all_migrations(database_url: &str) -> Result<(), BoxError> {
+    let url = database_url.to_string();
+    tokio::task::spawn_blocking(move || -> Result<(), BoxError> {
+        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)?;
+        conn.revert_all_migrations(MIGRATIONS)?;
+        conn.run_pending_migrations(MIGRATIONS)?;
+        Ok(())
+    })
+    .await?
+}
+
+fn lock_startup(conn: &mut AsyncConnectionWrapper<AsyncPgConnection>) -> Result<(), BoxError> {
+    let q = diesel::sql_query(format!("SELECT pg_advisory_lock({STARTUP_LOCK_KEY})"));
+    diesel::RunQueryDsl::execute(q, conn)?;
+    Ok(())
+}
+
+fn unlock_startup(conn: &mut AsyncConnectionWrapper<AsyncPgConnection>) -> Result<(), BoxError> {
+    let q = diesel::sql_query(format!("SELECT pg_advisory_unlock({STARTUP_LOCK_KEY})"));
+    diesel::RunQueryDsl::execute(q, conn)?;
+    Ok(())
+}
+
+/// The versions of the embedded migrations, for the readiness check.
+pub fn embedded_migration_versions() -> Vec<String> {
+    use diesel::migration::MigrationSource;
+    <EmbeddedMigrations as MigrationSource<diesel::pg::Pg>>::migrations(&MIGRATIONS)
+        .map(|ms| ms.iter().map(|m| m.name().version().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// True when the database answers and every embedded migration is applied.
+pub async fn is_ready(pool: &DbPool, versions: &[String]) -> Result<bool, ApiError> {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = conn(pool).await?;
+    let count: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM __diesel_schema_migrations WHERE version = ANY($1)")
+            .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(versions)
+            .get_result(&mut conn)
+            .await?;
+    Ok(count.n == versions.len() as i64)
+}

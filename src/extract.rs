@@ -1,0 +1,193 @@
+//! Request-body extraction with the SPEC's limits and error shapes.
+//! Bodies are read through decompression with the limit applied to the inflated bytes;
+//! syntax errors are 400, wrong types, unknown or missing fields 422 naming the field by
+//! JSON pointer, oversize 413 and a wrong content type 415.
+
+use actix_web::dev::{Decompress, Payload};
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, FieldError};
+use crate::state::AppState;
+
+/// A JSON body under the standard limit (`RAPPORT_BODY_LIMIT`, 64 KiB) or, with
+/// `LARGE = true`, the large one (`RAPPORT_LARGE_BODY_LIMIT`, 1 MiB).
+pub struct ApiJson<T, const LARGE: bool = false>(pub T);
+
+/// Instrument definitions and batches.
+pub type LargeJson<T> = ApiJson<T, true>;
+
+/// True for `application/json` and any `application/<x>+json` (FHIR's included).
+pub fn is_json_content_type(req: &HttpRequest) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Reads the whole (inflated) body, refusing more than `limit` bytes.
+pub async fn read_body(req: &HttpRequest, payload: Payload, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let too_large = || ApiError::PayloadTooLarge(format!("the body exceeds the limit of {limit} bytes"));
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        && len > limit
+        && req.headers().get(header::CONTENT_ENCODING).is_none()
+    {
+        return Err(too_large());
+    }
+    let mut stream = Decompress::from_headers(payload, req.headers());
+    let mut body = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::BadRequest("the body could not be read".into()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Parses JSON, naming the offending field by pointer.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    match result {
+        Ok(value) => {
+            de.end()
+                .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+            Ok(value)
+        }
+        Err(err) => {
+            let pointer = pointer_of(err.path());
+            let inner = err.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Data => {
+                    let message = strip_position(&inner.to_string());
+                    let pointer = match missing_field(&message) {
+                        Some(field) => format!("{pointer}/{}", escape_pointer(field)),
+                        None => pointer,
+                    };
+                    Err(ApiError::Validation(vec![FieldError::new(pointer, message)]))
+                }
+                _ => Err(ApiError::BadRequest(format!("malformed JSON: {inner}"))),
+            }
+        }
+    }
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The field a "missing field `x`" or "unknown field `x`, expected ..." message names.
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message
+        .strip_prefix("missing field `")
+        .or_else(|| message.strip_prefix("unknown field `"))?;
+    rest.split('`').next()
+}
+
+pub fn escape_pointer(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+fn pointer_of(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("/{index}")),
+            Segment::Map { key } => out.push_str(&format!("/{}", escape_pointer(key))),
+            Segment::Enum { variant } => out.push_str(&format!("/{}", escape_pointer(variant))),
+            Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+impl<T: DeserializeOwned + 'static, const LARGE: bool> FromRequest for ApiJson<T, LARGE> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = payload.take();
+        Box::pin(async move {
+            if !is_json_content_type(&req) {
+                return Err(ApiError::UnsupportedMediaType(
+                    "the body must be application/json".into(),
+                ));
+            }
+            let limit = match req.app_data::<web::Data<AppState>>() {
+                Some(state) if LARGE => state.settings.large_body_limit,
+                Some(state) => state.settings.body_limit,
+                None => 64 * 1024,
+            };
+            let bytes = read_body(&req, payload, limit).await?;
+            parse_json(&bytes).map(ApiJson)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        tags: Vec<u8>,
+    }
+
+    fn pointer(e: ApiError) -> String {
+        match e {
+            ApiError::Validation(v) => v[0].pointer.clone(),
+            other => panic!("expected 422, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn data_errors_name_the_field() {
+        assert_eq!(
+            pointer(parse_json::<Body>(br#"{"name": 1, "tags": []}"#).unwrap_err()),
+            "/name"
+        );
+        assert_eq!(
+            pointer(parse_json::<Body>(br#"{"name": "a", "tags": [1, "x"]}"#).unwrap_err()),
+            "/tags/1"
+        );
+        assert_eq!(pointer(parse_json::<Body>(br#"{"tags": []}"#).unwrap_err()), "/name");
+        assert_eq!(
+            pointer(parse_json::<Body>(br#"{"name": "a", "tags": [], "org": 1}"#).unwrap_err()),
+            "/org"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_bad_requests() {
+        assert!(matches!(
+            parse_json::<Body>(b"{\"name\": "),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(parse_json::<Body>(b"{} {}"), Err(ApiError::BadRequest(_))));
+        let deep = "[".repeat(10_000);
+        assert!(matches!(
+            parse_json::<serde_json::Value>(deep.as_bytes()),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+}

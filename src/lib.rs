@@ -1,0 +1,39 @@
+//! rapport: stores working-alliance questionnaires, scores them exactly as published and
+//! turns them into trends. `Application::build` is the one way to assemble the service; the
+//! binary and the tests both use it.
+
+pub mod audit;
+pub mod auth;
+pub mod clients;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod ops;
+pub mod organizations;
+pub mod pagination;
+pub mod schema;
+pub mod startup;
+pub mod state;
+
+pub use startup::Application;
+
+/// Every route, registered once for both the router and the OpenAPI document.
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    use utoipa_actix_web::scope;
+    cfg.service(ops::routes::healthz)
+        .service(ops::routes::readyz)
+        .service(ops::routes::metrics);
+    cfg.service(
+        scope::scope("/v1")
+            .service(auth::routes::issue_token)
+            .service(organizations::routes::create_organization)
+            .service(organizations::routes::list_organizations)
+            .service(clients::routes::create_client)
+            .service(clients::routes::list_clients)
+            .service(clients::routes::get_client)
+            .service(clients::routes::revoke_client)
+            .service(audit::routes::list_audit_events),
+    );
+}

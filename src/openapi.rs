@@ -1,0 +1,68 @@
+//! The OpenAPI document, assembled from the same service registration that builds the
+//! router (utoipa-actix-web), so routes and documentation cannot drift apart.
+
+use actix_web::App;
+use utoipa::openapi::security::{ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Scopes, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt;
+
+use crate::auth::Scope;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "rapport",
+        description = "Working-alliance questionnaires: stored, scored exactly as published, and \
+turned into trends. Errors are RFC 9457 problem+json (the token endpoint answers RFC 6749 \
+errors). Ids of another organisation answer 404, never 403.",
+        license(name = "Proprietary")
+    ),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "auth", description = "OAuth2 client-credentials tokens"),
+        (name = "organizations", description = "Tenants (platform operators)"),
+        (name = "clients", description = "An organisation's API clients"),
+        (name = "audit", description = "The audit trail"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        let scopes = Scopes::from_iter(Scope::ALL.iter().map(|s| (s.as_str(), s.as_str())));
+        components.add_security_scheme(
+            "oauth2",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(ClientCredentials::new(
+                "/v1/oauth/token",
+                scopes,
+            ))])),
+        );
+    }
+}
+
+/// The document as the running service serves it at `/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, api) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(crate::routes)
+        .split_for_parts();
+    api
+}
+
+pub fn document_json() -> String {
+    document().to_pretty_json().unwrap_or_default()
+}

@@ -1,0 +1,89 @@
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, ResponseError, web};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// An incoming request id is kept when it is short and plain; otherwise a new one is made.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Request id, one log line, and metrics for every request.
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let id = request_id(&req);
+    let method = req.method().to_string();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let mut res = next.call(req).await?;
+    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let status = res.status().as_u16();
+    let elapsed = started.elapsed();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, value);
+    }
+    if let Some(state) = state {
+        state.metrics.observe(&method, &route, status, elapsed.as_secs_f64());
+    }
+    log::info!(
+        target: "rapport::request",
+        "request_id={id} method={method} route={route} status={status} latency_ms={:.2}",
+        elapsed.as_secs_f64() * 1000.0
+    );
+    Ok(res)
+}
+
+/// Any error answer that is not already JSON (actix's own 404/405/400s, payload errors)
+/// becomes problem+json with the same status.
+pub async fn problem_fallback(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let res = next.call(req).await?;
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let error = match status.as_u16() {
+            400 => ApiError::BadRequest("the request is malformed".into()),
+            404 => ApiError::NotFound,
+            413 => ApiError::PayloadTooLarge("the body is too large".into()),
+            415 => ApiError::UnsupportedMediaType("unsupported content type".into()),
+            503 => ApiError::Unavailable("service unavailable".into()),
+            s if s >= 500 => ApiError::Internal(format!("bare {s} answer")),
+            _ => {
+                let (req, old) = res.into_parts();
+                let mut fresh = crate::error::problem_with_status(status, status.canonical_reason().unwrap_or("Error"));
+                for (name, value) in old.headers() {
+                    if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                        fresh.headers_mut().insert(name.clone(), value.clone());
+                    }
+                }
+                return Ok(ServiceResponse::new(req, fresh));
+            }
+        };
+        let (req, _) = res.into_parts();
+        return Ok(ServiceResponse::new(req, error.error_response()));
+    }
+    Ok(res.map_into_boxed_body())
+}

@@ -1,0 +1,117 @@
+use actix_web::{HttpResponse, get, post, web};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::AsyncConnection as _;
+use serde_json::json;
+
+use super::model::{CreatedOrganization, NewOrganization, Organization, OrganizationList};
+use super::store;
+use crate::audit::{self, AuditEntry};
+use crate::auth::{Principal, Scope};
+use crate::clients::routes::validate_name;
+use crate::clients::store::PreparedCredentials;
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+pub fn validate_new_organization(body: &NewOrganization) -> ApiResult<()> {
+    let mut errors = Vec::new();
+    if !store::is_valid_slug(&body.slug) {
+        errors.push(FieldError::new(
+            "/slug",
+            "must be 2 to 63 characters of a-z, 0-9 and '-'",
+        ));
+    }
+    validate_name(&body.name, "/name", &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// Create an organisation (tenant) with its first administrator client, which holds every
+/// scope except `platform:admin`. The client secret is shown only in this answer.
+#[utoipa::path(
+    tag = "organizations",
+    request_body = NewOrganization,
+    responses(
+        (status = 201, description = "Created", body = CreatedOrganization),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `platform:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The slug is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid slug or name", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["platform:admin"]))
+)]
+#[post("/organizations")]
+pub async fn create_organization(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: ApiJson<NewOrganization>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::PlatformAdmin)?;
+    let body = body.0;
+    validate_new_organization(&body)?;
+    let credentials = web::block(|| PreparedCredentials::prepare(None))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let created = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let created = store::create_organization(
+                conn,
+                &body.slug,
+                body.name.trim(),
+                &Scope::all_but_platform(),
+                credentials,
+            )
+            .await
+            .map_err(|e| match e {
+                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                    ApiError::Conflict("an organisation with this slug exists".into())
+                }
+                other => other.into(),
+            })?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    org: principal.org,
+                    actor: &principal.client_id,
+                    action: "organization.created",
+                    resource_type: "organization",
+                    resource_id: Some(created.id.to_string()),
+                    detail: json!({"slug": created.slug}),
+                },
+            )
+            .await?;
+            Ok(created)
+        })
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(created))
+}
+
+/// Every organisation (platform operators only).
+#[utoipa::path(
+    tag = "organizations",
+    responses(
+        (status = 200, description = "All organisations", body = OrganizationList),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `platform:admin`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["platform:admin"]))
+)]
+#[get("/organizations")]
+pub async fn list_organizations(principal: Principal, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    principal.require(Scope::PlatformAdmin)?;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let rows = store::list(&mut conn).await?;
+    Ok(HttpResponse::Ok().json(OrganizationList {
+        items: rows.into_iter().map(Organization::from).collect(),
+    }))
+}

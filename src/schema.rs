@@ -1,0 +1,63 @@
+// @generated shape: kept identical to `diesel print-schema` output for the migrations.
+
+diesel::table! {
+    service_secrets (name) {
+        name -> Text,
+        value -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    organizations (id) {
+        id -> Uuid,
+        slug -> Text,
+        name -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    api_clients (org_id, id) {
+        org_id -> Uuid,
+        id -> Uuid,
+        client_id -> Text,
+        secret_hash -> Text,
+        name -> Text,
+        scopes -> Array<Text>,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    client_directory (client_id) {
+        client_id -> Text,
+        org_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    audit_events (org_id, seq) {
+        org_id -> Uuid,
+        seq -> Int8,
+        id -> Uuid,
+        occurred_at -> Timestamptz,
+        actor -> Text,
+        action -> Text,
+        resource_type -> Text,
+        resource_id -> Nullable<Text>,
+        detail -> Jsonb,
+    }
+}
+
+diesel::joinable!(api_clients -> organizations (org_id));
+diesel::joinable!(audit_events -> organizations (org_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    service_secrets,
+    organizations,
+    api_clients,
+    client_directory,
+    audit_events,
+);

@@ -1,0 +1,187 @@
+//! Building and running the service: database, migrations, bootstrap, keys, HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use rand::RngCore;
+use utoipa::OpenApi as _;
+use utoipa_actix_web::AppExt as _;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::auth::{ClientStatusCache, JwtKeys, Scope};
+use crate::clients::store::PreparedCredentials;
+use crate::config::Settings;
+use crate::db::{self, BoxError, DbPool};
+use crate::error::ApiError;
+use crate::ops::metrics::Metrics;
+use crate::organizations::model::CreatedOrganization;
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    /// The `default` organisation and its administrator, when this start created them.
+    pub bootstrap: Option<CreatedOrganization>,
+    /// True when the bootstrap credentials were generated (and so must be shown once).
+    pub bootstrap_generated: bool,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, BoxError> {
+        db::ensure_database(&settings.database_url).await?;
+        db::run_migrations(&settings.database_url).await?;
+        let pool = db::create_pool(&settings)?;
+        let mut conn = pool.get().await?;
+        let secret = match &settings.jwt_secret {
+            Some(s) => s.as_bytes().to_vec(),
+            None => load_or_create_jwt_secret(&mut conn).await?,
+        };
+        let bootstrap_generated = settings.bootstrap_client_id.is_none();
+        let bootstrap = bootstrap(&mut conn, &settings).await?;
+        drop(conn);
+
+        let listener = TcpListener::bind(&settings.bind)?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            jwt: JwtKeys::new(&secret, &settings.jwt_issuer, &settings.jwt_audience)?,
+            client_status: ClientStatusCache::new(settings.client_status_ttl),
+            metrics: Metrics::new()?,
+            migration_versions: db::embedded_migration_versions(),
+            settings: Arc::new(settings.clone()),
+            pool,
+        });
+        let mut server = HttpServer::new(move || build_app(state.clone()))
+            .listen(listener)?
+            .shutdown_timeout(30)
+            .client_request_timeout(Duration::from_secs(10))
+            .client_disconnect_timeout(Duration::from_secs(5));
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        Ok(Application {
+            port,
+            server: server.run(),
+            bootstrap,
+            bootstrap_generated,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped; SIGTERM and SIGINT stop gracefully (in-flight requests finish).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn build_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let (app, api) = App::new()
+        .into_utoipa_app()
+        .openapi(crate::openapi::ApiDoc::openapi())
+        .configure(crate::routes)
+        .split_for_parts();
+    app.app_data(state)
+        .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+        .app_data(
+            web::QueryConfig::default()
+                .error_handler(|e, _| ApiError::BadRequest(format!("invalid query parameters: {e}")).into()),
+        )
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+        .default_service(web::to(crate::ops::routes::not_found))
+        .wrap(from_fn(crate::ops::middleware::problem_fallback))
+        .wrap(from_fn(crate::ops::middleware::observe))
+}
+
+const JWT_SECRET_NAME: &str = "jwt_signing_key";
+
+/// The generated signing key: made once by whichever instance starts first, then shared.
+async fn load_or_create_jwt_secret(conn: &mut AsyncPgConnection) -> Result<Vec<u8>, BoxError> {
+    use crate::schema::service_secrets;
+    let mut fresh = vec![0u8; 64];
+    rand::rngs::OsRng.fill_bytes(&mut fresh);
+    diesel::insert_into(service_secrets::table)
+        .values((
+            service_secrets::name.eq(JWT_SECRET_NAME),
+            service_secrets::value.eq(&fresh),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(service_secrets::table
+        .filter(service_secrets::name.eq(JWT_SECRET_NAME))
+        .select(service_secrets::value)
+        .first(conn)
+        .await?)
+}
+
+/// On the very first start (no organisation at all), creates `default` and an administrator
+/// client holding every scope. Serialised by an advisory lock so two instances starting at
+/// once create it once.
+async fn bootstrap(conn: &mut AsyncPgConnection, settings: &Settings) -> Result<Option<CreatedOrganization>, BoxError> {
+    let given = settings
+        .bootstrap_client_id
+        .clone()
+        .zip(settings.bootstrap_client_secret.clone());
+    let credentials = tokio::task::spawn_blocking(move || PreparedCredentials::prepare(given)).await??;
+    let created = conn
+        .transaction::<_, BoxError, _>(async move |conn| {
+            diesel::sql_query(format!("SELECT pg_advisory_xact_lock({})", db::STARTUP_LOCK_KEY))
+                .execute(conn)
+                .await?;
+            if crate::organizations::store::count(conn).await? > 0 {
+                return Ok(None);
+            }
+            let created = crate::organizations::create_organization(
+                conn,
+                "default",
+                "Default organisation",
+                &Scope::ALL,
+                credentials,
+            )
+            .await?;
+            crate::audit::record(
+                conn,
+                crate::audit::AuditEntry {
+                    org: created.id,
+                    actor: "system",
+                    action: "organization.bootstrapped",
+                    resource_type: "organization",
+                    resource_id: Some(created.id.to_string()),
+                    detail: serde_json::json!({"client_id": created.admin_client.client_id}),
+                },
+            )
+            .await?;
+            Ok(Some(created))
+        })
+        .await?;
+    Ok(created)
+}
+
+/// Used by the CLI (`rapport org create`, `rapport client create`).
+pub async fn cli_pool(settings: &Settings) -> Result<DbPool, BoxError> {
+    db::ensure_database(&settings.database_url).await?;
+    db::run_migrations(&settings.database_url).await?;
+    db::create_pool(settings)
+}

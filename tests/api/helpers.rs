@@ -1,0 +1,243 @@
+//! The test harness: every test gets a rapport server on 127.0.0.1:0 over a Postgres
+//! database of its own, dropped when the test ends. Databases left by crashed runs
+//! (their process is gone) are swept on the first spawn.
+
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rapport::config::Settings;
+use reqwest::{Client, Response};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+pub const SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
+pub const JWT_SECRET: &str = "test-signing-secret-that-is-long-enough-0123456789";
+pub const ADMIN_ID: &str = "test-bootstrap-admin";
+pub const ADMIN_SECRET: &str = "test-bootstrap-secret";
+
+static SWEPT: OnceCell<()> = OnceCell::const_new();
+
+pub struct TestApp {
+    pub address: String,
+    pub db_name: String,
+    pub database_url: String,
+    pub http: Client,
+    handle: actix_web::dev::ServerHandle,
+}
+
+pub fn test_settings(db_name: &str) -> Settings {
+    Settings {
+        bind: "127.0.0.1:0".into(),
+        database_url: format!("{SERVER_URL}/{db_name}"),
+        pool_size: 4,
+        jwt_secret: Some(JWT_SECRET.into()),
+        bootstrap_client_id: Some(ADMIN_ID.into()),
+        bootstrap_client_secret: Some(ADMIN_SECRET.into()),
+        workers: Some(2),
+        ..Settings::default()
+    }
+}
+
+pub fn unique_db_name() -> String {
+    format!(
+        "rapport_test_{}_{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+async fn admin_conn() -> AsyncPgConnection {
+    AsyncPgConnection::establish(&format!("{SERVER_URL}/postgres"))
+        .await
+        .expect("connect to the postgres database")
+}
+
+/// Drops `rapport_test_<pid>_*` databases whose process is no longer running.
+async fn sweep_stale_databases() {
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let mut conn = admin_conn().await;
+    let names: Vec<Name> = diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'rapport\\_test\\_%'")
+        .load(&mut conn)
+        .await
+        .unwrap_or_default();
+    for Name { datname } in names {
+        let pid = datname.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+}
+
+pub fn drop_database_blocking(name: String) {
+    // Drop runs inside the test's runtime: do the async work on a thread of its own.
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async move {
+            let mut conn = admin_conn().await;
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
+        });
+    })
+    .join();
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        SWEPT.get_or_init(sweep_stale_databases).await;
+        let db_name = unique_db_name();
+        let mut settings = test_settings(&db_name);
+        adjust(&mut settings);
+        let app = rapport::Application::build(settings.clone())
+            .await
+            .expect("build the application");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        let http = Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        TestApp {
+            address,
+            database_url: settings.database_url,
+            db_name,
+            http,
+            handle,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// A token for the bootstrap administrator (every scope), or narrowed to `scopes`.
+    pub async fn admin_token(&self) -> String {
+        self.token_for(ADMIN_ID, ADMIN_SECRET, None).await
+    }
+
+    pub async fn token_for(&self, client_id: &str, secret: &str, scope: Option<&str>) -> String {
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        let res = self
+            .http
+            .post(self.url("/v1/oauth/token"))
+            .form(&form)
+            .send()
+            .await
+            .expect("token request");
+        assert_eq!(res.status(), 200, "token grant failed");
+        let body: Value = res.json().await.expect("token json");
+        body["access_token"].as_str().expect("access_token").to_string()
+    }
+
+    /// Creates a client in the bootstrap organisation holding `scopes`; returns a token for it.
+    pub async fn token(&self, scopes: &[&str]) -> String {
+        let admin = self.admin_token().await;
+        let (id, secret) = self.create_client(&admin, scopes).await;
+        self.token_for(&id, &secret, None).await
+    }
+
+    pub async fn create_client(&self, admin_token: &str, scopes: &[&str]) -> (String, String) {
+        let res = self
+            .post_json(
+                admin_token,
+                "/v1/clients",
+                json!({"name": "test client", "scopes": scopes}),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "create client");
+        let body: Value = res.json().await.expect("client json");
+        (
+            body["client_id"].as_str().unwrap().to_string(),
+            body["client_secret"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Creates another organisation; returns (org id, its admin token).
+    pub async fn create_org(&self, slug: &str) -> (String, String) {
+        let admin = self.admin_token().await;
+        let res = self
+            .post_json(&admin, "/v1/organizations", json!({"slug": slug, "name": slug}))
+            .await;
+        assert_eq!(res.status(), 201, "create organisation");
+        let body: Value = res.json().await.unwrap();
+        let c = &body["admin_client"];
+        let token = self
+            .token_for(
+                c["client_id"].as_str().unwrap(),
+                c["client_secret"].as_str().unwrap(),
+                None,
+            )
+            .await;
+        (body["id"].as_str().unwrap().to_string(), token)
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn post_json(&self, token: &str, path: &str, body: Value) -> Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn delete(&self, token: &str, path: &str) -> Response {
+        self.http
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("DELETE")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
+        drop_database_blocking(self.db_name.clone());
+    }
+}
+
+/// Asserts a problem+json answer with `status`; returns the body.
+pub async fn assert_problem(res: Response, status: u16) -> Value {
+    assert_eq!(res.status(), status, "status");
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    let body: Value = res.json().await.expect("problem json");
+    assert_eq!(body["status"], status);
+    assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string());
+    body
+}

@@ -1,0 +1,6 @@
+//! One integration-test binary (linking once matters on 2 cores); one module per domain.
+
+mod auth;
+mod helpers;
+mod ops;
+mod tenancy;

@@ -1,0 +1,196 @@
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{SERVER_URL, TestApp, assert_problem, drop_database_blocking, unique_db_name};
+
+#[tokio::test]
+async fn health_readiness_metrics_and_docs() {
+    let app = TestApp::spawn().await;
+    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(ready.headers().contains_key("x-request-id"));
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+
+    let echoed = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "trace-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-abc-123");
+
+    let _ = app.http.get(app.url("/v1/clients")).send().await.unwrap();
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"http_requests_total{method="GET",route="/readyz",status="200"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"http_requests_total{method="GET",route="/v1/clients",status="401"}"#));
+    assert!(metrics.contains("http_request_duration_seconds_bucket"));
+    assert!(metrics.contains(r#"db_pool_connections{state="max"} 4"#));
+
+    let docs = app.http.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    let html = docs.text().await.unwrap();
+    assert!(html.contains("swagger-ui"));
+    assert!(!html.contains("cdn"), "the docs UI is served from the binary");
+    let spec: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(spec["paths"]["/v1/oauth/token"].is_object());
+}
+
+#[tokio::test]
+async fn readiness_fails_when_migrations_are_missing() {
+    let app = TestApp::spawn().await;
+    let mut conn = <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(&app.database_url)
+        .await
+        .unwrap();
+    diesel_async::RunQueryDsl::execute(diesel::sql_query("DELETE FROM __diesel_schema_migrations"), &mut conn)
+        .await
+        .unwrap();
+    let res = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert!(res.headers().contains_key("retry-after"));
+    assert_problem(res, 503).await;
+}
+
+#[test]
+fn committed_openapi_document_matches_the_code() {
+    let generated: Value = serde_json::from_str(&rapport::openapi::document_json()).unwrap();
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json"))
+        .expect("openapi/openapi.json is committed");
+    let committed: Value = serde_json::from_str(&committed).unwrap();
+    assert!(
+        generated == committed,
+        "openapi/openapi.json is stale: run `cargo run -- openapi > openapi/openapi.json`"
+    );
+}
+
+#[tokio::test]
+async fn every_error_path_is_problem_json() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let url = app.url("/v1/clients");
+
+    let malformed = app
+        .http
+        .post(&url)
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(malformed, 400).await;
+
+    let wrong_type = app
+        .http
+        .post(&url)
+        .bearer_auth(&admin)
+        .header("content-type", "text/plain")
+        .body("hi")
+        .send();
+    assert_problem(wrong_type.await.unwrap(), 415).await;
+
+    let huge = json!({"name": "x".repeat(70 * 1024), "scopes": []});
+    assert_problem(app.post_json(&admin, "/v1/clients", huge).await, 413).await;
+
+    let unknown = app.http.get(app.url("/v1/does-not-exist")).send().await.unwrap();
+    assert_problem(unknown, 404).await;
+    let wrong_method = app
+        .http
+        .put(app.url("/v1/clients"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(wrong_method.status().is_client_error());
+    assert_eq!(wrong_method.headers()["content-type"], "application/problem+json");
+
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let nested = app
+        .http
+        .post(&url)
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(nested, 400).await;
+}
+
+#[tokio::test]
+async fn all_migrations_go_down_and_up_again() {
+    let app = TestApp::spawn().await;
+    rapport::db::redo_all_migrations(&app.database_url)
+        .await
+        .expect("down then up");
+    let res = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+/// Starts the real binary with nothing configured but the database and a free port; returns
+/// everything it printed to stdout before it said it was listening.
+fn start_binary_once(database_url: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("RAPPORT_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .current_dir(std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rapport");
+    let stdout = child.stdout.take().unwrap();
+    let mut printed = String::new();
+    let started = Instant::now();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("listening on") || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    printed
+}
+
+#[test]
+fn bootstrap_credentials_are_printed_exactly_once() {
+    let db_name = unique_db_name();
+    let url = format!("{SERVER_URL}/{db_name}");
+    let first = start_binary_once(&url);
+    let second = start_binary_once(&url);
+    drop_database_blocking(db_name);
+    assert!(first.contains("listening on"), "{first}");
+    assert_eq!(first.matches("RAPPORT_CLIENT_SECRET=").count(), 1, "{first}");
+    assert!(first.contains("RAPPORT_CLIENT_ID=rc_"));
+    assert!(second.contains("listening on"), "{second}");
+    assert!(!second.contains("RAPPORT_CLIENT_SECRET"), "{second}");
+}

@@ -9,11 +9,13 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod instruments;
 pub mod openapi;
 pub mod ops;
 pub mod organizations;
 pub mod pagination;
 pub mod schema;
+pub mod scoring;
 pub mod startup;
 pub mod state;
 
@@ -34,6 +36,14 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(clients::routes::list_clients)
             .service(clients::routes::get_client)
             .service(clients::routes::revoke_client)
-            .service(audit::routes::list_audit_events),
+            .service(audit::routes::list_audit_events)
+            .service(instruments::routes::list_instruments)
+            .service(instruments::routes::create_instrument)
+            .service(instruments::routes::get_instrument)
+            .service(instruments::routes::get_version)
+            .service(instruments::routes::replace_draft)
+            .service(instruments::routes::publish_version)
+            .service(instruments::routes::retire_version)
+            .service(instruments::routes::score_answers),
     );
 }

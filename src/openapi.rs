@@ -23,6 +23,8 @@ errors). Ids of another organisation answer 404, never 403.",
         (name = "organizations", description = "Tenants (platform operators)"),
         (name = "clients", description = "An organisation's API clients"),
         (name = "audit", description = "The audit trail"),
+        (name = "instruments", description = "The instrument catalogue: built-ins and the organisation's own"),
+        (name = "scoring", description = "Stateless scoring"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

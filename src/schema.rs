@@ -54,10 +54,39 @@ diesel::table! {
 diesel::joinable!(api_clients -> organizations (org_id));
 diesel::joinable!(audit_events -> organizations (org_id));
 
+diesel::table! {
+    builtin_instrument_versions (key, version) {
+        key -> Text,
+        version -> Int4,
+        status -> Text,
+        definition -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    instrument_versions (org_id, key, version) {
+        org_id -> Uuid,
+        key -> Text,
+        version -> Int4,
+        status -> Text,
+        definition -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        published_at -> Nullable<Timestamptz>,
+        retired_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(instrument_versions -> organizations (org_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     service_secrets,
     organizations,
     api_clients,
     client_directory,
     audit_events,
+    builtin_instrument_versions,
+    instrument_versions,
 );

@@ -44,6 +44,7 @@ impl Application {
         };
         let bootstrap_generated = settings.bootstrap_client_id.is_none();
         let bootstrap = bootstrap(&mut conn, &settings).await?;
+        crate::instruments::builtin::load_builtins(&mut conn).await?;
         drop(conn);
 
         let listener = TcpListener::bind(&settings.bind)?;

@@ -1,0 +1,2 @@
+DROP TABLE instrument_versions;
+DROP TABLE builtin_instrument_versions;

@@ -1,0 +1,113 @@
+//! The instrument catalogue: built-in definitions (global, read-only, embedded in the
+//! binary) and each organisation's own versioned instruments with their lifecycle
+//! draft -> published (immutable) -> retired. Definitions are data, never code.
+
+pub mod builtin;
+pub mod model;
+pub mod routes;
+pub mod store;
+pub mod validate;
+
+use diesel_async::AsyncPgConnection;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::scoring::InstrumentDefinition;
+use model::{InstrumentStatus, InstrumentVersion, NewInstrument};
+use store::VersionRow;
+
+pub const BUILTIN_OWNER: &str = "builtin";
+
+/// One instrument version, as clients see it and as the scoring core runs it.
+#[derive(Debug, Clone)]
+pub struct LoadedInstrument {
+    pub org: Option<Uuid>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub version: InstrumentVersion,
+    pub definition: InstrumentDefinition,
+}
+
+impl LoadedInstrument {
+    pub fn status(&self) -> InstrumentStatus {
+        self.version.status
+    }
+}
+
+/// Turns a stored row into a loaded instrument; `owner` is `builtin` or the org's slug.
+pub fn load(row: VersionRow, owner: &str) -> ApiResult<LoadedInstrument> {
+    let spec: NewInstrument = serde_json::from_value(row.definition)
+        .map_err(|e| ApiError::internal(format!("stored definition {}@{} unreadable: {e}", row.key, row.version)))?;
+    let definition = validate::validate(&spec)
+        .map_err(|e| ApiError::internal(format!("stored definition {}@{} invalid: {e:?}", row.key, row.version)))?;
+    let status = InstrumentStatus::parse(&row.status)
+        .ok_or_else(|| ApiError::internal(format!("unknown instrument status {}", row.status)))?;
+    let owner = if row.org_id.is_some() {
+        owner.to_string()
+    } else {
+        BUILTIN_OWNER.to_string()
+    };
+    Ok(LoadedInstrument {
+        org: row.org_id,
+        created_at: row.created_at,
+        version: InstrumentVersion::new(spec, row.version, status, owner),
+        definition,
+    })
+}
+
+/// The instrument version a body names: the pinned version, or the latest published one.
+/// An unknown key or version is a 422 naming `pointer` (the body is what is wrong).
+pub async fn resolve(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    key: &str,
+    version: Option<i32>,
+    pointer: &str,
+) -> ApiResult<LoadedInstrument> {
+    let row = match version {
+        Some(v) => store::find_version(conn, org, key, v).await?,
+        None => store::latest_published(conn, org, key).await?,
+    };
+    let Some(row) = row else {
+        let detail = match version {
+            Some(v) => format!("no version {v} of instrument `{key}`"),
+            None => format!("no published version of instrument `{key}`"),
+        };
+        return Err(ApiError::validation(pointer, detail));
+    };
+    let owner = owner_slug(conn, &row).await?;
+    load(row, &owner)
+}
+
+pub async fn owner_slug(conn: &mut AsyncPgConnection, row: &VersionRow) -> ApiResult<String> {
+    match row.org_id {
+        None => Ok(BUILTIN_OWNER.to_string()),
+        Some(org) => Ok(crate::organizations::store::slug_of(conn, org)
+            .await?
+            .unwrap_or_default()),
+    }
+}
+
+/// Scores answers against a loaded version: `(score, score_error)`, or a 422 naming every
+/// bad answer as `{prefix}/answers/{item id}`.
+pub fn score_answers(
+    instrument: &LoadedInstrument,
+    answers: &std::collections::BTreeMap<String, serde_json::Value>,
+    prefix: &str,
+) -> ApiResult<(Option<crate::scoring::Score>, Option<String>)> {
+    use crate::scoring::ScoreOutcome;
+    match crate::scoring::score(&instrument.definition, answers) {
+        Ok(ScoreOutcome::Scored(score)) => Ok((Some(score), None)),
+        Ok(ScoreOutcome::Unscored { reason }) => Ok((None, Some(reason))),
+        Err(errors) => Err(ApiError::Validation(
+            errors
+                .into_iter()
+                .map(|e| {
+                    crate::error::FieldError::new(
+                        format!("{prefix}/answers/{}", crate::extract::escape_pointer(&e.item_id)),
+                        e.detail,
+                    )
+                })
+                .collect(),
+        )),
+    }
+}

@@ -1,0 +1,291 @@
+//! Refuses inconsistent instrument definitions, naming every problem by JSON pointer, and
+//! builds the typed definition the scoring core runs on.
+
+use std::collections::{HashMap, HashSet};
+
+use rust_decimal::Decimal;
+
+use super::model::NewInstrument;
+use crate::error::FieldError;
+use crate::scoring::{
+    Comparator, Cutoff, InstrumentDefinition, ItemDef, Method, MissingPolicy, Norms, Rater, RuptureRule,
+    RuptureRuleKind, Scale, SubscaleDef, to_decimal,
+};
+
+pub const MAX_ITEMS: usize = 500;
+const MAX_TITLE: usize = 200;
+const MAX_CITATION: usize = 2_000;
+const MAX_LICENCE: usize = 10_000;
+const MAX_ITEM_TEXT: usize = 2_000;
+const MAX_ID: usize = 64;
+const MAX_REPAIR_WINDOW: u32 = 100;
+
+pub fn is_valid_key(key: &str) -> bool {
+    (2..=63).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, pointer: impl Into<String>, detail: impl Into<String>) {
+        self.0.push(FieldError::new(pointer, detail));
+    }
+
+    fn text(&mut self, pointer: &str, value: &str, max: usize, required: bool) {
+        let len = value.chars().count();
+        if required && value.trim().is_empty() {
+            self.add(pointer, "must not be empty");
+        } else if len > max {
+            self.add(pointer, format!("must be at most {max} characters"));
+        }
+    }
+}
+
+fn decimal(problems: &mut Problems, pointer: &str, value: f64) -> Option<Decimal> {
+    let d = to_decimal(value);
+    if d.is_none() {
+        problems.add(pointer, "number out of range");
+    }
+    d
+}
+
+pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldError>> {
+    let mut p = Problems(Vec::new());
+    if !is_valid_key(&spec.key) {
+        p.add("/key", "must be 2 to 63 characters of a-z, 0-9 and '-'");
+    }
+    p.text("/title", &spec.title, MAX_TITLE, true);
+    if let Some(c) = &spec.citation {
+        p.text("/citation", c, MAX_CITATION, false);
+    }
+    if let Some(l) = &spec.licence {
+        p.text("/licence", l, MAX_LICENCE, false);
+    }
+
+    let mut raters = Vec::new();
+    if spec.raters.is_empty() {
+        p.add("/raters", "name at least one rater");
+    }
+    for (i, r) in spec.raters.iter().enumerate() {
+        match Rater::parse(r) {
+            Some(rater) if raters.contains(&rater) => p.add(format!("/raters/{i}"), "duplicate rater"),
+            Some(rater) => raters.push(rater),
+            None => p.add(
+                format!("/raters/{i}"),
+                "unknown rater: use patient, clinician or observer",
+            ),
+        }
+    }
+
+    // Scale.
+    let min = decimal(&mut p, "/scale/min", spec.scale.min);
+    let max = decimal(&mut p, "/scale/max", spec.scale.max);
+    let step = decimal(&mut p, "/scale/step", spec.scale.step);
+    let mut scale = None;
+    if let (Some(min), Some(max), Some(step)) = (min, max, step) {
+        let mut ok = true;
+        if min >= max {
+            p.add("/scale/max", "must be greater than scale.min");
+            ok = false;
+        }
+        if step <= Decimal::ZERO {
+            p.add("/scale/step", "must be greater than 0");
+            ok = false;
+        } else if ok && !((max - min) % step).is_zero() {
+            p.add("/scale/step", "must divide the range max - min");
+            ok = false;
+        }
+        if ok {
+            scale = Some(Scale { min, max, step });
+        }
+    }
+    for (value, label) in &spec.scale.labels {
+        let pointer = format!("/scale/labels/{}", crate::extract::escape_pointer(value));
+        let parsed = value.trim().parse::<f64>().ok().and_then(to_decimal);
+        match (parsed, scale) {
+            (Some(v), Some(s)) if s.contains(v) => {}
+            (_, Some(_)) | (None, None) => p.add(&pointer, "label for a value outside the scale"),
+            _ => {}
+        }
+        p.text(&pointer, label, MAX_TITLE, true);
+    }
+
+    // Subscales.
+    let mut subscale_pos: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in spec.subscales.iter().enumerate() {
+        if s.key.trim().is_empty() || s.key.len() > MAX_ID {
+            p.add(
+                format!("/subscales/{i}/key"),
+                format!("must be 1 to {MAX_ID} characters"),
+            );
+        } else if subscale_pos.insert(s.key.as_str(), i).is_some() {
+            p.add(format!("/subscales/{i}/key"), "duplicate subscale key");
+        }
+        p.text(&format!("/subscales/{i}/title"), &s.title, MAX_TITLE, true);
+    }
+
+    // Items.
+    if spec.items.is_empty() {
+        p.add("/items", "an instrument needs at least one item");
+    }
+    if spec.items.len() > MAX_ITEMS {
+        p.add("/items", format!("at most {MAX_ITEMS} items"));
+    }
+    let mut seen = HashSet::new();
+    let mut items = Vec::with_capacity(spec.items.len());
+    let mut subscale_items: Vec<Vec<usize>> = vec![Vec::new(); spec.subscales.len()];
+    for (i, item) in spec.items.iter().enumerate() {
+        if item.id.trim().is_empty() || item.id.len() > MAX_ID {
+            p.add(format!("/items/{i}/id"), format!("must be 1 to {MAX_ID} characters"));
+        } else if !seen.insert(item.id.as_str()) {
+            p.add(format!("/items/{i}/id"), "duplicate item id");
+        }
+        if let Some(text) = &item.text {
+            p.text(&format!("/items/{i}/text"), text, MAX_ITEM_TEXT, false);
+        }
+        let subscale = match &item.subscale {
+            None => None,
+            Some(key) => match subscale_pos.get(key.as_str()) {
+                Some(&pos) => {
+                    subscale_items[pos].push(i);
+                    Some(pos)
+                }
+                None => {
+                    p.add(format!("/items/{i}/subscale"), "subscale not declared in `subscales`");
+                    None
+                }
+            },
+        };
+        items.push(ItemDef {
+            id: item.id.clone(),
+            subscale,
+            reverse: item.reverse,
+        });
+    }
+    for (i, members) in subscale_items.iter().enumerate() {
+        if members.is_empty() {
+            p.add(format!("/subscales/{i}"), "subscale has no item");
+        }
+    }
+
+    // Scoring and missing-item policy.
+    let method = match spec.scoring.method.as_str() {
+        "sum" => Some(Method::Sum),
+        "mean" => Some(Method::Mean),
+        _ => {
+            p.add("/scoring/method", "must be `sum` or `mean`");
+            None
+        }
+    };
+    let missing = MissingPolicy {
+        max_per_subscale: spec.scoring.missing.max_per_subscale,
+        max_total: spec.scoring.missing.max_total,
+    };
+    if let Some(max_total) = missing.max_total
+        && !spec.items.is_empty()
+        && max_total as usize >= spec.items.len()
+    {
+        p.add(
+            "/scoring/missing/max_total",
+            "must leave at least one item answered (less than the item count)",
+        );
+    }
+    if let Some(per) = missing.max_per_subscale {
+        if spec.subscales.is_empty() && per > 0 {
+            p.add("/scoring/missing/max_per_subscale", "the instrument has no subscales");
+        }
+        if let Some(smallest) = subscale_items.iter().map(Vec::len).filter(|n| *n > 0).min()
+            && per as usize >= smallest
+        {
+            p.add(
+                "/scoring/missing/max_per_subscale",
+                format!("must be less than the smallest subscale's item count ({smallest})"),
+            );
+        }
+    }
+
+    // Interpretation.
+    let mut cutoff = None;
+    if let Some(c) = &spec.interpretation.cutoff {
+        let value = decimal(&mut p, "/interpretation/cutoff/value", c.value);
+        match Comparator::parse(&c.comparator) {
+            Some(comparator) => cutoff = value.map(|value| Cutoff { value, comparator }),
+            None => p.add("/interpretation/cutoff/comparator", "must be one of lt, le, gt, ge"),
+        }
+    }
+    let mut item_threshold = None;
+    if let Some(t) = spec.interpretation.item_threshold {
+        item_threshold = decimal(&mut p, "/interpretation/item_threshold", t);
+        if let (Some(t), Some(s)) = (item_threshold, scale)
+            && (t < s.min || t > s.max)
+        {
+            p.add("/interpretation/item_threshold", "must lie within the scale");
+        }
+    }
+
+    // Norms.
+    let norms_spec = &spec.norms;
+    if let Some(sd) = norms_spec.sd
+        && sd <= 0.0
+    {
+        p.add("/norms/sd", "must be greater than 0");
+    }
+    if let Some(r) = norms_spec.reliability
+        && !(r > 0.0 && r < 1.0)
+    {
+        p.add("/norms/reliability", "must be strictly between 0 and 1");
+    }
+    if let Some(source) = &norms_spec.source {
+        p.text("/norms/source", source, MAX_CITATION, false);
+    }
+    let norms = match (norms_spec.sd, norms_spec.reliability) {
+        (Some(sd), Some(reliability)) => Some(Norms { sd, reliability }),
+        _ => None,
+    };
+
+    // Rupture rule.
+    let kind = match spec.rupture.rule.as_str() {
+        "reliable_drop" => Some(RuptureRuleKind::ReliableDrop),
+        "sd_drop" => Some(RuptureRuleKind::SdDrop),
+        _ => {
+            p.add("/rupture/rule", "must be `reliable_drop` or `sd_drop`");
+            None
+        }
+    };
+    if !(spec.rupture.k > 0.0 && spec.rupture.k <= 10.0) {
+        p.add("/rupture/k", "must be greater than 0 and at most 10");
+    }
+    if spec.rupture.repair_window == 0 || spec.rupture.repair_window > MAX_REPAIR_WINDOW {
+        p.add("/rupture/repair_window", format!("must be 1 to {MAX_REPAIR_WINDOW}"));
+    }
+
+    match (p.0.is_empty(), scale, method, kind) {
+        (true, Some(scale), Some(method), Some(kind)) => Ok(InstrumentDefinition::new(
+            raters,
+            scale,
+            items,
+            spec.subscales
+                .iter()
+                .zip(subscale_items)
+                .map(|(s, items)| SubscaleDef {
+                    key: s.key.clone(),
+                    items,
+                })
+                .collect(),
+            method,
+            missing,
+            cutoff,
+            item_threshold,
+            norms,
+            RuptureRule {
+                kind,
+                k: spec.rupture.k,
+                repair_window: spec.rupture.repair_window as usize,
+            },
+        )),
+        _ => Err(p.0),
+    }
+}

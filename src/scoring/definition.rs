@@ -1,0 +1,203 @@
+//! A validated instrument definition in the form scoring needs: items by position, each
+//! subscale's item positions, exact scale bounds. Built only by the instruments validator,
+//! so every invariant below holds (min < max, step divides the range, subscales non-empty).
+
+use std::collections::HashMap;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Rater {
+    Patient,
+    Clinician,
+    Observer,
+}
+
+impl Rater {
+    pub const ALL: [Rater; 3] = [Rater::Patient, Rater::Clinician, Rater::Observer];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rater::Patient => "patient",
+            Rater::Clinician => "clinician",
+            Rater::Observer => "observer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Rater> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// Which of total and mean the interpretation cut-off is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Sum,
+    Mean,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparator {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Comparator {
+    pub fn parse(s: &str) -> Option<Comparator> {
+        match s {
+            "lt" => Some(Comparator::Lt),
+            "le" => Some(Comparator::Le),
+            "gt" => Some(Comparator::Gt),
+            "ge" => Some(Comparator::Ge),
+            _ => None,
+        }
+    }
+
+    /// True when `value` meets the cut-off condition (`value <comparator> cutoff`).
+    pub fn holds(self, value: Decimal, cutoff: Decimal) -> bool {
+        match self {
+            Comparator::Lt => value < cutoff,
+            Comparator::Le => value <= cutoff,
+            Comparator::Gt => value > cutoff,
+            Comparator::Ge => value >= cutoff,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cutoff {
+    pub value: Decimal,
+    pub comparator: Comparator,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scale {
+    pub min: Decimal,
+    pub max: Decimal,
+    pub step: Decimal,
+}
+
+impl Scale {
+    pub fn contains(&self, v: Decimal) -> bool {
+        v >= self.min && v <= self.max && ((v - self.min) % self.step).is_zero()
+    }
+
+    /// Reverse keying: `scored = scale_min + scale_max - raw`.
+    pub fn reverse(&self, raw: Decimal) -> Decimal {
+        self.min + self.max - raw
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemDef {
+    pub id: String,
+    /// Position in `InstrumentDefinition::subscales`.
+    pub subscale: Option<usize>,
+    pub reverse: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscaleDef {
+    pub key: String,
+    /// Positions in `InstrumentDefinition::items`; never empty.
+    pub items: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MissingPolicy {
+    /// How many items each subscale may miss (`None`: none).
+    pub max_per_subscale: Option<u32>,
+    /// How many items may be missing in all (`None`: none).
+    pub max_total: Option<u32>,
+}
+
+/// SD and test-retest/internal-consistency reliability for the Reliable Change Index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Norms {
+    pub sd: f64,
+    pub reliability: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuptureRuleKind {
+    /// Drop of at least 1.96 x S_diff between consecutive points.
+    ReliableDrop,
+    /// Drop of at least k x SD of all earlier points (Stiles 2004: k = 2; Strauss 2006: k = 1).
+    SdDrop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RuptureRule {
+    pub kind: RuptureRuleKind,
+    pub k: f64,
+    pub repair_window: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstrumentDefinition {
+    pub raters: Vec<Rater>,
+    pub scale: Scale,
+    pub items: Vec<ItemDef>,
+    pub subscales: Vec<SubscaleDef>,
+    pub method: Method,
+    pub missing: MissingPolicy,
+    pub cutoff: Option<Cutoff>,
+    pub item_threshold: Option<Decimal>,
+    /// Only when both SD and reliability are set.
+    pub norms: Option<Norms>,
+    pub rupture: RuptureRule,
+    item_index: HashMap<String, usize>,
+}
+
+impl InstrumentDefinition {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        raters: Vec<Rater>,
+        scale: Scale,
+        items: Vec<ItemDef>,
+        subscales: Vec<SubscaleDef>,
+        method: Method,
+        missing: MissingPolicy,
+        cutoff: Option<Cutoff>,
+        item_threshold: Option<Decimal>,
+        norms: Option<Norms>,
+        rupture: RuptureRule,
+    ) -> Self {
+        let item_index = items.iter().enumerate().map(|(i, item)| (item.id.clone(), i)).collect();
+        InstrumentDefinition {
+            raters,
+            scale,
+            items,
+            subscales,
+            method,
+            missing,
+            cutoff,
+            item_threshold,
+            norms,
+            rupture,
+            item_index,
+        }
+    }
+
+    pub fn item_position(&self, id: &str) -> Option<usize> {
+        self.item_index.get(id).copied()
+    }
+
+    /// True when every item belongs to a subscale (the total is then the sum of subscales).
+    pub fn subscales_cover_all_items(&self) -> bool {
+        !self.subscales.is_empty() && self.items.iter().all(|i| i.subscale.is_some())
+    }
+
+    pub fn min_total(&self) -> Decimal {
+        self.scale.min * Decimal::from(self.items.len())
+    }
+
+    pub fn max_total(&self) -> Decimal {
+        self.scale.max * Decimal::from(self.items.len())
+    }
+}

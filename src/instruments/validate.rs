@@ -105,10 +105,14 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
     for (value, label) in &spec.scale.labels {
         let pointer = format!("/scale/labels/{}", crate::extract::escape_pointer(value));
         let parsed = value.trim().parse::<f64>().ok().and_then(to_decimal);
-        match (parsed, scale) {
-            (Some(v), Some(s)) if s.contains(v) => {}
-            (_, Some(_)) | (None, None) => p.add(&pointer, "label for a value outside the scale"),
-            _ => {}
+        let outside = match (parsed, scale, min, max) {
+            (None, ..) => true,
+            (Some(v), Some(s), ..) => !s.contains(v),
+            (Some(v), None, Some(lo), Some(hi)) => v < lo || v > hi,
+            _ => false,
+        };
+        if outside {
+            p.add(&pointer, "label for a value outside the scale");
         }
         p.text(&pointer, label, MAX_TITLE, true);
     }

@@ -152,7 +152,12 @@ pub struct InstrumentDefinition {
     pub norms: Option<Norms>,
     pub rupture: RuptureRule,
     item_index: HashMap<String, usize>,
+    /// The nearest double of every scale point, when the scale has at most `MAX_GRID` points.
+    grid: Vec<f64>,
 }
+
+/// Scales with more points than this are checked through exact decimal parsing instead.
+const MAX_GRID: i64 = 100_000;
 
 impl InstrumentDefinition {
     #[allow(clippy::too_many_arguments)]
@@ -169,6 +174,13 @@ impl InstrumentDefinition {
         rupture: RuptureRule,
     ) -> Self {
         let item_index = items.iter().enumerate().map(|(i, item)| (item.id.clone(), i)).collect();
+        let points = ((scale.max - scale.min) / scale.step).trunc();
+        let grid = match i64::try_from(points) {
+            Ok(n) if n <= MAX_GRID => (0..=n)
+                .map(|k| super::to_f64(scale.min + scale.step * Decimal::from(k)))
+                .collect(),
+            _ => Vec::new(),
+        };
         InstrumentDefinition {
             raters,
             scale,
@@ -181,7 +193,26 @@ impl InstrumentDefinition {
             norms,
             rupture,
             item_index,
+            grid,
         }
+    }
+
+    /// The scale point a JSON number denotes, or `None` when it is off the scale or its step.
+    /// A number is the point whose nearest double it is (what reading its shortest decimal
+    /// text would conclude, without formatting and parsing text on the ingest path).
+    pub fn scale_point(&self, value: f64) -> Option<Decimal> {
+        if !value.is_finite() {
+            return None;
+        }
+        if self.grid.is_empty() {
+            return super::to_decimal(value).filter(|d| self.scale.contains(*d));
+        }
+        let (first, last) = (self.grid[0], self.grid[self.grid.len() - 1]);
+        if value < first || value > last {
+            return None;
+        }
+        let k = ((value - first) / (last - first) * (self.grid.len() - 1) as f64).round() as usize;
+        (self.grid.get(k) == Some(&value)).then(|| self.scale.min + self.scale.step * Decimal::from(k))
     }
 
     pub fn item_position(&self, id: &str) -> Option<usize> {

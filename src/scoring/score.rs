@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::definition::{InstrumentDefinition, Method};
-use super::{to_decimal, to_f64};
+use super::to_f64;
 
 pub const FLAG_BELOW_CUTOFF: &str = "below_cutoff";
 pub const FLAG_ITEM_BELOW_THRESHOLD: &str = "item_below_threshold";
@@ -72,8 +72,8 @@ pub fn parse_answers(
         };
         match value {
             serde_json::Value::Null => {}
-            serde_json::Value::Number(n) => match n.as_f64().and_then(to_decimal) {
-                Some(v) if scale.contains(v) => values[position] = Some(v),
+            serde_json::Value::Number(n) => match n.as_f64().and_then(|v| def.scale_point(v)) {
+                Some(v) => values[position] = Some(v),
                 _ => errors.push(error(format!(
                     "must be a number from {} to {} in steps of {}",
                     scale.min.normalize(),

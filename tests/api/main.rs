@@ -2,5 +2,6 @@
 
 mod auth;
 mod helpers;
+mod instruments;
 mod ops;
 mod tenancy;

@@ -101,21 +101,29 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
             Ok(value)
         }
-        Err(err) => {
-            let pointer = pointer_of(err.path());
-            let inner = err.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Data => {
-                    let message = strip_position(&inner.to_string());
-                    let pointer = match missing_field(&message) {
-                        Some(field) => format!("{pointer}/{}", escape_pointer(field)),
-                        None => pointer,
-                    };
-                    Err(ApiError::Validation(vec![FieldError::new(pointer, message)]))
-                }
-                _ => Err(ApiError::BadRequest(format!("malformed JSON: {inner}"))),
-            }
+        Err(err) => Err(path_error(err)),
+    }
+}
+
+/// Deserialises an already-parsed JSON value (one item of a batch), naming a bad field by
+/// pointer relative to that value.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(path_error)
+}
+
+fn path_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let pointer = pointer_of(err.path());
+    let inner = err.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            let message = strip_position(&inner.to_string());
+            let pointer = match missing_field(&message) {
+                Some(field) => format!("{pointer}/{}", escape_pointer(field)),
+                None => pointer,
+            };
+            ApiError::Validation(vec![FieldError::new(pointer, message)])
         }
+        _ => ApiError::BadRequest(format!("malformed JSON: {inner}")),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod ops;
 pub mod organizations;
 pub mod pagination;
+pub mod responses;
 pub mod schema;
 pub mod scoring;
 pub mod startup;
@@ -44,6 +45,11 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(instruments::routes::replace_draft)
             .service(instruments::routes::publish_version)
             .service(instruments::routes::retire_version)
-            .service(instruments::routes::score_answers),
+            .service(instruments::routes::score_answers)
+            .service(responses::routes::create_response)
+            .service(responses::routes::create_responses_batch)
+            .service(responses::routes::list_responses)
+            .service(responses::routes::get_response)
+            .service(responses::routes::void_response),
     );
 }

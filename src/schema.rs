@@ -89,4 +89,41 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     builtin_instrument_versions,
     instrument_versions,
+    responses,
 );
+
+diesel::table! {
+    responses (org_id, id) {
+        org_id -> Uuid,
+        id -> Uuid,
+        seq -> Int8,
+        instrument_key -> Text,
+        instrument_version -> Int4,
+        patient -> Text,
+        clinician -> Nullable<Text>,
+        episode -> Nullable<Text>,
+        rater -> Text,
+        administered_at -> Timestamptz,
+        session -> Nullable<Int4>,
+        answers -> Jsonb,
+        external_id -> Nullable<Text>,
+        payload_hash -> Bytea,
+        source -> Text,
+        status -> Text,
+        void_reason -> Nullable<Text>,
+        voided_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        created_by -> Text,
+        total -> Nullable<Float8>,
+        mean -> Nullable<Float8>,
+        pomp -> Nullable<Float8>,
+        subscales -> Nullable<Jsonb>,
+        answered -> Nullable<Int4>,
+        missing -> Nullable<Int4>,
+        prorated -> Nullable<Bool>,
+        flags -> Nullable<Array<Text>>,
+        score_error -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(responses -> organizations (org_id));

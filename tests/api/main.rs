@@ -4,4 +4,5 @@ mod auth;
 mod helpers;
 mod instruments;
 mod ops;
+mod responses;
 mod tenancy;

@@ -1,0 +1,268 @@
+//! Response rows. Every query filters by organisation.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::model::{Administration, ListQuery, ResponseStatus, Source};
+use crate::schema::responses;
+use crate::scoring::{Score, SubscaleScore};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = responses)]
+pub struct AdministrationRow {
+    pub org_id: Uuid,
+    pub id: Uuid,
+    pub seq: i64,
+    pub instrument_key: String,
+    pub instrument_version: i32,
+    pub patient: String,
+    pub clinician: Option<String>,
+    pub episode: Option<String>,
+    pub rater: String,
+    pub administered_at: DateTime<Utc>,
+    pub session: Option<i32>,
+    pub answers: serde_json::Value,
+    pub external_id: Option<String>,
+    pub payload_hash: Vec<u8>,
+    pub source: String,
+    pub status: String,
+    pub void_reason: Option<String>,
+    pub voided_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub total: Option<f64>,
+    pub mean: Option<f64>,
+    pub pomp: Option<f64>,
+    pub subscales: Option<serde_json::Value>,
+    pub answered: Option<i32>,
+    pub missing: Option<i32>,
+    pub prorated: Option<bool>,
+    pub flags: Option<Vec<String>>,
+    pub score_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = responses)]
+pub struct NewAdministrationRow {
+    pub org_id: Uuid,
+    pub id: Uuid,
+    pub instrument_key: String,
+    pub instrument_version: i32,
+    pub patient: String,
+    pub clinician: Option<String>,
+    pub episode: Option<String>,
+    pub rater: String,
+    pub administered_at: DateTime<Utc>,
+    pub session: Option<i32>,
+    pub answers: serde_json::Value,
+    pub external_id: Option<String>,
+    pub payload_hash: Vec<u8>,
+    pub source: String,
+    pub created_by: String,
+    pub total: Option<f64>,
+    pub mean: Option<f64>,
+    pub pomp: Option<f64>,
+    pub subscales: Option<serde_json::Value>,
+    pub answered: Option<i32>,
+    pub missing: Option<i32>,
+    pub prorated: Option<bool>,
+    pub flags: Option<Vec<String>>,
+    pub score_error: Option<String>,
+}
+
+impl AdministrationRow {
+    pub fn score(&self) -> Option<Score> {
+        let total = self.total?;
+        let subscales = self
+            .subscales
+            .clone()
+            .and_then(|v| serde_json::from_value::<std::collections::BTreeMap<String, SubscaleScore>>(v).ok())
+            .unwrap_or_default();
+        Some(Score {
+            total,
+            mean: self.mean.unwrap_or_default(),
+            pomp: self.pomp.unwrap_or_default(),
+            subscales,
+            answered: self.answered.unwrap_or_default() as u32,
+            missing: self.missing.unwrap_or_default() as u32,
+            prorated: self.prorated.unwrap_or_default(),
+            flags: self.flags.clone().unwrap_or_default(),
+        })
+    }
+}
+
+impl From<AdministrationRow> for Administration {
+    fn from(r: AdministrationRow) -> Self {
+        let score = r.score();
+        Administration {
+            id: r.id,
+            instrument: r.instrument_key,
+            instrument_version: r.instrument_version,
+            patient: r.patient,
+            clinician: r.clinician,
+            episode: r.episode,
+            rater: r.rater,
+            administered_at: r.administered_at,
+            session: r.session,
+            external_id: r.external_id,
+            answers: match r.answers {
+                serde_json::Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            },
+            source: if r.source == "fhir" { Source::Fhir } else { Source::Api },
+            status: if r.status == "voided" {
+                ResponseStatus::Voided
+            } else {
+                ResponseStatus::Active
+            },
+            void_reason: r.void_reason,
+            created_at: r.created_at,
+            score,
+            score_error: r.score_error,
+        }
+    }
+}
+
+/// Inserts rows; those whose external_id the organisation already holds are skipped.
+/// Returns the ids actually inserted. One statement for the whole batch.
+pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[NewAdministrationRow]) -> QueryResult<Vec<Uuid>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::insert_into(responses::table)
+        .values(rows)
+        .on_conflict((responses::org_id, responses::external_id))
+        .do_nothing()
+        .returning(responses::id)
+        .get_results(conn)
+        .await
+}
+
+/// Inserts one row; `None` when its external_id is already stored.
+pub async fn insert_one(
+    conn: &mut AsyncPgConnection,
+    row: &NewAdministrationRow,
+) -> QueryResult<Option<AdministrationRow>> {
+    diesel::insert_into(responses::table)
+        .values(row)
+        .on_conflict((responses::org_id, responses::external_id))
+        .do_nothing()
+        .returning(AdministrationRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<AdministrationRow>> {
+    responses::table
+        .filter(responses::org_id.eq(org).and(responses::id.eq(id)))
+        .select(AdministrationRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// (external_id, id, payload hash) of stored rows with these external ids.
+pub async fn by_external_ids(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    external_ids: &[String],
+) -> QueryResult<Vec<(Option<String>, Uuid, Vec<u8>)>> {
+    responses::table
+        .filter(
+            responses::org_id
+                .eq(org)
+                .and(responses::external_id.eq_any(external_ids)),
+        )
+        .select((responses::external_id, responses::id, responses::payload_hash))
+        .load(conn)
+        .await
+}
+
+pub async fn find_by_external_id(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    external_id: &str,
+) -> QueryResult<Option<AdministrationRow>> {
+    responses::table
+        .filter(responses::org_id.eq(org).and(responses::external_id.eq(external_id)))
+        .select(AdministrationRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The filtered list in insert order, after the `after` sequence number.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    q: &ListQuery,
+    after: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<AdministrationRow>> {
+    let mut query = responses::table
+        .filter(responses::org_id.eq(org))
+        .select(AdministrationRow::as_select())
+        .order(responses::seq.asc())
+        .limit(limit + 1)
+        .into_boxed();
+    if let Some(seq) = after {
+        query = query.filter(responses::seq.gt(seq));
+    }
+    if let Some(v) = &q.patient {
+        query = query.filter(responses::patient.eq(v.clone()));
+    }
+    if let Some(v) = &q.clinician {
+        query = query.filter(responses::clinician.eq(v.clone()));
+    }
+    if let Some(v) = &q.episode {
+        query = query.filter(responses::episode.eq(v.clone()));
+    }
+    if let Some(v) = &q.instrument {
+        query = query.filter(responses::instrument_key.eq(v.clone()));
+    }
+    if let Some(v) = q.rater {
+        query = query.filter(responses::rater.eq(v.as_str()));
+    }
+    if let Some(v) = q.from {
+        query = query.filter(responses::administered_at.ge(v));
+    }
+    if let Some(v) = q.to {
+        query = query.filter(responses::administered_at.lt(v));
+    }
+    if let Some(v) = q.status {
+        query = query.filter(responses::status.eq(if v == ResponseStatus::Voided {
+            "voided"
+        } else {
+            "active"
+        }));
+    }
+    query.load(conn).await
+}
+
+/// Voids an active response; `None` when there is no active response with this id.
+pub async fn void(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    id: Uuid,
+    reason: &str,
+) -> QueryResult<Option<AdministrationRow>> {
+    diesel::update(responses::table)
+        .filter(
+            responses::org_id
+                .eq(org)
+                .and(responses::id.eq(id))
+                .and(responses::status.eq("active")),
+        )
+        .set((
+            responses::status.eq("voided"),
+            responses::void_reason.eq(reason),
+            responses::voided_at.eq(Some(Utc::now())),
+        ))
+        .returning(AdministrationRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}

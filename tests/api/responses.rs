@@ -1,0 +1,539 @@
+use std::collections::HashSet;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem};
+
+pub fn wai_sr(patient: &str, external_id: Option<&str>) -> Value {
+    json!({
+        "instrument": "wai-sr", "patient": patient, "clinician": "dr-9", "rater": "patient",
+        "administered_at": "2026-03-04T15:20:00Z", "session": 3, "external_id": external_id,
+        "answers": {"1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "6": 1, "7": 2, "8": 3, "9": 4, "10": 5, "11": 1, "12": 2}
+    })
+}
+
+fn pointers(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["pointer"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_response_is_scored_stored_and_read_back() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let res = app
+        .post_json(&token, "/v1/responses", wai_sr("p-123", Some("enc-1")))
+        .await;
+    assert_eq!(res.status(), 201);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(location, format!("/v1/responses/{}", created["id"].as_str().unwrap()));
+    assert_eq!(created["instrument_version"], 1);
+    assert_eq!(created["score"]["total"], 33.0);
+    assert_eq!(created["score"]["mean"], 2.75);
+    assert_eq!(created["score"]["subscales"]["task"]["total"], 10.0);
+    assert_eq!(created["source"], "api");
+    assert_eq!(created["status"], "active");
+    assert!(created["score_error"].is_null() && created["void_reason"].is_null());
+
+    let read: Value = app.get(&token, &location).await.json().await.unwrap();
+    assert_eq!(read, created);
+
+    // Unscored when too many items are missing: stored with a reason.
+    let mut sparse = wai_sr("p-123", None);
+    sparse["answers"] = json!({"1": 3, "2": null});
+    let res = app.post_json(&token, "/v1/responses", sparse).await;
+    assert_eq!(res.status(), 201);
+    let unscored: Value = res.json().await.unwrap();
+    assert!(unscored["score"].is_null());
+    assert!(unscored["score_error"].is_string());
+    assert_eq!(unscored["answers"], json!({"1": 3}));
+}
+
+#[tokio::test]
+async fn bad_responses_name_every_field() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "instruments:write"]).await;
+    let mut bad = wai_sr("", None);
+    bad["answers"]["1"] = json!(6);
+    bad["answers"]["2"] = json!("four");
+    bad["answers"]["99"] = json!(3);
+    bad["session"] = json!(0);
+    bad["rater"] = json!("observer");
+    let problem = assert_problem(app.post_json(&token, "/v1/responses", bad).await, 422).await;
+    assert_eq!(
+        pointers(&problem),
+        vec![
+            "/patient",
+            "/session",
+            "/rater",
+            "/answers/1",
+            "/answers/2",
+            "/answers/99"
+        ]
+    );
+
+    let mut future = wai_sr("p-1", None);
+    future["administered_at"] = json!((chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339());
+    let problem = assert_problem(app.post_json(&token, "/v1/responses", future).await, 422).await;
+    assert_eq!(pointers(&problem), vec!["/administered_at"]);
+    let mut garbled = wai_sr("p-1", None);
+    garbled["administered_at"] = json!("yesterday");
+    assert_eq!(
+        pointers(&assert_problem(app.post_json(&token, "/v1/responses", garbled).await, 422).await),
+        vec!["/administered_at"]
+    );
+
+    let mut clinician_srs = json!({"instrument": "srs", "patient": "p-1", "rater": "clinician",
+        "administered_at": "2026-03-04T15:20:00Z", "answers": {"1": 9, "2": 9, "3": 9, "4": 9}});
+    assert_eq!(
+        pointers(&assert_problem(app.post_json(&token, "/v1/responses", clinician_srs.clone()).await, 422).await),
+        vec!["/rater"]
+    );
+    clinician_srs["rater"] = json!("patient");
+    clinician_srs["answers"]["1"] = json!(1.7976931348623157e308);
+    assert_eq!(
+        pointers(&assert_problem(app.post_json(&token, "/v1/responses", clinician_srs).await, 422).await),
+        vec!["/answers/1"]
+    );
+
+    let mut unknown = wai_sr("p-1", None);
+    unknown["instrument"] = json!("nope");
+    assert_eq!(
+        pointers(&assert_problem(app.post_json(&token, "/v1/responses", unknown).await, 422).await),
+        vec!["/instrument"]
+    );
+
+    for field in ["org", "id", "score", "created_at", "status"] {
+        let mut extra = wai_sr("p-1", None);
+        extra[field] = json!("x");
+        let problem = assert_problem(app.post_json(&token, "/v1/responses", extra).await, 422).await;
+        assert_eq!(pointers(&problem), vec![format!("/{field}")]);
+    }
+
+    let many: serde_json::Map<String, Value> = (0..10_000).map(|i| (format!("k{i}"), json!(1))).collect();
+    let mut huge = wai_sr("p-1", None);
+    huge["answers"] = Value::Object(many);
+    let res = app.post_json(&token, "/v1/responses", huge).await;
+    assert!(res.status() == 413 || res.status() == 422);
+}
+
+#[tokio::test]
+async fn retired_and_draft_versions_take_no_responses() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "instruments:write"]).await;
+    let definition = crate::instruments::custom_instrument("clinic-scale");
+    assert_eq!(app.post_json(&token, "/v1/instruments", definition).await.status(), 201);
+    let answers: serde_json::Map<String, Value> = (1..=12).map(|i| (format!("q{i}"), json!(3))).collect();
+    let body = json!({"instrument": "clinic-scale", "instrument_version": 1, "patient": "p-1",
+        "administered_at": "2026-03-04T15:20:00Z", "answers": answers});
+    let problem = assert_problem(app.post_json(&token, "/v1/responses", body.clone()).await, 422).await;
+    assert_eq!(pointers(&problem), vec!["/instrument_version"]);
+    app.post_json(&token, "/v1/instruments/clinic-scale/versions/1/publish", json!({}))
+        .await;
+    assert_eq!(app.post_json(&token, "/v1/responses", body.clone()).await.status(), 201);
+    app.post_json(&token, "/v1/instruments/clinic-scale/versions/1/retire", json!({}))
+        .await;
+    let problem = assert_problem(app.post_json(&token, "/v1/responses", body).await, 422).await;
+    assert_eq!(pointers(&problem), vec!["/instrument_version"]);
+}
+
+#[tokio::test]
+async fn idempotent_reposts_and_conflicts() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write"]).await;
+    let first = app
+        .post_json(&token, "/v1/responses", wai_sr("p-1", Some("enc-42")))
+        .await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = app
+        .post_json(&token, "/v1/responses", wai_sr("p-1", Some("enc-42")))
+        .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let mut changed = wai_sr("p-1", Some("enc-42"));
+    changed["answers"]["1"] = json!(5);
+    assert_problem(app.post_json(&token, "/v1/responses", changed).await, 409).await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_posts_of_one_external_id_store_one_row() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let posts = (0..50).map(|_| app.post_json(&token, "/v1/responses", wai_sr("p-1", Some("enc-race"))));
+    let results = futures_util::future::join_all(posts).await;
+    let mut ids = HashSet::new();
+    let mut created = 0;
+    for res in results {
+        let status = res.status().as_u16();
+        assert!(status == 201 || status == 200, "{status}");
+        created += usize::from(status == 201);
+        ids.insert(res.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(created, 1);
+    assert_eq!(ids.len(), 1);
+    let page: Value = app.get(&token, "/v1/responses?limit=500").await.json().await.unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn batches_keep_good_items_and_report_each() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    assert_eq!(
+        app.post_json(&token, "/v1/responses", wai_sr("p-0", Some("stored-before")))
+            .await
+            .status(),
+        201
+    );
+    let mut bad = wai_sr("p-2", None);
+    bad["answers"]["3"] = json!(9);
+    let mut conflicting = wai_sr("p-0", Some("stored-before"));
+    conflicting["session"] = json!(4);
+    let mut in_batch_conflict = wai_sr("p-5", Some("twice"));
+    in_batch_conflict["session"] = json!(9);
+    let batch = json!({"responses": [
+        wai_sr("p-1", Some("b-1")),
+        bad,
+        wai_sr("p-0", Some("stored-before")),
+        conflicting,
+        wai_sr("p-5", Some("twice")),
+        wai_sr("p-5", Some("twice")),
+        in_batch_conflict,
+        {"instrument": "wai-sr", "unexpected": true},
+        wai_sr("p-6", None),
+    ]});
+    let res = app.post_json(&token, "/v1/responses/batch", batch).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    let results = body["results"].as_array().unwrap();
+    let statuses: Vec<&str> = results.iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            "created",
+            "invalid",
+            "duplicate",
+            "conflict",
+            "created",
+            "duplicate",
+            "conflict",
+            "invalid",
+            "created"
+        ]
+    );
+    let indexes: Vec<u64> = results.iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(indexes, (0..9).collect::<Vec<_>>());
+    assert_eq!(results[1]["errors"][0]["pointer"], "/answers/3");
+    assert!(results[1]["id"].is_null() && results[3]["id"].is_null());
+    assert_eq!(results[4]["id"], results[5]["id"]);
+    assert_eq!(results[7]["errors"][0]["pointer"], "/unexpected");
+    let page: Value = app.get(&token, "/v1/responses?limit=500").await.json().await.unwrap();
+    assert_eq!(page["items"].as_array().unwrap().len(), 4, "one before + three created");
+
+    let empty = app
+        .post_json(&token, "/v1/responses/batch", json!({"responses": []}))
+        .await;
+    assert_problem(empty, 422).await;
+    let too_many: Vec<Value> = (0..1001).map(|_| json!({})).collect();
+    assert_problem(
+        app.post_json(&token, "/v1/responses/batch", json!({"responses": too_many}))
+            .await,
+        422,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn pagination_sees_every_row_once_despite_inserts() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let mut expected = HashSet::new();
+    for chunk in 0..3 {
+        let items: Vec<Value> = (0..400).map(|i| wai_sr(&format!("p-{chunk}-{i}"), None)).collect();
+        let res: Value = app
+            .post_json(&token, "/v1/responses/batch", json!({"responses": items}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        for r in res["results"].as_array().unwrap() {
+            assert_eq!(r["status"], "created");
+            expected.insert(r["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(expected.len(), 1200);
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/responses?limit=100&cursor={c}"),
+            None => "/v1/responses?limit=100".into(),
+        };
+        let page: Value = app.get(&token, &path).await.json().await.unwrap();
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string()),
+        );
+        pages += 1;
+        if pages % 3 == 0 {
+            // Inserts between pages.
+            let items: Vec<Value> = (0..10).map(|i| wai_sr(&format!("late-{pages}-{i}"), None)).collect();
+            app.post_json(&token, "/v1/responses/batch", json!({"responses": items}))
+                .await;
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    let unique: HashSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "no row seen twice");
+    assert!(expected.is_subset(&unique), "no original row skipped");
+
+    for bad in [
+        "limit=0",
+        "limit=-1",
+        "limit=1000000000",
+        "limit=abc",
+        "cursor=%%%",
+        "from=yesterday",
+        "status=deleted",
+        "rater=robot",
+    ] {
+        assert_problem(app.get(&token, &format!("/v1/responses?{bad}")).await, 400).await;
+    }
+}
+
+#[tokio::test]
+async fn filters_and_voiding() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let a: Value = app
+        .post_json(&token, "/v1/responses", wai_sr("alice", None))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut later = wai_sr("bob", None);
+    later["administered_at"] = json!("2026-05-01T10:00:00+02:00");
+    later["clinician"] = json!("dr-2");
+    app.post_json(&token, "/v1/responses", later).await;
+    let ids = |page: Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["patient"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        ids(app
+            .get(&token, "/v1/responses?patient=alice")
+            .await
+            .json()
+            .await
+            .unwrap()),
+        vec!["alice"]
+    );
+    assert_eq!(
+        ids(app
+            .get(&token, "/v1/responses?clinician=dr-2")
+            .await
+            .json()
+            .await
+            .unwrap()),
+        vec!["bob"]
+    );
+    assert_eq!(
+        ids(app
+            .get(&token, "/v1/responses?from=2026-04-01T00:00:00Z")
+            .await
+            .json()
+            .await
+            .unwrap()),
+        vec!["bob"]
+    );
+    assert_eq!(
+        ids(app
+            .get(&token, "/v1/responses?to=2026-04-01T00:00:00Z")
+            .await
+            .json()
+            .await
+            .unwrap()),
+        vec!["alice"]
+    );
+    assert_eq!(
+        ids(app
+            .get(&token, "/v1/responses?instrument=srs")
+            .await
+            .json()
+            .await
+            .unwrap()),
+        Vec::<String>::new()
+    );
+
+    let id = a["id"].as_str().unwrap();
+    let void = format!("/v1/responses/{id}/void");
+    assert_eq!(
+        pointers(&assert_problem(app.post_json(&token, &void, json!({"reason": ""})).await, 422).await),
+        vec!["/reason"]
+    );
+    assert_problem(
+        app.post_json(&token, &void, json!({"reason": "x".repeat(501)})).await,
+        422,
+    )
+    .await;
+    let res = app
+        .post_json(&token, &void, json!({"reason": "entered for the wrong patient"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let voided: Value = res.json().await.unwrap();
+    assert_eq!(voided["status"], "voided");
+    assert_eq!(voided["void_reason"], "entered for the wrong patient");
+    let again: Value = app
+        .post_json(&token, &void, json!({"reason": "second thoughts"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again["void_reason"], "entered for the wrong patient",
+        "voiding again changes nothing"
+    );
+    assert_eq!(
+        ids(app
+            .get(&token, "/v1/responses?status=voided")
+            .await
+            .json()
+            .await
+            .unwrap()),
+        vec!["alice"]
+    );
+    assert_eq!(
+        ids(app
+            .get(&token, "/v1/responses?status=active")
+            .await
+            .json()
+            .await
+            .unwrap()),
+        vec!["bob"]
+    );
+    assert_problem(
+        app.post_json(
+            &token,
+            &format!("/v1/responses/{}/void", uuid::Uuid::new_v4()),
+            json!({"reason": "x"}),
+        )
+        .await,
+        404,
+    )
+    .await;
+
+    let admin = app.admin_token().await;
+    let events: Value = app
+        .get(&admin, "/v1/audit-events?limit=500")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.iter().filter(|a| **a == "response.voided").count(), 1);
+    assert_eq!(actions.iter().filter(|a| **a == "response.created").count(), 2);
+    assert!(actions.contains(&"responses.listed"));
+    let text = events.to_string();
+    assert!(
+        !text.contains("alice") && !text.contains("bob"),
+        "no patient references in the audit detail"
+    );
+}
+
+#[tokio::test]
+async fn scopes_and_tenant_isolation_on_every_response_route() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let created: Value = app
+        .post_json(&token, "/v1/responses", wai_sr("p-1", Some("mine")))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+
+    let reader = app.token(&["responses:read"]).await;
+    assert_problem(app.post_json(&reader, "/v1/responses", wai_sr("p-2", None)).await, 403).await;
+    assert_problem(
+        app.post_json(
+            &reader,
+            "/v1/responses/batch",
+            json!({"responses": [wai_sr("p", None)]}),
+        )
+        .await,
+        403,
+    )
+    .await;
+    assert_problem(
+        app.post_json(&reader, &format!("/v1/responses/{id}/void"), json!({"reason": "x"}))
+            .await,
+        403,
+    )
+    .await;
+    let writer = app.token(&["responses:write"]).await;
+    assert_problem(app.get(&writer, "/v1/responses").await, 403).await;
+    assert_problem(app.get(&writer, &format!("/v1/responses/{id}")).await, 403).await;
+
+    let (_, other_admin) = app.create_org("elsewhere").await;
+    let foreign = assert_problem(app.get(&other_admin, &format!("/v1/responses/{id}")).await, 404).await;
+    let unknown = assert_problem(
+        app.get(&other_admin, &format!("/v1/responses/{}", uuid::Uuid::new_v4()))
+            .await,
+        404,
+    )
+    .await;
+    assert_eq!(foreign, unknown);
+    assert_problem(
+        app.post_json(
+            &other_admin,
+            &format!("/v1/responses/{id}/void"),
+            json!({"reason": "x"}),
+        )
+        .await,
+        404,
+    )
+    .await;
+    let page: Value = app
+        .get(&other_admin, "/v1/responses?patient=p-1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(page["items"].as_array().unwrap().is_empty());
+    // The same external_id is free in another organisation.
+    assert_eq!(
+        app.post_json(&other_admin, "/v1/responses", wai_sr("p-1", Some("mine")))
+            .await
+            .status(),
+        201
+    );
+    let still: Value = app
+        .get(&token, &format!("/v1/responses/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(still["status"], "active");
+}

@@ -54,6 +54,7 @@ impl Application {
             client_status: ClientStatusCache::new(settings.client_status_ttl),
             metrics: Metrics::new()?,
             migration_versions: db::embedded_migration_versions(),
+            builtins: crate::instruments::builtin::BuiltinCatalogue::load()?,
             settings: Arc::new(settings.clone()),
             pool,
         });

@@ -15,4 +15,5 @@ pub struct AppState {
     pub client_status: ClientStatusCache,
     pub metrics: Metrics,
     pub migration_versions: Vec<String>,
+    pub builtins: crate::instruments::builtin::BuiltinCatalogue,
 }

@@ -2,8 +2,11 @@
 
 use diesel_async::AsyncPgConnection;
 
-use super::model::NewInstrument;
-use super::{store, validate};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::model::{InstrumentStatus, InstrumentVersion, NewInstrument};
+use super::{BUILTIN_OWNER, LoadedInstrument, store, validate};
 
 /// (key, definition JSON); all are version 1.
 pub const BUILTINS: [(&str, &str); 5] = [
@@ -26,6 +29,40 @@ pub fn definitions() -> Result<Vec<NewInstrument>, String> {
             Ok(spec)
         })
         .collect()
+}
+
+/// The built-ins, loaded once per process: they are immutable, so scoring them never
+/// needs the database.
+pub struct BuiltinCatalogue(HashMap<String, Arc<LoadedInstrument>>);
+
+impl BuiltinCatalogue {
+    pub fn load() -> Result<Self, String> {
+        let mut map = HashMap::new();
+        for spec in definitions()? {
+            let definition = validate::validate(&spec).map_err(|e| format!("{e:?}"))?;
+            let key = spec.key.clone();
+            let version =
+                InstrumentVersion::new(spec, BUILTIN_VERSION, InstrumentStatus::Published, BUILTIN_OWNER.into());
+            map.insert(
+                key,
+                Arc::new(LoadedInstrument {
+                    org: None,
+                    created_at: chrono::Utc::now(),
+                    version,
+                    definition,
+                }),
+            );
+        }
+        Ok(BuiltinCatalogue(map))
+    }
+
+    /// A built-in by key, at `version` (only version 1 exists) or the latest.
+    pub fn get(&self, key: &str, version: Option<i32>) -> Option<Arc<LoadedInstrument>> {
+        self.0
+            .get(key)
+            .filter(|_| version.is_none_or(|v| v == BUILTIN_VERSION))
+            .cloned()
+    }
 }
 
 /// Writes the built-ins (insert or replace, never a second row).

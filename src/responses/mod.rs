@@ -31,11 +31,21 @@ pub const MAX_REFERENCE_CHARS: usize = 200;
 pub const MAX_SESSION: i64 = 100_000;
 pub const MAX_BATCH: usize = 1_000;
 
-/// Instrument versions already resolved in this request.
-#[derive(Default)]
-pub struct InstrumentCache(HashMap<(String, Option<i32>), Arc<LoadedInstrument>>);
+/// Instrument versions already resolved in this request, in front of the process-wide
+/// built-ins (immutable, so never read from the database on the ingest path).
+pub struct InstrumentCache<'a> {
+    builtins: &'a crate::instruments::builtin::BuiltinCatalogue,
+    found: HashMap<(String, Option<i32>), Arc<LoadedInstrument>>,
+}
 
-impl InstrumentCache {
+impl<'a> InstrumentCache<'a> {
+    pub fn new(builtins: &'a crate::instruments::builtin::BuiltinCatalogue) -> Self {
+        InstrumentCache {
+            builtins,
+            found: HashMap::new(),
+        }
+    }
+
     async fn get(
         &mut self,
         conn: &mut AsyncPgConnection,
@@ -43,8 +53,11 @@ impl InstrumentCache {
         key: &str,
         version: Option<i32>,
     ) -> ApiResult<Arc<LoadedInstrument>> {
+        if let Some(builtin) = self.builtins.get(key, version) {
+            return Ok(builtin);
+        }
         let cache_key = (key.to_string(), version);
-        if let Some(found) = self.0.get(&cache_key) {
+        if let Some(found) = self.found.get(&cache_key) {
             return Ok(found.clone());
         }
         let pointer = if version.is_some() {
@@ -53,7 +66,7 @@ impl InstrumentCache {
             "/instrument"
         };
         let loaded = Arc::new(crate::instruments::resolve(conn, org, key, version, pointer).await?);
-        self.0.insert(cache_key, loaded.clone());
+        self.found.insert(cache_key, loaded.clone());
         Ok(loaded)
     }
 }
@@ -71,7 +84,7 @@ fn check_reference(errors: &mut Vec<FieldError>, pointer: &str, value: &str) {
 /// reported at once (pointers relative to the response).
 pub async fn prepare(
     conn: &mut AsyncPgConnection,
-    cache: &mut InstrumentCache,
+    cache: &mut InstrumentCache<'_>,
     principal: &Principal,
     body: NewResponse,
     source: Source,
@@ -216,43 +229,28 @@ pub enum Ingested {
     Duplicate(AdministrationRow),
 }
 
-/// Stores one prepared response with its audit event, in one transaction.
+/// Stores one prepared response with its audit event (one statement, so both or neither).
+/// On an external_id already stored, the stored row decides: same payload -> duplicate,
+/// different -> 409.
 pub async fn ingest_one(
     conn: &mut AsyncPgConnection,
     principal: &Principal,
     row: NewAdministrationRow,
 ) -> ApiResult<Ingested> {
-    use diesel_async::AsyncConnection as _;
-    let actor = principal.client_id.clone();
-    conn.transaction::<_, ApiError, _>(async move |conn| {
-        if let Some(created) = store::insert_one(conn, &row).await? {
-            audit::record(
-                conn,
-                AuditEntry {
-                    org: row.org_id,
-                    actor: &actor,
-                    action: "response.created",
-                    resource_type: "response",
-                    resource_id: Some(created.id.to_string()),
-                    detail: json!({"instrument": created.instrument_key, "version": created.instrument_version, "source": created.source}),
-                },
-            )
-            .await?;
-            return Ok(Ingested::Created(created));
-        }
-        let external_id = row.external_id.as_deref().unwrap_or_default();
-        let existing = store::find_by_external_id(conn, row.org_id, external_id)
-            .await?
-            .ok_or_else(|| ApiError::internal("external_id conflict without a stored row"))?;
-        if existing.payload_hash == row.payload_hash {
-            Ok(Ingested::Duplicate(existing))
-        } else {
-            Err(ApiError::Conflict(
-                "a response with this external_id exists with a different payload".into(),
-            ))
-        }
-    })
-    .await
+    if let Some(created) = store::insert_one_audited(conn, &row, &principal.client_id).await? {
+        return Ok(Ingested::Created(created));
+    }
+    let external_id = row.external_id.as_deref().unwrap_or_default();
+    let existing = store::find_by_external_id(conn, row.org_id, external_id)
+        .await?
+        .ok_or_else(|| ApiError::internal("external_id conflict without a stored row"))?;
+    if existing.payload_hash == row.payload_hash {
+        Ok(Ingested::Duplicate(existing))
+    } else {
+        Err(ApiError::Conflict(
+            "a response with this external_id exists with a different payload".into(),
+        ))
+    }
 }
 
 /// Checks every item, then stores the valid ones with one multi-row statement (duplicates
@@ -260,6 +258,7 @@ pub async fn ingest_one(
 /// audit event for the batch. Results are in input order.
 pub async fn ingest_batch(
     conn: &mut AsyncPgConnection,
+    builtins: &crate::instruments::builtin::BuiltinCatalogue,
     principal: &Principal,
     items: Vec<serde_json::Value>,
 ) -> ApiResult<Vec<model::BatchResult>> {
@@ -273,7 +272,7 @@ pub async fn ingest_batch(
         errors,
     };
     let mut results: Vec<Option<BatchResult>> = (0..items.len()).map(|_| None).collect();
-    let mut cache = InstrumentCache::default();
+    let mut cache = InstrumentCache::new(builtins);
     let mut candidates: Vec<(usize, NewAdministrationRow)> = Vec::new();
     let mut first_with_external_id: HashMap<String, usize> = HashMap::new();
     // (item index, candidate position) of a repeated external_id within this batch.

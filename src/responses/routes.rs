@@ -68,7 +68,7 @@ pub async fn create_response(
     let mut conn = crate::db::conn(&state.pool).await?;
     let row = prepare(
         &mut conn,
-        &mut InstrumentCache::default(),
+        &mut InstrumentCache::new(&state.builtins),
         &principal,
         body.0,
         Source::Api,
@@ -116,7 +116,7 @@ pub async fn create_responses_batch(
         ));
     }
     let mut conn = crate::db::conn(&state.pool).await?;
-    let results = ingest_batch(&mut conn, &principal, items).await?;
+    let results = ingest_batch(&mut conn, &state.builtins, &principal, items).await?;
     Ok(HttpResponse::Ok().json(BatchResponse { results }))
 }
 

@@ -2,6 +2,7 @@
 //! turns them into trends. `Application::build` is the one way to assemble the service; the
 //! binary and the tests both use it.
 
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod clients;
@@ -50,6 +51,11 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(responses::routes::create_responses_batch)
             .service(responses::routes::list_responses)
             .service(responses::routes::get_response)
-            .service(responses::routes::void_response),
+            .service(responses::routes::void_response)
+            .service(analytics::routes::patient_trends)
+            .service(analytics::routes::instrument_norms)
+            .service(analytics::routes::clinician_summary)
+            .service(analytics::routes::list_clinicians)
+            .service(analytics::routes::trajectory),
     );
 }

@@ -26,6 +26,7 @@ errors). Ids of another organisation answer 404, never 403.",
         (name = "instruments", description = "The instrument catalogue: built-ins and the organisation's own"),
         (name = "scoring", description = "Stateless scoring"),
         (name = "responses", description = "Questionnaire responses: ingest, read, void"),
+        (name = "analytics", description = "Trends, ruptures, norms, clinician and cohort summaries"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]

@@ -55,6 +55,7 @@ impl Application {
             metrics: Metrics::new()?,
             migration_versions: db::embedded_migration_versions(),
             builtins: crate::instruments::builtin::BuiltinCatalogue::load()?,
+            norms: Default::default(),
             settings: Arc::new(settings.clone()),
             pool,
         });

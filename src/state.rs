@@ -16,4 +16,5 @@ pub struct AppState {
     pub metrics: Metrics,
     pub migration_versions: Vec<String>,
     pub builtins: crate::instruments::builtin::BuiltinCatalogue,
+    pub norms: crate::analytics::NormsCache,
 }

@@ -75,9 +75,12 @@ pub async fn create_response(
     )
     .await?;
     match ingest_one(&mut conn, &principal, row).await? {
-        Ingested::Created(row) => Ok(HttpResponse::Created()
-            .insert_header(("Location", format!("/v1/responses/{}", row.id)))
-            .json(Administration::from(row))),
+        Ingested::Created(row) => {
+            state.norms.invalidate(principal.org, &row.instrument_key);
+            Ok(HttpResponse::Created()
+                .insert_header(("Location", format!("/v1/responses/{}", row.id)))
+                .json(Administration::from(row)))
+        }
         Ingested::Duplicate(row) => Ok(HttpResponse::Ok()
             .insert_header(("Location", format!("/v1/responses/{}", row.id)))
             .json(Administration::from(row))),
@@ -109,6 +112,10 @@ pub async fn create_responses_batch(
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::ResponsesWrite)?;
     let items = body.0.responses;
+    let instrument_keys: std::collections::BTreeSet<String> = items
+        .iter()
+        .filter_map(|i| i.get("instrument").and_then(|k| k.as_str()).map(str::to_string))
+        .collect();
     if items.is_empty() || items.len() > MAX_BATCH {
         return Err(ApiError::validation(
             "/responses",
@@ -117,6 +124,12 @@ pub async fn create_responses_batch(
     }
     let mut conn = crate::db::conn(&state.pool).await?;
     let results = ingest_batch(&mut conn, &state.builtins, &principal, items).await?;
+    // New data changes organisation norms: forget this organisation's cached ones.
+    if results.iter().any(|r| r.status == super::model::BatchStatus::Created) {
+        for key in instrument_keys {
+            state.norms.invalidate(principal.org, &key);
+        }
+    }
     Ok(HttpResponse::Ok().json(BatchResponse { results }))
 }
 

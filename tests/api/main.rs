@@ -1,5 +1,6 @@
 //! One integration-test binary (linking once matters on 2 cores); one module per domain.
 
+mod analytics;
 mod auth;
 mod helpers;
 mod instruments;

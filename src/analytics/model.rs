@@ -1,0 +1,195 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::scoring::Rater;
+use crate::scoring::SubscaleScore;
+use crate::scoring::stats::ReliableChange;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NormsSource {
+    /// SD and reliability from the instrument version's definition.
+    Instrument,
+    /// Derived from the organisation's own data (first complete response per patient).
+    Organisation,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrendQuery {
+    /// Instrument key (required).
+    pub instrument: String,
+    /// Rater, default `patient`.
+    pub rater: Option<Rater>,
+    pub clinician: Option<String>,
+    pub episode: Option<String>,
+    /// administered_at at or after (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// administered_at before (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrendPoint {
+    pub response_id: Uuid,
+    pub administered_at: DateTime<Utc>,
+    pub session: Option<i32>,
+    pub clinician: Option<String>,
+    pub total: f64,
+    pub mean: f64,
+    pub pomp: f64,
+    pub subscales: std::collections::BTreeMap<String, SubscaleScore>,
+    pub flags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rupture {
+    /// The response whose total dropped.
+    pub response_id: Uuid,
+    pub previous_response_id: Uuid,
+    pub from: f64,
+    pub to: f64,
+    pub drop: f64,
+    /// `reliable_drop` or `sd_drop` (the rule that fired).
+    pub rule: String,
+    pub repaired: bool,
+    pub repaired_by_response_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrendSummary {
+    pub n: usize,
+    pub baseline: Option<f64>,
+    pub latest: Option<f64>,
+    pub change: Option<f64>,
+    /// OLS slope of total on session number; null unless every point has one.
+    pub slope_per_session: Option<f64>,
+    /// OLS slope of total on weeks since the first point.
+    pub slope_per_week: Option<f64>,
+    pub rci: Option<f64>,
+    pub reliable_change: Option<ReliableChange>,
+    pub norms_source: Option<NormsSource>,
+    pub ruptures: Vec<Rupture>,
+    pub below_cutoff: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Trend {
+    pub patient: String,
+    pub instrument: String,
+    pub rater: Rater,
+    pub points: Vec<TrendPoint>,
+    pub summary: TrendSummary,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NormsQuery {
+    /// Rater, default `patient`.
+    pub rater: Option<Rater>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NormsView {
+    pub instrument: String,
+    pub instrument_version: i32,
+    pub rater: Rater,
+    pub source: Option<NormsSource>,
+    /// Patients used (organisation norms); null for instrument norms.
+    pub n: Option<i64>,
+    pub sd: Option<f64>,
+    /// Cronbach's alpha when the source is `organisation`.
+    pub reliability: Option<f64>,
+    pub computed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SummaryQuery {
+    /// Instrument key (required).
+    pub instrument: String,
+    /// Rater, default `patient`.
+    pub rater: Option<Rater>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ClinicianListQuery {
+    /// Instrument key (required).
+    pub instrument: String,
+    /// Rater, default `patient`.
+    pub rater: Option<Rater>,
+    /// Clinicians with fewer patients are left out (default 5).
+    #[param(minimum = 1)]
+    pub min_patients: Option<u32>,
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct ReliableChangeCounts {
+    pub improved: usize,
+    pub unchanged: usize,
+    pub deteriorated: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClinicianSummary {
+    pub clinician: String,
+    pub instrument: String,
+    pub rater: Rater,
+    pub patients: usize,
+    pub responses: i64,
+    /// Mean, sample SD, min and max of the per-patient means of totals.
+    pub mean: Option<f64>,
+    pub sd: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Responses flagged below the cut-off / responses.
+    pub share_below_cutoff: f64,
+    pub patients_with_rupture: usize,
+    pub ruptures: usize,
+    /// Repaired ruptures / ruptures; null when there are none.
+    pub share_repaired: Option<f64>,
+    /// Patients by the class of their RCI (patients whose RCI is null are not counted).
+    pub reliable_change: ReliableChangeCounts,
+    /// Mean total of responses at session 3 (the early alliance that predicts outcome).
+    pub session3_mean: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClinicianSummaryList {
+    pub items: Vec<ClinicianSummary>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TrajectoryQuery {
+    /// Instrument key (required).
+    pub instrument: String,
+    /// Only `session`.
+    pub by: Option<String>,
+    /// Rater, default `patient`.
+    pub rater: Option<Rater>,
+    pub clinician: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrajectoryPoint {
+    pub session: i32,
+    pub n: i64,
+    pub mean: f64,
+    /// Sample SD; null when n = 1.
+    pub sd: Option<f64>,
+    /// 95% confidence interval of the mean (t distribution, n - 1 df); null when n = 1.
+    pub ci_lower: Option<f64>,
+    pub ci_upper: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Trajectory {
+    pub instrument: String,
+    pub rater: Rater,
+    pub by: String,
+    pub points: Vec<TrajectoryPoint>,
+}

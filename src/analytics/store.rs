@@ -1,0 +1,227 @@
+//! Analytics queries: the series in time order, grouped aggregates, the norms sample.
+//! Every query filters by organisation and leaves out voided and unscored responses.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Double, Int4, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::model::TrendQuery;
+use crate::schema::responses;
+
+#[derive(Debug, Queryable)]
+pub struct SeriesRow {
+    pub id: Uuid,
+    pub administered_at: DateTime<Utc>,
+    pub session: Option<i32>,
+    pub clinician: Option<String>,
+    pub instrument_version: i32,
+    pub total: Option<f64>,
+    pub mean: Option<f64>,
+    pub pomp: Option<f64>,
+    pub subscales: Option<serde_json::Value>,
+    pub flags: Option<Vec<String>>,
+}
+
+pub async fn patient_has_data(conn: &mut AsyncPgConnection, org: Uuid, patient: &str) -> QueryResult<bool> {
+    let found: Option<Uuid> = responses::table
+        .filter(responses::org_id.eq(org).and(responses::patient.eq(patient)))
+        .select(responses::id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// One patient's active, scored series for one instrument and rater, in time order (ties
+/// in administered_at broken by insert order).
+pub async fn series(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    patient: &str,
+    rater: &str,
+    q: &TrendQuery,
+) -> QueryResult<Vec<SeriesRow>> {
+    let mut query = responses::table
+        .filter(responses::org_id.eq(org))
+        .filter(responses::patient.eq(patient.to_string()))
+        .filter(responses::instrument_key.eq(q.instrument.clone()))
+        .filter(responses::rater.eq(rater.to_string()))
+        .filter(responses::status.eq("active"))
+        .filter(responses::total.is_not_null())
+        .select((
+            responses::id,
+            responses::administered_at,
+            responses::session,
+            responses::clinician,
+            responses::instrument_version,
+            responses::total,
+            responses::mean,
+            responses::pomp,
+            responses::subscales,
+            responses::flags,
+        ))
+        .order((responses::administered_at.asc(), responses::seq.asc()))
+        .into_boxed();
+    if let Some(c) = &q.clinician {
+        query = query.filter(responses::clinician.eq(c.clone()));
+    }
+    if let Some(e) = &q.episode {
+        query = query.filter(responses::episode.eq(e.clone()));
+    }
+    if let Some(from) = q.from {
+        query = query.filter(responses::administered_at.ge(from));
+    }
+    if let Some(to) = q.to {
+        query = query.filter(responses::administered_at.lt(to));
+    }
+    query.load(conn).await
+}
+
+/// Each patient's first active, complete (not prorated) response for one instrument
+/// version and rater: (total, answers). The sample for organisation norms.
+pub async fn first_complete_responses(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    key: &str,
+    version: i32,
+    rater: &str,
+) -> QueryResult<Vec<(Option<f64>, serde_json::Value)>> {
+    responses::table
+        .filter(responses::org_id.eq(org))
+        .filter(responses::instrument_key.eq(key))
+        .filter(responses::instrument_version.eq(version))
+        .filter(responses::rater.eq(rater))
+        .filter(responses::status.eq("active"))
+        .filter(responses::total.is_not_null())
+        .filter(responses::prorated.eq(false))
+        .distinct_on(responses::patient)
+        .select((responses::total, responses::answers))
+        .order((
+            responses::patient.asc(),
+            responses::administered_at.asc(),
+            responses::seq.asc(),
+        ))
+        .load(conn)
+        .await
+}
+
+/// Per clinician and patient: response count, mean total, responses below the cut-off,
+/// and the sum and count of session-3 totals.
+#[derive(Debug, QueryableByName)]
+pub struct PatientAggregate {
+    #[diesel(sql_type = Text)]
+    pub clinician: String,
+    #[diesel(sql_type = Text)]
+    pub patient: String,
+    #[diesel(sql_type = BigInt)]
+    pub responses: i64,
+    #[diesel(sql_type = Double)]
+    pub mean_total: f64,
+    #[diesel(sql_type = BigInt)]
+    pub below_cutoff: i64,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub session3_sum: Option<f64>,
+    #[diesel(sql_type = BigInt)]
+    pub session3_count: i64,
+}
+
+pub async fn patient_aggregates(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    key: &str,
+    rater: &str,
+    clinician: Option<&str>,
+) -> QueryResult<Vec<PatientAggregate>> {
+    diesel::sql_query(
+        "SELECT clinician, patient, count(*) AS responses, avg(total) AS mean_total,
+                count(*) FILTER (WHERE 'below_cutoff' = ANY(flags)) AS below_cutoff,
+                sum(total) FILTER (WHERE session = 3) AS session3_sum,
+                count(*) FILTER (WHERE session = 3) AS session3_count
+         FROM responses
+         WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND status = 'active'
+           AND total IS NOT NULL AND clinician IS NOT NULL AND ($4::text IS NULL OR clinician = $4)
+         GROUP BY clinician, patient
+         ORDER BY clinician, patient",
+    )
+    .bind::<SqlUuid, _>(org)
+    .bind::<Text, _>(key)
+    .bind::<Text, _>(rater)
+    .bind::<Nullable<Text>, _>(clinician)
+    .load(conn)
+    .await
+}
+
+/// (clinician, patient, response id, total, instrument version) in series order: what
+/// ruptures and reliable change need, nothing more.
+#[derive(Debug, QueryableByName)]
+pub struct ClinicianSeriesRow {
+    #[diesel(sql_type = Text)]
+    pub clinician: String,
+    #[diesel(sql_type = Text)]
+    pub patient: String,
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = Double)]
+    pub total: f64,
+    #[diesel(sql_type = Int4)]
+    pub instrument_version: i32,
+}
+
+pub async fn clinician_series(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    key: &str,
+    rater: &str,
+    clinician: Option<&str>,
+) -> QueryResult<Vec<ClinicianSeriesRow>> {
+    diesel::sql_query(
+        "SELECT clinician, patient, id, total, instrument_version
+         FROM responses
+         WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND status = 'active'
+           AND total IS NOT NULL AND clinician IS NOT NULL AND ($4::text IS NULL OR clinician = $4)
+         ORDER BY clinician, patient, administered_at, seq",
+    )
+    .bind::<SqlUuid, _>(org)
+    .bind::<Text, _>(key)
+    .bind::<Text, _>(rater)
+    .bind::<Nullable<Text>, _>(clinician)
+    .load(conn)
+    .await
+}
+
+#[derive(Debug, QueryableByName)]
+pub struct SessionAggregate {
+    #[diesel(sql_type = Int4)]
+    pub session: i32,
+    #[diesel(sql_type = BigInt)]
+    pub n: i64,
+    #[diesel(sql_type = Double)]
+    pub mean: f64,
+    #[diesel(sql_type = Nullable<Double>)]
+    pub sd: Option<f64>,
+}
+
+pub async fn session_aggregates(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    key: &str,
+    rater: &str,
+    clinician: Option<&str>,
+) -> QueryResult<Vec<SessionAggregate>> {
+    diesel::sql_query(
+        "SELECT session, count(*) AS n, avg(total) AS mean, stddev_samp(total) AS sd
+         FROM responses
+         WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND status = 'active'
+           AND total IS NOT NULL AND session IS NOT NULL AND ($4::text IS NULL OR clinician = $4)
+         GROUP BY session
+         ORDER BY session",
+    )
+    .bind::<SqlUuid, _>(org)
+    .bind::<Text, _>(key)
+    .bind::<Text, _>(rater)
+    .bind::<Nullable<Text>, _>(clinician)
+    .load(conn)
+    .await
+}

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod fhir;
 pub mod instruments;
 pub mod openapi;
 pub mod ops;
@@ -57,5 +58,14 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(analytics::routes::clinician_summary)
             .service(analytics::routes::list_clinicians)
             .service(analytics::routes::trajectory),
+    );
+    cfg.service(
+        scope::scope("/fhir/r4")
+            .service(fhir::routes::metadata)
+            .service(fhir::routes::read_questionnaire)
+            .service(fhir::routes::search_questionnaires)
+            .service(fhir::routes::create_questionnaire_response)
+            .service(fhir::routes::read_questionnaire_response)
+            .service(fhir::routes::search_observations),
     );
 }

@@ -308,3 +308,58 @@ pub async fn void(
         .await
         .optional()
 }
+
+/// Filters of the FHIR Observation search: one patient's active, scored responses.
+#[derive(Debug, Default)]
+pub struct ScoredSearch {
+    pub patient: String,
+    pub instrument: Option<String>,
+    pub id: Option<Uuid>,
+    pub from: Option<DateTime<Utc>>,
+    pub from_inclusive: bool,
+    pub to: Option<DateTime<Utc>>,
+    pub to_inclusive: bool,
+    pub descending: bool,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+pub async fn search_scored(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    s: &ScoredSearch,
+) -> QueryResult<Vec<AdministrationRow>> {
+    let mut query = responses::table
+        .filter(responses::org_id.eq(org))
+        .filter(responses::patient.eq(s.patient.clone()))
+        .filter(responses::status.eq("active"))
+        .filter(responses::total.is_not_null())
+        .select(AdministrationRow::as_select())
+        .into_boxed();
+    if let Some(k) = &s.instrument {
+        query = query.filter(responses::instrument_key.eq(k.clone()));
+    }
+    if let Some(id) = s.id {
+        query = query.filter(responses::id.eq(id));
+    }
+    if let Some(from) = s.from {
+        query = if s.from_inclusive {
+            query.filter(responses::administered_at.ge(from))
+        } else {
+            query.filter(responses::administered_at.gt(from))
+        };
+    }
+    if let Some(to) = s.to {
+        query = if s.to_inclusive {
+            query.filter(responses::administered_at.le(to))
+        } else {
+            query.filter(responses::administered_at.lt(to))
+        };
+    }
+    query = if s.descending {
+        query.order((responses::administered_at.desc(), responses::seq.desc()))
+    } else {
+        query.order((responses::administered_at.asc(), responses::seq.asc()))
+    };
+    query.offset(s.offset).limit(s.limit + 1).load(conn).await
+}

@@ -1,0 +1,102 @@
+//! The FHIR R4 front door: Questionnaire out, QuestionnaireResponse in (through the same
+//! ingest path as `POST /v1/responses`), score Observations out. Every error is an
+//! OperationOutcome. Voided responses are read back with status `entered-in-error` and are
+//! left out of Observation searches.
+
+pub mod resources;
+pub mod routes;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use resources::FHIR_JSON;
+
+/// The public base URL of this service as the caller reached it.
+pub fn base_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+pub fn fhir_json(status: StatusCode, body: &Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(FHIR_JSON)
+        .body(body.to_string())
+}
+
+/// An OperationOutcome answer, as the error type of every FHIR handler.
+#[derive(Debug)]
+pub struct FhirFailure {
+    status: StatusCode,
+    body: Value,
+    headers: Vec<(header::HeaderName, header::HeaderValue)>,
+}
+
+impl std::fmt::Display for FhirFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FHIR {}", self.status)
+    }
+}
+
+impl ResponseError for FhirFailure {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = fhir_json(self.status, &self.body);
+        for (name, value) in &self.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response
+    }
+}
+
+/// An `ApiError` as an OperationOutcome with the same status; `expression` turns a JSON
+/// pointer of the internal request into a FHIRPath expression of the posted resource.
+pub fn outcome(error: &ApiError, expression: &dyn Fn(&str) -> String) -> FhirFailure {
+    let status = error.status_code();
+    let code = match status.as_u16() {
+        400 => "structure",
+        401 => "login",
+        403 => "forbidden",
+        404 => "not-found",
+        409 => "conflict",
+        413 => "too-long",
+        415 => "not-supported",
+        422 => "invalid",
+        503 => "transient",
+        _ => "exception",
+    };
+    if let ApiError::Internal(cause) = error {
+        log::error!("internal error: {cause}");
+    }
+    let issues: Vec<Value> = match error {
+        ApiError::Validation(errors) => errors
+            .iter()
+            .map(|e| json!({"severity": "error", "code": code, "diagnostics": e.detail, "expression": [expression(&e.pointer)]}))
+            .collect(),
+        other => vec![json!({"severity": "error", "code": code, "diagnostics": other.problem().detail})],
+    };
+    let headers = match error {
+        ApiError::Unauthorized(_) => {
+            vec![(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"rapport\""),
+            )]
+        }
+        ApiError::Unavailable(_) => vec![(header::RETRY_AFTER, header::HeaderValue::from_static("5"))],
+        _ => Vec::new(),
+    };
+    FhirFailure {
+        status,
+        body: json!({"resourceType": "OperationOutcome", "issue": issues}),
+        headers,
+    }
+}
+
+pub fn plain_outcome(error: &ApiError) -> FhirFailure {
+    outcome(error, &|p| p.to_string())
+}

@@ -1,0 +1,307 @@
+//! Building FHIR R4 resources (as JSON) from rapport's own data. Pure: no I/O.
+
+use serde_json::{Value, json};
+
+use crate::instruments::LoadedInstrument;
+use crate::instruments::model::InstrumentStatus;
+use crate::responses::model::{Administration, ResponseStatus};
+use crate::scoring::to_f64;
+
+pub const FHIR_JSON: &str = "application/fhir+json";
+pub const RATED_CLINICIAN_PATH: &str = "/fhir/StructureDefinition/rated-clinician";
+pub const SESSION_NUMBER_PATH: &str = "/fhir/StructureDefinition/session-number";
+const MIN_VALUE: &str = "http://hl7.org/fhir/StructureDefinition/minValue";
+const MAX_VALUE: &str = "http://hl7.org/fhir/StructureDefinition/maxValue";
+const ORDINAL_VALUE: &str = "http://hl7.org/fhir/StructureDefinition/ordinalValue";
+const OBSERVATION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+const INTERPRETATION: &str = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation";
+const UCUM: &str = "http://unitsofmeasure.org";
+
+pub fn questionnaire_url(base: &str, key: &str) -> String {
+    format!("{base}/fhir/r4/Questionnaire/{key}")
+}
+
+pub fn code_system(base: &str) -> String {
+    format!("{base}/fhir/CodeSystem/rapport")
+}
+
+/// A computer-friendly name: `wai-sr` -> `WaiSr`.
+fn computable_name(key: &str) -> String {
+    let name: String = key
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut cs = p.chars();
+            cs.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + cs.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    if name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        name
+    } else {
+        format!("Q{name}")
+    }
+}
+
+fn number(value: rust_decimal::Decimal, integer: bool) -> Value {
+    if integer {
+        json!(to_f64(value) as i64)
+    } else {
+        json!(to_f64(value))
+    }
+}
+
+/// An instrument version as a Questionnaire.
+pub fn questionnaire(base: &str, instrument: &LoadedInstrument) -> Value {
+    let v = &instrument.version;
+    let def = &instrument.definition;
+    let integer = def.scale.step.fract().is_zero() && def.scale.min.fract().is_zero();
+    let (item_type, value_key) = if integer {
+        ("integer", "valueInteger")
+    } else {
+        ("decimal", "valueDecimal")
+    };
+    let status = match v.status {
+        InstrumentStatus::Draft => "draft",
+        InstrumentStatus::Published => "active",
+        InstrumentStatus::Retired => "retired",
+    };
+    let answer_options: Option<Vec<Value>> = (!v.scale.labels.is_empty()).then(|| {
+        let steps = ((def.scale.max - def.scale.min) / def.scale.step).trunc();
+        let steps: i64 = steps.try_into().unwrap_or(0).min(1000);
+        (0..=steps)
+            .map(|k| {
+                let point = def.scale.min + def.scale.step * rust_decimal::Decimal::from(k);
+                let code = point.normalize().to_string();
+                let label = v
+                    .scale
+                    .labels
+                    .iter()
+                    .find(|(value, _)| value.trim().parse::<f64>().ok() == Some(to_f64(point)))
+                    .map(|(_, l)| l.clone());
+                let mut coding = json!({"system": format!("{}/scale", code_system(base)), "code": code});
+                if let Some(label) = label {
+                    coding["display"] = json!(label);
+                }
+                json!({
+                    "extension": [{"url": ORDINAL_VALUE, "valueDecimal": to_f64(point)}],
+                    "valueCoding": coding,
+                })
+            })
+            .collect()
+    });
+    let items: Vec<Value> = v
+        .items
+        .iter()
+        .map(|item| {
+            let mut out = json!({
+                "linkId": item.id,
+                "type": item_type,
+                "required": false,
+                "extension": [
+                    {"url": MIN_VALUE, value_key: number(def.scale.min, integer)},
+                    {"url": MAX_VALUE, value_key: number(def.scale.max, integer)},
+                ],
+            });
+            if let Some(text) = &item.text {
+                out["text"] = json!(text);
+            }
+            if let Some(subscale) = &item.subscale {
+                out["code"] = json!([{"system": format!("{}/subscale", code_system(base)), "code": subscale}]);
+            }
+            if let Some(options) = &answer_options {
+                out["answerOption"] = json!(options);
+            }
+            out
+        })
+        .collect();
+    let mut q = json!({
+        "resourceType": "Questionnaire",
+        "id": v.key,
+        "url": questionnaire_url(base, &v.key),
+        "version": v.version.to_string(),
+        "name": computable_name(&v.key),
+        "title": v.title,
+        "status": status,
+        "subjectType": ["Patient"],
+        "item": items,
+    });
+    if let Some(licence) = &v.licence {
+        q["copyright"] = json!(licence);
+    }
+    q
+}
+
+fn answer_value(value: &Value, integer: bool) -> Value {
+    match value.as_f64() {
+        Some(f) if integer && f.fract() == 0.0 => json!({"valueInteger": f as i64}),
+        Some(f) => json!({"valueDecimal": f}),
+        None => json!({"valueString": value.to_string()}),
+    }
+}
+
+/// A stored response as a QuestionnaireResponse.
+pub fn questionnaire_response(base: &str, a: &Administration, instrument: Option<&LoadedInstrument>) -> Value {
+    let integer = instrument
+        .map(|i| i.definition.scale.step.fract().is_zero() && i.definition.scale.min.fract().is_zero())
+        .unwrap_or(true);
+    let order: Vec<String> = match instrument {
+        Some(i) => i
+            .version
+            .items
+            .iter()
+            .map(|it| it.id.clone())
+            .filter(|id| a.answers.contains_key(id))
+            .collect(),
+        None => a.answers.keys().cloned().collect(),
+    };
+    let items: Vec<Value> = order
+        .iter()
+        .map(|id| json!({"linkId": id, "answer": [answer_value(&a.answers[id], integer)]}))
+        .collect();
+    let mut qr = json!({
+        "resourceType": "QuestionnaireResponse",
+        "id": a.id.to_string(),
+        "questionnaire": format!("{}|{}", questionnaire_url(base, &a.instrument), a.instrument_version),
+        "status": if a.status == ResponseStatus::Voided { "entered-in-error" } else { "completed" },
+        "subject": {"reference": format!("Patient/{}", a.patient)},
+        "authored": a.administered_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    if !items.is_empty() {
+        qr["item"] = json!(items);
+    }
+    if let Some(ext) = &a.external_id {
+        qr["identifier"] = match ext.split_once('|') {
+            Some((system, value)) if !system.is_empty() => json!({"system": system, "value": value}),
+            _ => json!({"value": ext}),
+        };
+    }
+    let mut extensions = Vec::new();
+    if let Some(c) = &a.clinician {
+        extensions.push(json!({"url": format!("{base}{RATED_CLINICIAN_PATH}"), "valueReference": {"reference": format!("Practitioner/{c}")}}));
+        if a.rater == "clinician" {
+            qr["author"] = json!({"reference": format!("Practitioner/{c}")});
+        }
+    }
+    if let Some(s) = a.session {
+        extensions.push(json!({"url": format!("{base}{SESSION_NUMBER_PATH}"), "valueInteger": s}));
+    }
+    if !extensions.is_empty() {
+        qr["extension"] = json!(extensions);
+    }
+    if a.rater == "patient" {
+        qr["source"] = json!({"reference": format!("Patient/{}", a.patient)});
+    }
+    qr
+}
+
+/// A scored response as an Observation (`None` when it has no score).
+pub fn observation(base: &str, a: &Administration, title: &str) -> Option<Value> {
+    let score = a.score.as_ref()?;
+    let system = code_system(base);
+    let quantity = |v: f64| json!({"value": v, "unit": "{score}", "system": UCUM, "code": "{score}"});
+    let components: Vec<Value> = score
+        .subscales
+        .iter()
+        .map(|(key, s)| {
+            json!({
+                "code": {"coding": [{"system": system, "code": format!("{}-{key}", a.instrument), "display": format!("{title}: {key}")}]},
+                "valueQuantity": quantity(s.total),
+            })
+        })
+        .collect();
+    let mut obs = json!({
+        "resourceType": "Observation",
+        "id": a.id.to_string(),
+        "status": if a.status == ResponseStatus::Voided { "entered-in-error" } else { "final" },
+        "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}]}],
+        "code": {"coding": [{"system": system, "code": format!("{}-total", a.instrument), "display": format!("{title} total")}]},
+        "subject": {"reference": format!("Patient/{}", a.patient)},
+        "effectiveDateTime": a.administered_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "valueQuantity": quantity(score.total),
+        "derivedFrom": [{"reference": format!("QuestionnaireResponse/{}", a.id)}],
+    });
+    if !components.is_empty() {
+        obs["component"] = json!(components);
+    }
+    let performer = match (a.rater.as_str(), &a.clinician) {
+        ("patient", _) => Some(format!("Patient/{}", a.patient)),
+        ("clinician", Some(c)) => Some(format!("Practitioner/{c}")),
+        _ => None,
+    };
+    if let Some(p) = performer {
+        obs["performer"] = json!([{"reference": p}]);
+    }
+    if score.flags.iter().any(|f| f == "below_cutoff") {
+        obs["interpretation"] = json!([{"coding": [{"system": INTERPRETATION, "code": "L", "display": "Low"}], "text": "below the instrument's cut-off"}]);
+    }
+    Some(obs)
+}
+
+pub fn bundle(self_url: &str, next_url: Option<String>, entries: Vec<(String, Value)>) -> Value {
+    let mut links = vec![json!({"relation": "self", "url": self_url})];
+    if let Some(next) = next_url {
+        links.push(json!({"relation": "next", "url": next}));
+    }
+    let total = entries.len();
+    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "link": links});
+    // FHIR JSON has no empty arrays: an empty page has no `entry` at all.
+    if total > 0 {
+        bundle["entry"] = entries
+            .into_iter()
+            .map(|(full_url, resource)| json!({"fullUrl": full_url, "resource": resource, "search": {"mode": "match"}}))
+            .collect();
+    }
+    bundle
+}
+
+pub fn capability_statement(base: &str) -> Value {
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-29",
+        "publisher": "rapport",
+        "kind": "instance",
+        "software": {"name": "rapport", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "rapport FHIR R4 front door", "url": format!("{base}/fhir/r4")},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "OAuth2 client-credentials bearer tokens from /v1/oauth/token.",
+            "security": {"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}]},
+            "resource": [
+                {
+                    "type": "Questionnaire",
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    "searchParam": [{"name": "url", "type": "uri"}, {"name": "version", "type": "token"}],
+                },
+                {
+                    "type": "QuestionnaireResponse",
+                    "interaction": [{"code": "read"}, {"code": "create"}],
+                    "conditionalCreate": true,
+                },
+                {
+                    "type": "Observation",
+                    "interaction": [{"code": "search-type"}],
+                    "searchParam": [
+                        {"name": "subject", "type": "reference"},
+                        {"name": "code", "type": "token"},
+                        {"name": "date", "type": "date"},
+                        {"name": "derived-from", "type": "reference"},
+                    ],
+                },
+            ],
+        }],
+    })
+}
+
+/// An OperationOutcome with one issue.
+pub fn operation_outcome(code: &str, diagnostics: &str, expressions: Vec<String>) -> Value {
+    let mut issue = json!({"severity": "error", "code": code, "diagnostics": diagnostics});
+    if !expressions.is_empty() {
+        issue["expression"] = json!(expressions);
+    }
+    json!({"resourceType": "OperationOutcome", "issue": [issue]})
+}

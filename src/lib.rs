@@ -9,6 +9,7 @@ pub mod clients;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod fhir;
 pub mod instruments;
@@ -57,7 +58,14 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(analytics::routes::instrument_norms)
             .service(analytics::routes::clinician_summary)
             .service(analytics::routes::list_clinicians)
-            .service(analytics::routes::trajectory),
+            .service(analytics::routes::trajectory)
+            .service(
+                scope::scope("/exports")
+                    .wrap(actix_web::middleware::Compress::default())
+                    .service(export::routes::export_responses)
+                    .service(export::routes::export_dictionary)
+                    .service(export::routes::rotate_pseudonym_key),
+            ),
     );
     cfg.service(
         scope::scope("/fhir/r4")

@@ -27,6 +27,7 @@ errors). Ids of another organisation answer 404, never 403.",
         (name = "scoring", description = "Stateless scoring"),
         (name = "responses", description = "Questionnaire responses: ingest, read, void"),
         (name = "analytics", description = "Trends, ruptures, norms, clinician and cohort summaries"),
+        (name = "export", description = "Research export: streamed, pseudonymised, documented"),
         (name = "fhir", description = "FHIR R4 front door (application/fhir+json); errors are OperationOutcome"),
         (name = "operations", description = "Health, readiness and metrics"),
     )

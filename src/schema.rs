@@ -90,6 +90,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     builtin_instrument_versions,
     instrument_versions,
     responses,
+    pseudonym_keys,
 );
 
 diesel::table! {
@@ -127,3 +128,13 @@ diesel::table! {
 }
 
 diesel::joinable!(responses -> organizations (org_id));
+
+diesel::table! {
+    pseudonym_keys (org_id) {
+        org_id -> Uuid,
+        secret -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(pseudonym_keys -> organizations (org_id));

@@ -148,6 +148,8 @@ pub struct ListQuery {
     pub clinician: Option<String>,
     pub episode: Option<String>,
     pub instrument: Option<String>,
+    /// Only this instrument version (with `instrument`).
+    pub instrument_version: Option<i32>,
     pub rater: Option<crate::scoring::Rater>,
     /// administered_at at or after (RFC 3339).
     pub from: Option<DateTime<Utc>>,

@@ -236,23 +236,10 @@ pub async fn find_by_external_id(
         .optional()
 }
 
-/// The filtered list in insert order, after the `after` sequence number.
-pub async fn list(
-    conn: &mut AsyncPgConnection,
-    org: Uuid,
-    q: &ListQuery,
-    after: Option<i64>,
-    limit: i64,
-) -> QueryResult<Vec<AdministrationRow>> {
-    let mut query = responses::table
-        .filter(responses::org_id.eq(org))
-        .select(AdministrationRow::as_select())
-        .order(responses::seq.asc())
-        .limit(limit + 1)
-        .into_boxed();
-    if let Some(seq) = after {
-        query = query.filter(responses::seq.gt(seq));
-    }
+type Boxed<'a> = responses::BoxedQuery<'a, diesel::pg::Pg>;
+
+fn filtered<'a>(org: Uuid, q: &ListQuery) -> Boxed<'a> {
+    let mut query = responses::table.filter(responses::org_id.eq(org)).into_boxed();
     if let Some(v) = &q.patient {
         query = query.filter(responses::patient.eq(v.clone()));
     }
@@ -264,6 +251,9 @@ pub async fn list(
     }
     if let Some(v) = &q.instrument {
         query = query.filter(responses::instrument_key.eq(v.clone()));
+    }
+    if let Some(v) = q.instrument_version {
+        query = query.filter(responses::instrument_version.eq(v));
     }
     if let Some(v) = q.rater {
         query = query.filter(responses::rater.eq(v.as_str()));
@@ -281,7 +271,30 @@ pub async fn list(
             "active"
         }));
     }
+    query
+}
+
+/// The filtered list in insert order, after the `after` sequence number.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    q: &ListQuery,
+    after: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<AdministrationRow>> {
+    let mut query = filtered(org, q)
+        .select(AdministrationRow::as_select())
+        .order(responses::seq.asc())
+        .limit(limit + 1);
+    if let Some(seq) = after {
+        query = query.filter(responses::seq.gt(seq));
+    }
     query.load(conn).await
+}
+
+/// How many responses the filters match.
+pub async fn count(conn: &mut AsyncPgConnection, org: Uuid, q: &ListQuery) -> QueryResult<i64> {
+    filtered(org, q).count().get_result(conn).await
 }
 
 /// Voids an active response; `None` when there is no active response with this id.

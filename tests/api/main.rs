@@ -2,6 +2,7 @@
 
 mod analytics;
 mod auth;
+mod export;
 mod fhir;
 mod helpers;
 mod instruments;

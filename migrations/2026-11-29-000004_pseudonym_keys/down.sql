@@ -1,0 +1,1 @@
+DROP TABLE pseudonym_keys;

@@ -1,0 +1,579 @@
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, get, post, web};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{pseudonym, pseudonym_secret, rotate_pseudonym_secret};
+use crate::audit::{self, AuditEntry};
+use crate::auth::{Principal, Scope};
+use crate::db::DbPool;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::instruments::LoadedInstrument;
+use crate::responses::model::{Administration, ListQuery, ResponseStatus};
+use crate::responses::store::{self, AdministrationRow};
+use crate::scoring::Rater;
+use crate::state::AppState;
+
+/// Rows fetched per database round trip while streaming.
+const CHUNK: i64 = 2_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Ndjson,
+    Csv,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Instrument key (required).
+    pub instrument: String,
+    /// Only this version (default: every version; CSV columns follow the highest).
+    pub version: Option<i32>,
+    /// administered_at at or after (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// administered_at before (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    pub rater: Option<Rater>,
+    pub status: Option<ResponseStatus>,
+    /// `ndjson` (default) or `csv`.
+    pub format: Option<ExportFormat>,
+    /// Replace patient, clinician and episode references with keyed pseudonyms (default true);
+    /// `false` also needs `export:identified`.
+    pub pseudonymize: Option<bool>,
+}
+
+async fn instrument_for(
+    state: &AppState,
+    principal: &Principal,
+    key: &str,
+    version: Option<i32>,
+) -> ApiResult<Arc<LoadedInstrument>> {
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let version = match version {
+        Some(v) => v,
+        None => crate::instruments::store::versions_of(&mut conn, principal.org, key)
+            .await?
+            .iter()
+            .map(|r| r.version)
+            .max()
+            .ok_or_else(|| ApiError::BadRequest(format!("unknown instrument `{key}`")))?,
+    };
+    crate::analytics::instrument_at(&mut conn, &state.builtins, principal.org, key, version)
+        .await
+        .map_err(|_| ApiError::BadRequest(format!("unknown instrument `{key}` version {version}")))
+}
+
+/// The CSV header of an instrument version (SPEC "Export").
+pub fn csv_header(instrument: &LoadedInstrument) -> Vec<String> {
+    let mut header: Vec<String> = [
+        "id",
+        "instrument",
+        "instrument_version",
+        "patient",
+        "clinician",
+        "episode",
+        "rater",
+        "administered_at",
+        "session",
+        "status",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    header.extend(instrument.version.items.iter().map(|i| format!("item_{}", i.id)));
+    header.extend(["total", "mean", "pomp"].iter().map(|s| s.to_string()));
+    for s in &instrument.version.subscales {
+        header.push(format!("{}_total", s.key));
+        header.push(format!("{}_mean", s.key));
+    }
+    header.push("prorated".into());
+    header.push("flags".into());
+    header
+}
+
+struct Renderer {
+    format: ExportFormat,
+    secret: Option<Vec<u8>>,
+    instrument: Arc<LoadedInstrument>,
+}
+
+fn number(v: Option<f64>) -> String {
+    v.map(|n| n.to_string()).unwrap_or_default()
+}
+
+impl Renderer {
+    fn reference(&self, value: &str) -> String {
+        match &self.secret {
+            Some(secret) => pseudonym(secret, value),
+            None => value.to_string(),
+        }
+    }
+
+    fn render(&self, rows: Vec<AdministrationRow>, out: &mut Vec<u8>) {
+        match self.format {
+            ExportFormat::Ndjson => {
+                for row in rows {
+                    let mut a = Administration::from(row);
+                    a.patient = self.reference(&a.patient);
+                    a.clinician = a.clinician.as_deref().map(|c| self.reference(c));
+                    a.episode = a.episode.as_deref().map(|e| self.reference(e));
+                    let mut value = serde_json::to_value(&a).unwrap_or(Value::Null);
+                    if self.secret.is_some()
+                        && let Some(map) = value.as_object_mut()
+                    {
+                        // External ids and free text can identify: not in pseudonymised exports.
+                        map.remove("external_id");
+                        map.remove("void_reason");
+                    }
+                    out.extend_from_slice(value.to_string().as_bytes());
+                    out.push(b'\n');
+                }
+            }
+            ExportFormat::Csv => {
+                let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+                for row in rows {
+                    let score = row.score();
+                    let mut record: Vec<String> = vec![
+                        row.id.to_string(),
+                        row.instrument_key.clone(),
+                        row.instrument_version.to_string(),
+                        self.reference(&row.patient),
+                        row.clinician.as_deref().map(|c| self.reference(c)).unwrap_or_default(),
+                        row.episode.as_deref().map(|e| self.reference(e)).unwrap_or_default(),
+                        row.rater.clone(),
+                        row.administered_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                        row.session.map(|s| s.to_string()).unwrap_or_default(),
+                        row.status.clone(),
+                    ];
+                    for item in &self.instrument.version.items {
+                        record.push(
+                            row.answers
+                                .get(&item.id)
+                                .filter(|v| v.is_number())
+                                .map(|v| v.to_string())
+                                .unwrap_or_default(),
+                        );
+                    }
+                    record.push(number(row.total));
+                    record.push(number(row.mean));
+                    record.push(number(row.pomp));
+                    for s in &self.instrument.version.subscales {
+                        let sub = score.as_ref().and_then(|sc| sc.subscales.get(&s.key));
+                        record.push(number(sub.map(|x| x.total)));
+                        record.push(number(sub.map(|x| x.mean)));
+                    }
+                    record.push(row.prorated.map(|p| p.to_string()).unwrap_or_default());
+                    record.push(row.flags.clone().unwrap_or_default().join(";"));
+                    let _ = writer.write_record(&record);
+                }
+                if let Ok(bytes) = writer.into_inner() {
+                    out.extend_from_slice(&bytes);
+                }
+            }
+        }
+    }
+}
+
+struct Cursor {
+    pool: DbPool,
+    org: uuid::Uuid,
+    query: ListQuery,
+    after: Option<i64>,
+    done: bool,
+    renderer: Renderer,
+    preface: Option<Vec<u8>>,
+}
+
+async fn next_chunk(mut c: Cursor) -> Option<(Result<bytes::Bytes, ApiError>, Cursor)> {
+    if let Some(preface) = c.preface.take() {
+        return Some((Ok(bytes::Bytes::from(preface)), c));
+    }
+    if c.done {
+        return None;
+    }
+    let rows = async {
+        let mut conn = crate::db::conn(&c.pool).await?;
+        Ok::<_, ApiError>(store::list(&mut conn, c.org, &c.query, c.after, CHUNK).await?)
+    }
+    .await;
+    let mut rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            c.done = true;
+            return Some((Err(e), c));
+        }
+    };
+    if rows.len() as i64 <= CHUNK {
+        c.done = true;
+    } else {
+        rows.truncate(CHUNK as usize);
+    }
+    c.after = rows.last().map(|r| r.seq).or(c.after);
+    let mut out = Vec::with_capacity(rows.len() * 200);
+    c.renderer.render(rows, &mut out);
+    Some((Ok(bytes::Bytes::from(out)), c))
+}
+
+/// Every response of one instrument with item answers and scores, streamed in chunks.
+/// Pseudonymised by default. Send `Accept-Encoding: gzip` for a compressed body.
+#[utoipa::path(
+    tag = "export",
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "NDJSON (one response per line) or CSV (RFC 4180, header row)", content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "Missing or unknown instrument, bad filter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `export` (and `export:identified` for pseudonymize=false)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["export"]))
+)]
+#[get("/responses")]
+pub async fn export_responses(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<ExportQuery>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::Export)?;
+    let query = query.into_inner();
+    let pseudonymize = query.pseudonymize.unwrap_or(true);
+    if !pseudonymize {
+        principal.require(Scope::ExportIdentified)?;
+    }
+    let format = query.format.unwrap_or(ExportFormat::Ndjson);
+    let instrument = instrument_for(&state, &principal, &query.instrument, query.version).await?;
+    let filters = ListQuery {
+        patient: None,
+        clinician: None,
+        episode: None,
+        instrument: Some(query.instrument.clone()),
+        instrument_version: query.version,
+        rater: query.rater,
+        from: query.from,
+        to: query.to,
+        status: query.status,
+        limit: None,
+        cursor: None,
+    };
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let secret = if pseudonymize {
+        Some(pseudonym_secret(&mut conn, principal.org).await?)
+    } else {
+        None
+    };
+    let rows = store::count(&mut conn, principal.org, &filters).await?;
+    audit::record(
+        &mut conn,
+        AuditEntry {
+            org: principal.org,
+            actor: &principal.client_id,
+            action: "responses.exported",
+            resource_type: "export",
+            resource_id: None,
+            detail: json!({
+                "instrument": query.instrument, "version": query.version, "from": query.from, "to": query.to,
+                "rater": query.rater, "status": query.status, "format": if format == ExportFormat::Csv { "csv" } else { "ndjson" },
+                "identified": !pseudonymize, "rows": rows,
+            }),
+        },
+    )
+    .await?;
+    drop(conn);
+
+    let renderer = Renderer {
+        format,
+        secret,
+        instrument: instrument.clone(),
+    };
+    let preface = match format {
+        ExportFormat::Csv => {
+            let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
+            let _ = writer.write_record(csv_header(&instrument));
+            Some(writer.into_inner().unwrap_or_default())
+        }
+        ExportFormat::Ndjson => None,
+    };
+    let cursor = Cursor {
+        pool: state.pool.clone(),
+        org: principal.org,
+        query: filters,
+        after: None,
+        done: false,
+        renderer,
+        preface,
+    };
+    let stream = futures_util::stream::unfold(cursor, next_chunk);
+    let (content_type, extension) = match format {
+        ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
+        ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
+    };
+    let filename = format!(
+        "rapport-{}-responses-{}.{extension}",
+        query.instrument,
+        Utc::now().format("%Y%m%d")
+    );
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{filename}\""),
+        ))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .streaming(stream))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DictionaryQuery {
+    /// Instrument key (required).
+    pub instrument: String,
+    /// Version (default: the highest).
+    pub version: Option<i32>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DictionaryColumn {
+    pub name: String,
+    /// `string`, `integer`, `number`, `datetime` or `boolean`.
+    #[serde(rename = "type")]
+    pub column_type: String,
+    pub label: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub subscale: Option<String>,
+    pub reverse_keyed: Option<bool>,
+    /// How a missing value is written.
+    pub missing: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Dictionary {
+    pub instrument: String,
+    pub instrument_version: i32,
+    pub pseudonymized_columns: Vec<String>,
+    pub columns: Vec<DictionaryColumn>,
+}
+
+fn dictionary(instrument: &LoadedInstrument) -> Dictionary {
+    let v = &instrument.version;
+    let def = &instrument.definition;
+    let (lo, hi) = (
+        crate::scoring::to_f64(def.scale.min),
+        crate::scoring::to_f64(def.scale.max),
+    );
+    let n = v.items.len() as f64;
+    let integer_scale = def.scale.step.fract().is_zero() && def.scale.min.fract().is_zero();
+    let col = |name: &str, t: &str, label: &str, range: Option<(f64, f64)>| DictionaryColumn {
+        name: name.into(),
+        column_type: t.into(),
+        label: label.into(),
+        min: range.map(|r| r.0),
+        max: range.map(|r| r.1),
+        subscale: None,
+        reverse_keyed: None,
+        missing: "empty cell (CSV) / null (NDJSON)".into(),
+    };
+    let mut columns = vec![
+        col("id", "string", "Response id (UUID)", None),
+        col("instrument", "string", "Instrument key", None),
+        col("instrument_version", "integer", "Instrument version", None),
+        col(
+            "patient",
+            "string",
+            "Patient reference (16-hex pseudonym unless identified)",
+            None,
+        ),
+        col(
+            "clinician",
+            "string",
+            "Rated clinician (pseudonym unless identified)",
+            None,
+        ),
+        col(
+            "episode",
+            "string",
+            "Episode reference (pseudonym unless identified)",
+            None,
+        ),
+        col("rater", "string", "patient, clinician or observer", None),
+        col("administered_at", "datetime", "ISO 8601, UTC", None),
+        col("session", "integer", "Session number", Some((1.0, 100_000.0))),
+        col("status", "string", "active or voided", None),
+    ];
+    for item in &v.items {
+        let mut c = col(
+            &format!("item_{}", item.id),
+            if integer_scale { "integer" } else { "number" },
+            item.text
+                .as_deref()
+                .unwrap_or(&format!("Item {} (raw answer, before reverse keying)", item.id)),
+            Some((lo, hi)),
+        );
+        c.subscale = item.subscale.clone();
+        c.reverse_keyed = Some(item.reverse);
+        c.missing = "empty cell (CSV) / absent (NDJSON answers)".into();
+        columns.push(c);
+    }
+    columns.push(col(
+        "total",
+        "number",
+        "Total score (prorated when items are missing)",
+        Some((lo * n, hi * n)),
+    ));
+    columns.push(col(
+        "mean",
+        "number",
+        "Mean item score (total / item count)",
+        Some((lo, hi)),
+    ));
+    columns.push(col("pomp", "number", "Percent of maximum possible", Some((0.0, 100.0))));
+    for s in &v.subscales {
+        let k = def
+            .subscales
+            .iter()
+            .find(|d| d.key == s.key)
+            .map(|d| d.items.len() as f64)
+            .unwrap_or(0.0);
+        let mut t = col(
+            &format!("{}_total", s.key),
+            "number",
+            &format!("{} subscale total", s.title),
+            Some((lo * k, hi * k)),
+        );
+        t.subscale = Some(s.key.clone());
+        let mut m = col(
+            &format!("{}_mean", s.key),
+            "number",
+            &format!("{} subscale mean", s.title),
+            Some((lo, hi)),
+        );
+        m.subscale = Some(s.key.clone());
+        columns.push(t);
+        columns.push(m);
+    }
+    columns.push(col(
+        "prorated",
+        "boolean",
+        "true when missing items were prorated",
+        None,
+    ));
+    columns.push(col(
+        "flags",
+        "string",
+        "Flags joined by ';' (below_cutoff, item_below_threshold)",
+        None,
+    ));
+    Dictionary {
+        instrument: v.key.clone(),
+        instrument_version: v.version,
+        pseudonymized_columns: vec!["patient".into(), "clinician".into(), "episode".into()],
+        columns,
+    }
+}
+
+/// The data dictionary of the export columns, as JSON or CSV.
+#[utoipa::path(
+    tag = "export",
+    params(DictionaryQuery),
+    responses(
+        (status = 200, description = "The dictionary", content(
+            (Dictionary = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "Missing or unknown instrument, bad format", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `export`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["export"]))
+)]
+#[get("/dictionary")]
+pub async fn export_dictionary(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<DictionaryQuery>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::Export)?;
+    let instrument = instrument_for(&state, &principal, &query.instrument, query.version).await?;
+    let dict = dictionary(&instrument);
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => Ok(HttpResponse::Ok().json(dict)),
+        "csv" => {
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            let _ = writer.write_record([
+                "name",
+                "type",
+                "label",
+                "min",
+                "max",
+                "subscale",
+                "reverse_keyed",
+                "missing",
+            ]);
+            for c in &dict.columns {
+                let _ = writer.write_record([
+                    c.name.clone(),
+                    c.column_type.clone(),
+                    c.label.clone(),
+                    number(c.min),
+                    number(c.max),
+                    c.subscale.clone().unwrap_or_default(),
+                    c.reverse_keyed.map(|r| r.to_string()).unwrap_or_default(),
+                    c.missing.clone(),
+                ]);
+            }
+            Ok(HttpResponse::Ok()
+                .content_type("text/csv; charset=utf-8")
+                .insert_header((
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"rapport-{}-dictionary.csv\"", dict.instrument),
+                ))
+                .body(writer.into_inner().unwrap_or_default()))
+        }
+        _ => Err(ApiError::BadRequest("`format` must be json or csv".into())),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rotated {
+    pub rotated_at: DateTime<Utc>,
+}
+
+/// A new pseudonym secret for the organisation: pseudonyms from earlier exports no longer match.
+#[utoipa::path(
+    tag = "export",
+    responses(
+        (status = 200, description = "Rotated", body = Rotated),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["org:admin"]))
+)]
+#[post("/pseudonym-key/rotate")]
+pub async fn rotate_pseudonym_key(principal: Principal, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    principal.require(Scope::OrgAdmin)?;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    rotate_pseudonym_secret(&mut conn, principal.org).await?;
+    audit::record(
+        &mut conn,
+        AuditEntry {
+            org: principal.org,
+            actor: &principal.client_id,
+            action: "pseudonym_key.rotated",
+            resource_type: "export",
+            resource_id: None,
+            detail: json!({}),
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(Rotated { rotated_at: Utc::now() }))
+}

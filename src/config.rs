@@ -34,6 +34,8 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// `RAPPORT_CLIENT_STATUS_TTL_SECS`: how long a process trusts its cached "client not revoked".
     pub client_status_ttl: Duration,
+    /// `RAPPORT_CLIENT_REQUEST_TIMEOUT_MS`: a client must send its request head within this (else 408).
+    pub client_request_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,7 @@ impl Default for Settings {
             bootstrap_client_secret: None,
             workers: None,
             client_status_ttl: Duration::from_secs(30),
+            client_request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -88,6 +91,10 @@ impl Settings {
         }
         if let Some(v) = non_empty("RAPPORT_TOKEN_TTL_SECS") {
             s.token_ttl = Duration::from_secs(parse_positive("RAPPORT_TOKEN_TTL_SECS", &v)? as u64);
+        }
+        if let Some(v) = non_empty("RAPPORT_CLIENT_REQUEST_TIMEOUT_MS") {
+            s.client_request_timeout =
+                Duration::from_millis(parse_positive("RAPPORT_CLIENT_REQUEST_TIMEOUT_MS", &v)? as u64);
         }
         if let Some(v) = non_empty("RAPPORT_CLIENT_STATUS_TTL_SECS") {
             let secs: u64 = v.parse().map_err(|_| ConfigError::Invalid {

@@ -62,7 +62,7 @@ impl Application {
         let mut server = HttpServer::new(move || build_app(state.clone()))
             .listen(listener)?
             .shutdown_timeout(30)
-            .client_request_timeout(Duration::from_secs(10))
+            .client_request_timeout(settings.client_request_timeout)
             .client_disconnect_timeout(Duration::from_secs(5));
         if let Some(workers) = settings.workers {
             server = server.workers(workers);

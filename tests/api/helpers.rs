@@ -241,3 +241,63 @@ pub async fn assert_problem(res: Response, status: u16) -> Value {
     assert!(body["type"].is_string() && body["title"].is_string() && body["detail"].is_string());
     body
 }
+
+/// The real binary, serving on a free loopback port over `database_url`.
+pub struct BinaryApp {
+    pub child: std::process::Child,
+    pub address: String,
+    /// Everything printed to stdout before it listened.
+    pub printed: String,
+}
+
+pub fn start_binary(database_url: &str, env: &[(&str, &str)], stderr: std::process::Stdio) -> BinaryApp {
+    use std::io::{BufRead, BufReader};
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rapport"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", database_url)
+        .env("RAPPORT_BIND", "127.0.0.1:0")
+        .current_dir(std::env::temp_dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("start rapport");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
+    let mut printed = String::new();
+    let mut address = String::new();
+    let started = std::time::Instant::now();
+    let mut line = String::new();
+    while started.elapsed() < Duration::from_secs(60) {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        printed.push_str(&line);
+        if let Some(rest) = line.trim().strip_prefix("rapport: listening on ") {
+            address = rest.to_string();
+            break;
+        }
+    }
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while reader.read_line(&mut sink).unwrap_or(0) > 0 {
+            sink.clear();
+        }
+    });
+    BinaryApp { child, address, printed }
+}
+
+pub async fn count_rows(conn: &mut AsyncPgConnection, table: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let c: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}")).get_result(conn).await.expect("count");
+    c.n
+}

@@ -4,6 +4,7 @@ mod analytics;
 mod auth;
 mod export;
 mod fhir;
+mod hardening;
 mod helpers;
 mod instruments;
 mod ops;

@@ -1,6 +1,4 @@
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use serde_json::{Value, json};
 
@@ -154,31 +152,10 @@ async fn all_migrations_go_down_and_up_again() {
 /// Starts the real binary with nothing configured but the database and a free port; returns
 /// everything it printed to stdout before it said it was listening.
 fn start_binary_once(database_url: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rapport"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", database_url)
-        .env("RAPPORT_BIND", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rapport");
-    let stdout = child.stdout.take().unwrap();
-    let mut printed = String::new();
-    let started = Instant::now();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        printed.push_str(&line);
-        printed.push('\n');
-        if line.contains("listening on") || started.elapsed() > Duration::from_secs(60) {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    printed
+    let mut app = crate::helpers::start_binary(database_url, &[("RUST_LOG", "warn")], Stdio::null());
+    let _ = app.child.kill();
+    let _ = app.child.wait();
+    app.printed
 }
 
 #[test]

@@ -10,3 +10,4 @@ mod instruments;
 mod ops;
 mod responses;
 mod tenancy;
+mod tenancy_matrix;

@@ -1,0 +1,92 @@
+//! Every route in the OpenAPI document with a path parameter, called by another organisation
+//! with the first one's ids, answers 404 with a body identical to an unknown id's. The route
+//! list comes from the document, so a new route is covered without editing this test.
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+use crate::instruments::custom_instrument;
+
+struct Ids {
+    client: String,
+    response: String,
+    key: String,
+    patient: String,
+    clinician: String,
+}
+
+fn fill(template: &str, ids: &Ids, unknown: bool) -> String {
+    let random = uuid::Uuid::new_v4().to_string();
+    let mut path = template.to_string();
+    let is_client = template.starts_with("/v1/clients");
+    let id = if unknown { random.clone() } else if is_client { ids.client.clone() } else { ids.response.clone() };
+    path = path.replace("{id}", &id);
+    path = path.replace("{key}", if unknown { "no-such-instrument" } else { &ids.key });
+    path = path.replace("{v}", "1");
+    path = path.replace("{patient}", if unknown { "no-such-patient" } else { &ids.patient });
+    path = path.replace("{clinician}", if unknown { "no-such-clinician" } else { &ids.clinician });
+    assert!(!path.contains('{'), "an unmapped path parameter in {template}: add it here");
+    format!("{path}?instrument={}", if unknown { "no-such-instrument" } else { &ids.key })
+}
+
+#[tokio::test]
+async fn foreign_ids_answer_exactly_like_unknown_ones_on_every_route() {
+    let app = TestApp::spawn().await;
+    let first = app.token(&["responses:write", "responses:read", "instruments:write", "org:admin", "export"]).await;
+    // The first organisation's resources.
+    let key = "tenant-scale";
+    assert_eq!(app.post_json(&first, "/v1/instruments", custom_instrument(key)).await.status(), 201);
+    assert_eq!(app.post_json(&first, &format!("/v1/instruments/{key}/versions/1/publish"), json!({})).await.status(), 200);
+    let answers: serde_json::Map<String, Value> = (1..=12).map(|i| (format!("q{i}"), json!(2))).collect();
+    let body = json!({"instrument": key, "patient": "tenant-patient", "clinician": "tenant-doc",
+        "administered_at": "2026-03-04T15:20:00Z", "session": 3, "answers": answers});
+    let response: Value = app.post_json(&first, "/v1/responses", body).await.json().await.unwrap();
+    let client: Value = app.post_json(&first, "/v1/clients", json!({"name": "c", "scopes": []})).await.json().await.unwrap();
+    let ids = Ids {
+        client: client["id"].as_str().unwrap().into(),
+        response: response["id"].as_str().unwrap().into(),
+        key: key.into(),
+        patient: "tenant-patient".into(),
+        clinician: "tenant-doc".into(),
+    };
+
+    let (_, other) = app.create_org("tenant-other").await;
+    let spec: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let mut checked = 0;
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        if !template.contains('{') {
+            continue;
+        }
+        for (method, _) in item.as_object().unwrap() {
+            let send = |path: String| {
+                let url = app.url(&path);
+                let req = match method.as_str() {
+                    "get" => app.http.get(url),
+                    "delete" => app.http.delete(url),
+                    "put" => app.http.put(url).json(&custom_instrument(key)),
+                    "post" => app.http.post(url).json(&json!({"reason": "tenancy check"})),
+                    other => panic!("unexpected method {other}"),
+                };
+                req.bearer_auth(&other).send()
+            };
+            let foreign = send(fill(template, &ids, false)).await.unwrap();
+            let unknown = send(fill(template, &ids, true)).await.unwrap();
+            assert_eq!(foreign.status(), 404, "{method} {template} with a foreign id");
+            assert_eq!(unknown.status(), 404, "{method} {template} with an unknown id");
+            let (foreign, unknown) = (foreign.text().await.unwrap(), unknown.text().await.unwrap());
+            assert_eq!(foreign, unknown, "{method} {template}: a foreign id must look unknown");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "only {checked} routes with path parameters");
+
+    // Lists show none of the first organisation's ids.
+    for list in ["/v1/clients", "/v1/responses", "/v1/instruments", "/v1/audit-events", "/v1/clinicians?instrument=tenant-scale&min_patients=1"] {
+        let text = app.get(&other, list).await.text().await.unwrap();
+        for id in [&ids.client, &ids.response, &ids.patient, &ids.clinician, &ids.key] {
+            assert!(!text.contains(id.as_str()), "{list} shows {id}");
+        }
+    }
+    // ... and the first organisation still has everything.
+    assert_eq!(app.get(&first, &format!("/v1/responses/{}", ids.response)).await.status(), 200);
+}

@@ -56,6 +56,7 @@ impl Application {
             migration_versions: db::embedded_migration_versions(),
             builtins: crate::instruments::builtin::BuiltinCatalogue::load()?,
             norms: Default::default(),
+            routes: crate::ops::route_table::RouteTable::from_openapi(&crate::openapi::document()),
             settings: Arc::new(settings.clone()),
             pool,
         });
@@ -106,7 +107,9 @@ fn build_app(
         .configure(crate::routes)
         .split_for_parts();
     app.app_data(state)
-        .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+        .app_data(web::PathConfig::default().error_handler(|err, req| {
+            actix_web::error::InternalError::from_response(err, crate::ops::routes::unmatched(req)).into()
+        }))
         .app_data(
             web::QueryConfig::default()
                 .error_handler(|e, _| ApiError::BadRequest(format!("invalid query parameters: {e}")).into()),

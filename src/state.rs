@@ -17,4 +17,5 @@ pub struct AppState {
     pub migration_versions: Vec<String>,
     pub builtins: crate::instruments::builtin::BuiltinCatalogue,
     pub norms: crate::analytics::NormsCache,
+    pub routes: crate::ops::route_table::RouteTable,
 }

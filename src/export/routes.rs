@@ -42,6 +42,7 @@ pub struct ExportQuery {
     pub rater: Option<Rater>,
     pub status: Option<ResponseStatus>,
     /// `ndjson` (default) or `csv`.
+    #[param(inline)]
     pub format: Option<ExportFormat>,
     /// Replace patient, clinician and episode references with keyed pseudonyms (default true);
     /// `false` also needs `export:identified`.

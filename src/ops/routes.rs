@@ -49,7 +49,30 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.render(&state.pool))
 }
 
-/// Any unknown route.
-pub async fn not_found() -> HttpResponse {
-    actix_web::ResponseError::error_response(&ApiError::NotFound)
+/// Any unmatched request: 405 with `Allow` when the path is known but the method is not
+/// documented for it, else 404.
+pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
+    unmatched(&req)
+}
+
+/// 405 (with `Allow`) when the method is not documented for this path, else 404. Also used
+/// when a path parameter does not parse: `GET /v1/responses/batch` is a wrong method, not an
+/// unknown response id.
+pub fn unmatched(req: &actix_web::HttpRequest) -> HttpResponse {
+    let allowed = req
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.routes.allowed(req.path()));
+    match allowed {
+        Some(methods) if !methods.iter().any(|m| m == req.method().as_str()) => {
+            let mut response = crate::error::problem_with_status(
+                actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+                &format!("this path accepts {}", methods.join(", ")),
+            );
+            if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&methods.join(", ")) {
+                response.headers_mut().insert(actix_web::http::header::ALLOW, value);
+            }
+            response
+        }
+        _ => actix_web::ResponseError::error_response(&ApiError::NotFound),
+    }
 }

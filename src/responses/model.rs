@@ -112,9 +112,11 @@ pub struct VoidRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// 1 to 1,000 responses, each as for `POST /v1/responses`.
-    #[schema(value_type = Vec<NewResponse>)]
-    pub responses: Vec<serde_json::Value>,
+    /// 1 to 1,000 responses, each as for `POST /v1/responses` (see `NewResponse`). Items are
+    /// checked one by one: an item that is not a valid response is reported `invalid` in the
+    /// results, not refused with the batch.
+    #[schema(value_type = Vec<Object>)]
+    pub responses: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]

@@ -111,7 +111,7 @@ pub async fn create_responses_batch(
     body: LargeJson<BatchRequest>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::ResponsesWrite)?;
-    let items = body.0.responses;
+    let items: Vec<serde_json::Value> = body.0.responses.into_iter().map(serde_json::Value::Object).collect();
     let instrument_keys: std::collections::BTreeSet<String> = items
         .iter()
         .filter_map(|i| i.get("instrument").and_then(|k| k.as_str()).map(str::to_string))

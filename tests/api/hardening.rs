@@ -8,13 +8,19 @@ use std::time::Duration;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_ID, ADMIN_SECRET, SERVER_URL, TestApp, assert_problem, drop_database_blocking, start_binary, unique_db_name};
+use crate::helpers::{
+    ADMIN_ID, ADMIN_SECRET, SERVER_URL, TestApp, assert_problem, drop_database_blocking, start_binary, unique_db_name,
+};
 use crate::responses::wai_sr;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -77,7 +83,10 @@ async fn bodies_over_each_limit_are_413_however_they_arrive() {
     let res = app.post_json(&token, "/v1/responses", body).await;
     assert!(res.status() == 413 || res.status() == 422);
     let growth = rss_kib().saturating_sub(rss_before);
-    assert!(growth < 100 * 1024, "RSS grew by {growth} KiB across oversized requests");
+    assert!(
+        growth < 100 * 1024,
+        "RSS grew by {growth} KiB across oversized requests"
+    );
 }
 
 #[tokio::test]
@@ -94,7 +103,13 @@ async fn header_abuse_and_slow_clients_are_cut_off() {
     assert_eq!(res.status(), 431);
 
     // An Authorization header over 8 KiB: 401 without decoding.
-    let res = app.http.get(app.url("/v1/clients")).header("authorization", format!("Bearer {}", "a".repeat(9000))).send().await.unwrap();
+    let res = app
+        .http
+        .get(app.url("/v1/clients"))
+        .header("authorization", format!("Bearer {}", "a".repeat(9000)))
+        .send()
+        .await
+        .unwrap();
     assert_problem(res, 401).await;
 
     // A client sending its head one byte at a time is cut off with 408.
@@ -140,9 +155,14 @@ async fn concurrent_clients_with_shared_external_ids_store_exactly_one_row_each(
                     break;
                 }
                 let ext = format!("ext-{}", n % 100);
-                let res = app.post_json(&token, "/v1/responses", wai_sr(&format!("p-{}", n % 100), Some(&ext))).await;
+                let res = app
+                    .post_json(&token, "/v1/responses", wai_sr(&format!("p-{}", n % 100), Some(&ext)))
+                    .await;
                 let status = res.status().as_u16();
-                let id = res.json::<Value>().await.unwrap()["id"].as_str().unwrap_or_default().to_string();
+                let id = res.json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 seen.push((ext, status, id));
             }
             seen
@@ -159,7 +179,10 @@ async fn concurrent_clients_with_shared_external_ids_store_exactly_one_row_each(
     }
     assert_eq!(total, 1000);
     assert_eq!(ids.len(), 100);
-    assert!(ids.values().all(|set| set.len() == 1), "every post of an external_id got the same id");
+    assert!(
+        ids.values().all(|set| set.len() == 1),
+        "every post of an external_id got the same id"
+    );
     let mut conn = AsyncPgConnection::establish(&app.database_url).await.unwrap();
     let rows: i64 = crate::helpers::count_rows(&mut conn, "responses").await;
     assert_eq!(rows, 100);
@@ -176,13 +199,19 @@ async fn an_exhausted_pool_queues_then_answers_503_never_deadlocks() {
     // Hold a lock that every insert waits on: requests keep their connections busy.
     let mut locker = AsyncPgConnection::establish(&app.database_url).await.unwrap();
     diesel::sql_query("BEGIN").execute(&mut locker).await.unwrap();
-    diesel::sql_query("LOCK TABLE responses IN EXCLUSIVE MODE").execute(&mut locker).await.unwrap();
+    diesel::sql_query("LOCK TABLE responses IN EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
     let app = std::sync::Arc::new(app);
     let started = std::time::Instant::now();
     let requests: Vec<_> = (0..200)
         .map(|i| {
             let (app, token) = (app.clone(), token.clone());
-            tokio::spawn(async move { app.post_json(&token, "/v1/responses", wai_sr(&format!("p{i}"), None)).await })
+            tokio::spawn(async move {
+                app.post_json(&token, "/v1/responses", wai_sr(&format!("p{i}"), None))
+                    .await
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -203,7 +232,12 @@ async fn an_exhausted_pool_queues_then_answers_503_never_deadlocks() {
     let rows = crate::helpers::count_rows(&mut locker, "responses").await;
     assert_eq!(rows, created, "no 503 left a row, every 201 is stored");
     // And the service is fine afterwards.
-    assert_eq!(app.post_json(&token, "/v1/responses", wai_sr("after", None)).await.status(), 201);
+    assert_eq!(
+        app.post_json(&token, "/v1/responses", wai_sr("after", None))
+            .await
+            .status(),
+        201
+    );
 }
 
 #[tokio::test]
@@ -212,13 +246,21 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let url = format!("{SERVER_URL}/{db}");
     let mut app = start_binary(
         &url,
-        &[("RAPPORT_BOOTSTRAP_CLIENT_ID", ADMIN_ID), ("RAPPORT_BOOTSTRAP_CLIENT_SECRET", ADMIN_SECRET), ("RUST_LOG", "warn")],
+        &[
+            ("RAPPORT_BOOTSTRAP_CLIENT_ID", ADMIN_ID),
+            ("RAPPORT_BOOTSTRAP_CLIENT_SECRET", ADMIN_SECRET),
+            ("RUST_LOG", "warn"),
+        ],
         std::process::Stdio::null(),
     );
     let http = reqwest::Client::new();
     let token: Value = http
         .post(format!("{}/v1/oauth/token", app.address))
-        .form(&[("grant_type", "client_credentials"), ("client_id", ADMIN_ID), ("client_secret", ADMIN_SECRET)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", ADMIN_ID),
+            ("client_secret", ADMIN_SECRET),
+        ])
         .send()
         .await
         .unwrap()
@@ -228,17 +270,28 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let token = token["access_token"].as_str().unwrap().to_string();
     let mut locker = AsyncPgConnection::establish(&url).await.unwrap();
     diesel::sql_query("BEGIN").execute(&mut locker).await.unwrap();
-    diesel::sql_query("LOCK TABLE responses IN EXCLUSIVE MODE").execute(&mut locker).await.unwrap();
+    diesel::sql_query("LOCK TABLE responses IN EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
     let in_flight: Vec<_> = (0..10)
         .map(|i| {
             let (http, token, address) = (http.clone(), token.clone(), app.address.clone());
             tokio::spawn(async move {
-                http.post(format!("{address}/v1/responses")).bearer_auth(token).json(&wai_sr(&format!("p{i}"), None)).send().await
+                http.post(format!("{address}/v1/responses"))
+                    .bearer_auth(token)
+                    .json(&wai_sr(&format!("p{i}"), None))
+                    .send()
+                    .await
             })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    let killed = std::process::Command::new("kill").arg("-TERM").arg(app.child.id().to_string()).status().unwrap();
+    let killed = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(app.child.id().to_string())
+        .status()
+        .unwrap();
     assert!(killed.success());
     tokio::time::sleep(Duration::from_millis(500)).await;
     diesel::sql_query("COMMIT").execute(&mut locker).await.unwrap();
@@ -246,7 +299,9 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
         let res = r.await.unwrap().expect("in-flight request answered");
         assert_eq!(res.status(), 201);
     }
-    let status = tokio::task::spawn_blocking(move || app.child.wait().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || app.child.wait().unwrap())
+        .await
+        .unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert_eq!(crate::helpers::count_rows(&mut locker, "responses").await, 10);
     drop(locker);
@@ -261,7 +316,11 @@ async fn logs_hold_no_secret_token_reference_or_answer() {
     let log_file = std::fs::File::create(&log_path).unwrap();
     let mut app = start_binary(
         &url,
-        &[("RAPPORT_BOOTSTRAP_CLIENT_ID", ADMIN_ID), ("RAPPORT_BOOTSTRAP_CLIENT_SECRET", ADMIN_SECRET), ("RUST_LOG", "info")],
+        &[
+            ("RAPPORT_BOOTSTRAP_CLIENT_ID", ADMIN_ID),
+            ("RAPPORT_BOOTSTRAP_CLIENT_SECRET", ADMIN_SECRET),
+            ("RUST_LOG", "info"),
+        ],
         std::process::Stdio::from(log_file),
     );
     let http = reqwest::Client::new();
@@ -291,18 +350,53 @@ async fn logs_hold_no_secret_token_reference_or_answer() {
     let mut body = wai_sr("patient-ref-7731", Some("enc-ref-5512"));
     body["clinician"] = json!("clinician-ref-4410");
     body["answers"]["1"] = json!(4);
-    let res = http.post(format!("{base}/v1/responses")).bearer_auth(&token).json(&body).send().await.unwrap();
+    let res = http
+        .post(format!("{base}/v1/responses"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 201);
-    let _ = http.get(format!("{base}/v1/patients/patient-ref-7731/trends?instrument=wai-sr")).bearer_auth(&token).send().await;
-    let _ = http.post(format!("{base}/v1/responses")).bearer_auth(&token).json(&json!({"bad": "patient-ref-7731"})).send().await;
-    let _ = http.get(format!("{base}/v1/clients")).bearer_auth("not-a-token-0xDEADBEEF").send().await;
-    std::process::Command::new("kill").arg("-TERM").arg(app.child.id().to_string()).status().unwrap();
+    let _ = http
+        .get(format!("{base}/v1/patients/patient-ref-7731/trends?instrument=wai-sr"))
+        .bearer_auth(&token)
+        .send()
+        .await;
+    let _ = http
+        .post(format!("{base}/v1/responses"))
+        .bearer_auth(&token)
+        .json(&json!({"bad": "patient-ref-7731"}))
+        .send()
+        .await;
+    let _ = http
+        .get(format!("{base}/v1/clients"))
+        .bearer_auth("not-a-token-0xDEADBEEF")
+        .send()
+        .await;
+    std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(app.child.id().to_string())
+        .status()
+        .unwrap();
     let _ = tokio::task::spawn_blocking(move || app.child.wait()).await;
     let log = std::fs::read_to_string(&log_path).unwrap();
     let _ = std::fs::remove_file(&log_path);
     drop_database_blocking(db);
-    assert!(log.contains("route=/v1/patients/{patient}/trends"), "the request lines are there: {log}");
-    for needle in [ADMIN_SECRET, secret.as_str(), token.as_str(), "patient-ref-7731", "clinician-ref-4410", "enc-ref-5512", "0xDEADBEEF", "\"1\":4"] {
+    assert!(
+        log.contains("route=/v1/patients/{patient}/trends"),
+        "the request lines are there: {log}"
+    );
+    for needle in [
+        ADMIN_SECRET,
+        secret.as_str(),
+        token.as_str(),
+        "patient-ref-7731",
+        "clinician-ref-4410",
+        "enc-ref-5512",
+        "0xDEADBEEF",
+        "\"1\":4",
+    ] {
         assert!(!log.contains(needle), "the log contains {needle}");
     }
 }

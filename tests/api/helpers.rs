@@ -289,7 +289,11 @@ pub fn start_binary(database_url: &str, env: &[(&str, &str)], stderr: std::proce
             sink.clear();
         }
     });
-    BinaryApp { child, address, printed }
+    BinaryApp {
+        child,
+        address,
+        printed,
+    }
 }
 
 pub async fn count_rows(conn: &mut AsyncPgConnection, table: &str) -> i64 {
@@ -298,6 +302,9 @@ pub async fn count_rows(conn: &mut AsyncPgConnection, table: &str) -> i64 {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let c: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}")).get_result(conn).await.expect("count");
+    let c: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+        .get_result(conn)
+        .await
+        .expect("count");
     c.n
 }

@@ -19,29 +19,67 @@ fn fill(template: &str, ids: &Ids, unknown: bool) -> String {
     let random = uuid::Uuid::new_v4().to_string();
     let mut path = template.to_string();
     let is_client = template.starts_with("/v1/clients");
-    let id = if unknown { random.clone() } else if is_client { ids.client.clone() } else { ids.response.clone() };
+    let id = if unknown {
+        random.clone()
+    } else if is_client {
+        ids.client.clone()
+    } else {
+        ids.response.clone()
+    };
     path = path.replace("{id}", &id);
     path = path.replace("{key}", if unknown { "no-such-instrument" } else { &ids.key });
     path = path.replace("{v}", "1");
     path = path.replace("{patient}", if unknown { "no-such-patient" } else { &ids.patient });
-    path = path.replace("{clinician}", if unknown { "no-such-clinician" } else { &ids.clinician });
-    assert!(!path.contains('{'), "an unmapped path parameter in {template}: add it here");
-    format!("{path}?instrument={}", if unknown { "no-such-instrument" } else { &ids.key })
+    path = path.replace(
+        "{clinician}",
+        if unknown { "no-such-clinician" } else { &ids.clinician },
+    );
+    assert!(
+        !path.contains('{'),
+        "an unmapped path parameter in {template}: add it here"
+    );
+    format!(
+        "{path}?instrument={}",
+        if unknown { "no-such-instrument" } else { &ids.key }
+    )
 }
 
 #[tokio::test]
 async fn foreign_ids_answer_exactly_like_unknown_ones_on_every_route() {
     let app = TestApp::spawn().await;
-    let first = app.token(&["responses:write", "responses:read", "instruments:write", "org:admin", "export"]).await;
+    let first = app
+        .token(&[
+            "responses:write",
+            "responses:read",
+            "instruments:write",
+            "org:admin",
+            "export",
+        ])
+        .await;
     // The first organisation's resources.
     let key = "tenant-scale";
-    assert_eq!(app.post_json(&first, "/v1/instruments", custom_instrument(key)).await.status(), 201);
-    assert_eq!(app.post_json(&first, &format!("/v1/instruments/{key}/versions/1/publish"), json!({})).await.status(), 200);
+    assert_eq!(
+        app.post_json(&first, "/v1/instruments", custom_instrument(key))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.post_json(&first, &format!("/v1/instruments/{key}/versions/1/publish"), json!({}))
+            .await
+            .status(),
+        200
+    );
     let answers: serde_json::Map<String, Value> = (1..=12).map(|i| (format!("q{i}"), json!(2))).collect();
     let body = json!({"instrument": key, "patient": "tenant-patient", "clinician": "tenant-doc",
         "administered_at": "2026-03-04T15:20:00Z", "session": 3, "answers": answers});
     let response: Value = app.post_json(&first, "/v1/responses", body).await.json().await.unwrap();
-    let client: Value = app.post_json(&first, "/v1/clients", json!({"name": "c", "scopes": []})).await.json().await.unwrap();
+    let client: Value = app
+        .post_json(&first, "/v1/clients", json!({"name": "c", "scopes": []}))
+        .await
+        .json()
+        .await
+        .unwrap();
     let ids = Ids {
         client: client["id"].as_str().unwrap().into(),
         response: response["id"].as_str().unwrap().into(),
@@ -51,7 +89,15 @@ async fn foreign_ids_answer_exactly_like_unknown_ones_on_every_route() {
     };
 
     let (_, other) = app.create_org("tenant-other").await;
-    let spec: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let spec: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let mut checked = 0;
     for (template, item) in spec["paths"].as_object().unwrap() {
         if !template.contains('{') {
@@ -81,12 +127,23 @@ async fn foreign_ids_answer_exactly_like_unknown_ones_on_every_route() {
     assert!(checked >= 12, "only {checked} routes with path parameters");
 
     // Lists show none of the first organisation's ids.
-    for list in ["/v1/clients", "/v1/responses", "/v1/instruments", "/v1/audit-events", "/v1/clinicians?instrument=tenant-scale&min_patients=1"] {
+    for list in [
+        "/v1/clients",
+        "/v1/responses",
+        "/v1/instruments",
+        "/v1/audit-events",
+        "/v1/clinicians?instrument=tenant-scale&min_patients=1",
+    ] {
         let text = app.get(&other, list).await.text().await.unwrap();
         for id in [&ids.client, &ids.response, &ids.patient, &ids.clinician, &ids.key] {
             assert!(!text.contains(id.as_str()), "{list} shows {id}");
         }
     }
     // ... and the first organisation still has everything.
-    assert_eq!(app.get(&first, &format!("/v1/responses/{}", ids.response)).await.status(), 200);
+    assert_eq!(
+        app.get(&first, &format!("/v1/responses/{}", ids.response))
+            .await
+            .status(),
+        200
+    );
 }

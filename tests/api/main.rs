@@ -3,6 +3,7 @@
 mod analytics;
 mod auth;
 mod export;
+mod faults;
 mod fhir;
 mod hardening;
 mod helpers;

@@ -13,6 +13,9 @@ use serde_json::Value;
 use crate::helpers::{TestApp, count_rows};
 use crate::responses::wai_sr;
 
+/// (status, has Retry-After, response id, latency) of one request.
+type Outcome = (u16, bool, Option<String>, Duration);
+
 struct Cluster {
     dir: std::path::PathBuf,
     bin: std::path::PathBuf,
@@ -128,7 +131,7 @@ async fn postgres_stopped_mid_load_answers_503_and_recovers() {
     .await;
     let token = app.token(&["responses:write"]).await;
     let app = Arc::new(app);
-    let outcomes: Arc<Mutex<Vec<(u16, bool, Option<String>, Duration)>>> = Arc::default();
+    let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let stop_at = Instant::now() + Duration::from_secs(9);
     let mut workers = Vec::new();
     for w in 0..4 {

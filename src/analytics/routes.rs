@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::model::*;
 use super::store::{self, SeriesRow};
 use super::{instrument_at, norms_for, norms_view, rule_name, series_statistics};
-use crate::audit::{self, AuditEntry};
+use crate::audit;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::scoring::stats::{self, ReliableChange};
@@ -16,27 +16,6 @@ use crate::scoring::{Rater, SubscaleScore};
 use crate::state::AppState;
 
 const FLAG_BELOW_CUTOFF: &str = "below_cutoff";
-
-async fn audit_read(
-    conn: &mut AsyncPgConnection,
-    principal: &Principal,
-    action: &str,
-    detail: serde_json::Value,
-) -> ApiResult<()> {
-    audit::record(
-        conn,
-        AuditEntry {
-            org: principal.org,
-            actor: &principal.client_id,
-            action,
-            resource_type: "analytics",
-            resource_id: None,
-            detail,
-        },
-    )
-    .await?;
-    Ok(())
-}
 
 fn point(row: &SeriesRow) -> TrendPoint {
     TrendPoint {
@@ -143,10 +122,12 @@ pub async fn patient_trends(
             })
             .collect();
     }
-    audit_read(
+    audit::record_read(
         &mut conn,
         &principal,
         "trend.read",
+        "analytics",
+        None,
         json!({"instrument": query.instrument, "points": points.len()}),
     )
     .await?;
@@ -310,10 +291,12 @@ pub async fn clinician_summary(
     .await?
     .pop()
     .ok_or(ApiError::NotFound)?;
-    audit_read(
+    audit::record_read(
         &mut conn,
         &principal,
         "clinician_summary.read",
+        "analytics",
+        None,
         json!({"instrument": query.instrument}),
     )
     .await?;
@@ -351,10 +334,12 @@ pub async fn list_clinicians(
         .into_iter()
         .filter(|s| s.patients >= min_patients as usize)
         .collect();
-    audit_read(
+    audit::record_read(
         &mut conn,
         &principal,
         "clinician_summaries.read",
+        "analytics",
+        None,
         json!({"instrument": query.instrument, "clinicians": items.len()}),
     )
     .await?;
@@ -408,10 +393,12 @@ pub async fn trajectory(
             }
         })
         .collect();
-    audit_read(
+    audit::record_read(
         &mut conn,
         &principal,
         "trajectory.read",
+        "analytics",
+        None,
         json!({"instrument": query.instrument}),
     )
     .await?;

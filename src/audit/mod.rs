@@ -7,3 +7,26 @@ pub mod routes;
 pub mod store;
 
 pub use store::{AuditEntry, record};
+
+/// Records one read of patient data by the caller (one event per request, never per row).
+pub async fn record_read(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &crate::auth::Principal,
+    action: &str,
+    resource_type: &str,
+    resource_id: Option<String>,
+    detail: serde_json::Value,
+) -> diesel::QueryResult<()> {
+    record(
+        conn,
+        AuditEntry {
+            org: principal.org,
+            actor: &principal.client_id,
+            action,
+            resource_type,
+            resource_id,
+            detail,
+        },
+    )
+    .await
+}

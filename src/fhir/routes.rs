@@ -10,7 +10,7 @@ use super::resources::{self, RATED_CLINICIAN_PATH, SESSION_NUMBER_PATH};
 use super::{FhirFailure, base_url, fhir_json, outcome, plain_outcome};
 use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, FieldError};
 use crate::extract::ApiJson;
 use crate::responses::model::{Administration, NewResponse, Source};
 use crate::responses::{Ingested, InstrumentCache, ingest_one, prepare, store};
@@ -32,28 +32,6 @@ fn authorised(principal: Result<Principal, ApiError>, scope: Option<Scope>) -> R
         principal.require(scope).map_err(fail)?;
     }
     Ok(principal)
-}
-
-async fn audit_read(
-    state: &AppState,
-    principal: &Principal,
-    action: &str,
-    resource_id: Option<String>,
-) -> ApiResult<()> {
-    let mut conn = crate::db::conn(&state.pool).await?;
-    audit::record(
-        &mut conn,
-        AuditEntry {
-            org: principal.org,
-            actor: &principal.client_id,
-            action,
-            resource_type: "response",
-            resource_id,
-            detail: json!({"via": "fhir"}),
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 /// The server's CapabilityStatement.
@@ -572,9 +550,21 @@ pub async fn read_questionnaire_response(
     let a = Administration::from(row);
     let resource = as_resource(&state, &mut conn, &base_url(&req), &a, principal.org).await;
     drop(conn);
-    audit_read(&state, &principal, "response.read", Some(id.to_string()))
-        .await
-        .map_err(fail)?;
+    async {
+        let mut conn = crate::db::conn(&state.pool).await?;
+        audit::record_read(
+            &mut conn,
+            &principal,
+            "response.read",
+            "response",
+            Some(id.to_string()),
+            json!({"via": "fhir"}),
+        )
+        .await?;
+        Ok::<_, ApiError>(())
+    }
+    .await
+    .map_err(fail)?;
     Ok(fhir_json(StatusCode::OK, &resource))
 }
 
@@ -728,9 +718,21 @@ pub async fn search_observations(
         }
     }
     drop(conn);
-    audit_read(&state, &principal, "observations.searched", None)
-        .await
-        .map_err(fail)?;
+    async {
+        let mut conn = crate::db::conn(&state.pool).await?;
+        audit::record_read(
+            &mut conn,
+            &principal,
+            "observations.searched",
+            "response",
+            None,
+            json!({"via": "fhir"}),
+        )
+        .await?;
+        Ok::<_, ApiError>(())
+    }
+    .await
+    .map_err(fail)?;
     let self_url = format!("{base}{}", req.uri());
     Ok(fhir_json(StatusCode::OK, &resources::bundle(&self_url, next, entries)))
 }

@@ -14,30 +14,6 @@ use crate::extract::{ApiJson, LargeJson};
 use crate::pagination;
 use crate::state::AppState;
 
-/// Records one read of patient data (one event per request, not per row).
-async fn audit_read(
-    state: &AppState,
-    principal: &Principal,
-    action: &str,
-    resource_id: Option<String>,
-    detail: serde_json::Value,
-) -> ApiResult<()> {
-    let mut conn = crate::db::conn(&state.pool).await?;
-    audit::record(
-        &mut conn,
-        AuditEntry {
-            org: principal.org,
-            actor: &principal.client_id,
-            action,
-            resource_type: "response",
-            resource_id,
-            detail,
-        },
-    )
-    .await?;
-    Ok(())
-}
-
 /// Ingest one response: checked against the pinned (or latest published) version, scored,
 /// stored with its audit event. A re-post with the same `external_id` and payload answers
 /// 200 with the stored response; a different payload 409.
@@ -159,7 +135,16 @@ pub async fn get_response(
             .await?
             .ok_or(ApiError::NotFound)?
     };
-    audit_read(&state, &principal, "response.read", Some(id.to_string()), json!({})).await?;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    audit::record_read(
+        &mut conn,
+        &principal,
+        "response.read",
+        "response",
+        Some(id.to_string()),
+        json!({}),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(Administration::from(row)))
 }
 
@@ -199,10 +184,12 @@ pub async fn list_responses(
     .into_iter()
     .filter_map(|(name, used)| used.then_some(name))
     .collect();
-    audit_read(
-        &state,
+    let mut conn = crate::db::conn(&state.pool).await?;
+    audit::record_read(
+        &mut conn,
         &principal,
         "responses.listed",
+        "response",
         None,
         json!({"rows": rows.len(), "filters": filters}),
     )

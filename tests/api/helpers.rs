@@ -308,3 +308,15 @@ pub async fn count_rows(conn: &mut AsyncPgConnection, table: &str) -> i64 {
         .expect("count");
     c.n
 }
+
+/// The JSON pointers a validation problem names, in order.
+pub fn pointers(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["pointer"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

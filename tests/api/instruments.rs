@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, pointers};
 
 /// INSTRUMENTS.md's custom shape: 12 items on 0-4, three subscales, three reverse-keyed items.
 pub fn custom_instrument(key: &str) -> Value {
@@ -23,15 +23,6 @@ pub fn custom_instrument(key: &str) -> Value {
         "norms": {"sd": 8.0, "reliability": 0.9, "source": "pilot"},
         "rupture": {"rule": "sd_drop", "k": 1, "repair_window": 2}
     })
-}
-
-fn pointers(problem: &Value) -> Vec<String> {
-    problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["pointer"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, pointers};
 
 pub fn wai_sr(patient: &str, external_id: Option<&str>) -> Value {
     json!({
@@ -10,15 +10,6 @@ pub fn wai_sr(patient: &str, external_id: Option<&str>) -> Value {
         "administered_at": "2026-03-04T15:20:00Z", "session": 3, "external_id": external_id,
         "answers": {"1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "6": 1, "7": 2, "8": 3, "9": 4, "10": 5, "11": 1, "12": 2}
     })
-}
-
-fn pointers(problem: &Value) -> Vec<String> {
-    problem["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["pointer"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test]

@@ -390,3 +390,40 @@ async fn client_and_organization_bodies_are_validated() {
         .collect();
     assert_eq!(slugs, vec!["default", "south"]);
 }
+
+#[tokio::test]
+async fn instances_share_the_generated_key_and_learn_of_revocations() {
+    let first = TestApp::spawn_with(|s| {
+        s.jwt_secret = None;
+        s.client_status_ttl = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let url = first.database_url.clone();
+    let second = TestApp::spawn_with(|s| {
+        s.database_url = url;
+        s.jwt_secret = None;
+        s.client_status_ttl = std::time::Duration::from_secs(1);
+    })
+    .await;
+    // A token minted by one instance is good on the other (the key lives in the database).
+    let admin = first.admin_token().await;
+    let res = first
+        .post_json(&admin, "/v1/clients", json!({"name": "feed", "scopes": ["org:admin"]}))
+        .await;
+    let created: Value = res.json().await.unwrap();
+    let token = first
+        .token_for(
+            created["client_id"].as_str().unwrap(),
+            created["client_secret"].as_str().unwrap(),
+            None,
+        )
+        .await;
+    assert_eq!(second.get(&token, "/v1/clients").await.status(), 200);
+    // Revoked on the first instance; the second stops honouring it within its cache time.
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(first.delete(&admin, &format!("/v1/clients/{id}")).await.status(), 204);
+    assert_problem(first.get(&token, "/v1/clients").await, 401).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_problem(second.get(&token, "/v1/clients").await, 401).await;
+    std::mem::forget(second); // the first instance drops the shared database
+}

@@ -60,10 +60,11 @@ pub async fn patient_trends(
     let patient = patient.into_inner();
     let rater = query.rater.unwrap_or(Rater::Patient);
     let mut conn = crate::db::conn(&state.pool).await?;
-    if !store::patient_has_data(&mut conn, principal.org, &patient).await? {
+    let rows = store::series(&mut conn, principal.org, &patient, rater.as_str(), &query).await?;
+    // Only an empty series needs the second question: does the patient exist at all?
+    if rows.is_empty() && !store::patient_has_data(&mut conn, principal.org, &patient).await? {
         return Err(ApiError::NotFound);
     }
-    let rows = store::series(&mut conn, principal.org, &patient, rater.as_str(), &query).await?;
     let points: Vec<TrendPoint> = rows.iter().map(point).collect();
     let totals: Vec<f64> = points.iter().map(|p| p.total).collect();
 

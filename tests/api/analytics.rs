@@ -22,6 +22,16 @@ fn answers_for(total: u32) -> Value {
         .into()
 }
 
+/// A server with the two ten-item test instruments published, and a token to use them.
+async fn app_with_instruments() -> (TestApp, String) {
+    let app = TestApp::spawn().await;
+    let token = app
+        .token(&["responses:write", "responses:read", "instruments:write"])
+        .await;
+    setup(&app, &token).await;
+    (app, token)
+}
+
 async fn setup(app: &TestApp, token: &str) {
     let reliable = ten_items(
         "ten",
@@ -83,11 +93,7 @@ fn close(a: &Value, b: f64) -> bool {
 
 #[tokio::test]
 async fn trend_with_a_reliable_drop_repaired_inside_the_window() {
-    let app = TestApp::spawn().await;
-    let token = app
-        .token(&["responses:write", "responses:read", "instruments:write"])
-        .await;
-    setup(&app, &token).await;
+    let (app, token) = app_with_instruments().await;
     let ids = series(&app, &token, "ten", "pa", &[40, 48, 36, 42, 49]).await;
     let trend: Value = app
         .get(&token, "/v1/patients/pa/trends?instrument=ten")
@@ -172,11 +178,7 @@ async fn trend_with_a_reliable_drop_repaired_inside_the_window() {
 
 #[tokio::test]
 async fn sd_drop_needs_three_earlier_points_and_ties_keep_creation_order() {
-    let app = TestApp::spawn().await;
-    let token = app
-        .token(&["responses:write", "responses:read", "instruments:write"])
-        .await;
-    setup(&app, &token).await;
+    let (app, token) = app_with_instruments().await;
     series(&app, &token, "ten-sd", "two-earlier", &[40, 42, 30]).await;
     let trend: Value = app
         .get(&token, "/v1/patients/two-earlier/trends?instrument=ten-sd")
@@ -246,11 +248,7 @@ async fn sd_drop_needs_three_earlier_points_and_ties_keep_creation_order() {
 
 #[tokio::test]
 async fn voided_excluded_prorated_included_and_slopes_null_when_undefined() {
-    let app = TestApp::spawn().await;
-    let token = app
-        .token(&["responses:write", "responses:read", "instruments:write"])
-        .await;
-    setup(&app, &token).await;
+    let (app, token) = app_with_instruments().await;
     let ids = series(&app, &token, "ten", "pv", &[40, 20, 44]).await;
     app.post_json(
         &token,
@@ -330,11 +328,7 @@ fn expected_norms(patients: usize) -> (f64, f64) {
 
 #[tokio::test]
 async fn organisation_norms_arrive_with_the_thirtieth_patient() {
-    let app = TestApp::spawn().await;
-    let token = app
-        .token(&["responses:write", "responses:read", "instruments:write"])
-        .await;
-    setup(&app, &token).await;
+    let (app, token) = app_with_instruments().await;
     let item = |i: usize| json!({"instrument": "ten-sd", "patient": format!("n-{i}"), "administered_at": "2026-02-01T10:00:00Z", "answers": norm_answers(i)});
     let batch: Vec<Value> = (0..29).map(item).collect();
     let res: Value = app
@@ -427,11 +421,7 @@ async fn organisation_norms_arrive_with_the_thirtieth_patient() {
 
 #[tokio::test]
 async fn clinician_summaries_and_the_min_patients_floor() {
-    let app = TestApp::spawn().await;
-    let token = app
-        .token(&["responses:write", "responses:read", "instruments:write"])
-        .await;
-    setup(&app, &token).await;
+    let (app, token) = app_with_instruments().await;
     // dr-b: patient 1 totals 40 (session 1), 44 (session 3); patient 2 total 28 (session 3).
     for (patient, total, week, session) in [("b1", 40, 0, 1), ("b1", 44, 1, 3), ("b2", 28, 0, 3)] {
         post(
@@ -534,11 +524,7 @@ async fn clinician_summaries_and_the_min_patients_floor() {
 
 #[tokio::test]
 async fn trajectory_by_session_with_t_intervals() {
-    let app = TestApp::spawn().await;
-    let token = app
-        .token(&["responses:write", "responses:read", "instruments:write"])
-        .await;
-    setup(&app, &token).await;
+    let (app, token) = app_with_instruments().await;
     for (patient, total, session) in [
         ("t1", 40, Some(1)),
         ("t2", 44, Some(1)),
@@ -588,11 +574,7 @@ async fn trajectory_by_session_with_t_intervals() {
 
 #[tokio::test]
 async fn analytics_are_tenant_scoped_and_need_the_read_scope() {
-    let app = TestApp::spawn().await;
-    let token = app
-        .token(&["responses:write", "responses:read", "instruments:write"])
-        .await;
-    setup(&app, &token).await;
+    let (app, token) = app_with_instruments().await;
     series(&app, &token, "ten", "shared-name", &[40, 44]).await;
     let (_, other) = app.create_org("other-analytics").await;
     assert_problem(

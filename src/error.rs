@@ -157,7 +157,10 @@ impl From<DieselError> for ApiError {
             }
             other => {
                 let text = other.to_string();
-                if looks_like_connection_loss(&text) {
+                if is_nul_rejection(&text) {
+                    // Postgres text and jsonb cannot hold U+0000: the input was bad, not the server.
+                    ApiError::BadRequest("text must not contain NUL (U+0000) characters".into())
+                } else if looks_like_connection_loss(&text) {
                     ApiError::Unavailable(text)
                 } else {
                     ApiError::Internal(text)
@@ -165,6 +168,11 @@ impl From<DieselError> for ApiError {
             }
         }
     }
+}
+
+fn is_nul_rejection(text: &str) -> bool {
+    text.contains("invalid byte sequence for encoding \"UTF8\": 0x00")
+        || text.contains("unsupported Unicode escape sequence")
 }
 
 /// tokio-postgres reports a dropped server as an "unknown" database error whose text

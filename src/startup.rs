@@ -116,6 +116,7 @@ fn build_app(
         )
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
         .default_service(web::to(crate::ops::routes::not_found))
+        .wrap(from_fn(crate::ops::middleware::reject_nul))
         .wrap(from_fn(crate::ops::middleware::problem_fallback))
         .wrap(from_fn(crate::ops::middleware::observe))
 }

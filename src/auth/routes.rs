@@ -189,6 +189,15 @@ async fn grant(
             ));
         }
     };
+    if client_id.contains('\0') || client_secret.contains('\0') || client_id.len() > 200 {
+        let mut f = fail(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "unknown client or wrong secret",
+        );
+        f.basic_challenge = used_basic;
+        return Err(f);
+    }
     let invalid_client = || {
         let mut f = fail(
             StatusCode::UNAUTHORIZED,

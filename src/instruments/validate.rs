@@ -38,6 +38,8 @@ impl Problems {
         let len = value.chars().count();
         if required && value.trim().is_empty() {
             self.add(pointer, "must not be empty");
+        } else if value.contains('\0') {
+            self.add(pointer, "must not contain NUL (U+0000)");
         } else if len > max {
             self.add(pointer, format!("must be at most {max} characters"));
         }
@@ -120,7 +122,7 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
     // Subscales.
     let mut subscale_pos: HashMap<&str, usize> = HashMap::new();
     for (i, s) in spec.subscales.iter().enumerate() {
-        if s.key.trim().is_empty() || s.key.len() > MAX_ID {
+        if s.key.trim().is_empty() || s.key.len() > MAX_ID || s.key.contains('\0') {
             p.add(
                 format!("/subscales/{i}/key"),
                 format!("must be 1 to {MAX_ID} characters"),
@@ -142,7 +144,7 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
     let mut items = Vec::with_capacity(spec.items.len());
     let mut subscale_items: Vec<Vec<usize>> = vec![Vec::new(); spec.subscales.len()];
     for (i, item) in spec.items.iter().enumerate() {
-        if item.id.trim().is_empty() || item.id.len() > MAX_ID {
+        if item.id.trim().is_empty() || item.id.len() > MAX_ID || item.id.contains('\0') {
             p.add(format!("/items/{i}/id"), format!("must be 1 to {MAX_ID} characters"));
         } else if !seen.insert(item.id.as_str()) {
             p.add(format!("/items/{i}/id"), "duplicate item id");

@@ -87,3 +87,28 @@ pub async fn problem_fallback(
     }
     Ok(res.map_into_boxed_body())
 }
+
+/// U+0000 cannot be stored or matched by Postgres text: a NUL in the path names nothing that
+/// exists (404); in the query string it is a bad parameter (400).
+pub async fn reject_nul(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let has_nul = |s: &str| s.to_ascii_lowercase().contains("%00");
+    let error = if has_nul(req.path()) {
+        Some(ApiError::NotFound)
+    } else if has_nul(req.query_string()) {
+        Some(ApiError::BadRequest(
+            "query parameters must not contain NUL (U+0000) characters".into(),
+        ))
+    } else {
+        None
+    };
+    match error {
+        Some(e) => {
+            let (req, _) = req.into_parts();
+            Ok(ServiceResponse::new(req, e.error_response()))
+        }
+        None => Ok(next.call(req).await?.map_into_boxed_body()),
+    }
+}

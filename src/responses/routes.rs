@@ -228,8 +228,11 @@ pub async fn void_response(
     principal.require(Scope::ResponsesWrite)?;
     let reason = body.0.reason;
     let len = reason.trim().chars().count();
-    if len == 0 || reason.chars().count() > 500 {
-        return Err(ApiError::validation("/reason", "must be 1 to 500 characters"));
+    if len == 0 || reason.chars().count() > 500 || reason.contains('\0') {
+        return Err(ApiError::validation(
+            "/reason",
+            "must be 1 to 500 characters, without NUL",
+        ));
     }
     let id = id.into_inner();
     let mut conn = crate::db::conn(&state.pool).await?;

@@ -400,3 +400,49 @@ async fn logs_hold_no_secret_token_reference_or_answer() {
         assert!(!log.contains(needle), "the log contains {needle}");
     }
 }
+
+#[tokio::test]
+async fn nul_characters_are_client_errors_never_500() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .token(&["responses:write", "responses:read", "instruments:write"])
+        .await;
+    let created: Value = app
+        .post_json(&token, "/v1/responses", wai_sr("p", None))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let void = format!("/v1/responses/{}/void", created["id"].as_str().unwrap());
+    assert_problem(app.post_json(&token, &void, json!({"reason": "e\u{0}x"})).await, 422).await;
+    assert_problem(app.get(&token, "/v1/responses?patient=a%00b").await, 400).await;
+    assert_problem(
+        app.get(&token, "/v1/patients/a%00b/trends?instrument=wai-sr").await,
+        404,
+    )
+    .await;
+    assert_problem(app.get(&token, "/v1/instruments/a%00").await, 404).await;
+    let mut body = wai_sr("p", None);
+    body["instrument"] = json!("wai\u{0}sr");
+    let res = app.post_json(&token, "/v1/responses", body).await;
+    assert!(res.status() == 400 || res.status() == 422, "{}", res.status());
+    let mut definition = crate::instruments::custom_instrument("nul-check");
+    definition["citation"] = json!("a\u{0}b");
+    assert_problem(app.post_json(&token, "/v1/instruments", definition).await, 422).await;
+    let res = app
+        .http
+        .post(app.url("/v1/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "a\u{0}b"),
+            ("client_secret", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = app
+        .post_json(&token, "/v1/clients", json!({"name": "a\u{0}b", "scopes": []}))
+        .await;
+    assert_eq!(res.status(), 403, "no org:admin: refused before anything is stored");
+}

@@ -107,7 +107,13 @@ pub async fn reject_nul(
     match error {
         Some(e) => {
             let (req, _) = req.into_parts();
-            Ok(ServiceResponse::new(req, e.error_response()))
+            // The FHIR front door answers in FHIR: an OperationOutcome.
+            let response = if req.path().starts_with("/fhir/") {
+                crate::fhir::plain_outcome(&e).error_response()
+            } else {
+                e.error_response()
+            };
+            Ok(ServiceResponse::new(req, response))
         }
         None => Ok(next.call(req).await?.map_into_boxed_body()),
     }

@@ -5,6 +5,8 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo .cargo
 COPY src src
 COPY migrations migrations
+# Cargo.toml declares the scoring benchmark: its file must exist for the manifest to load.
+COPY benches benches
 RUN cargo build --release --locked --bin rapport
 
 FROM debian:bookworm-slim

@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, item_strings};
 
 /// Ten items on 1-5, no reverse keying: the total is the sum of the answers.
 fn ten_items(key: &str, norms: Value, rupture: Value) -> Value {
@@ -95,12 +95,7 @@ fn close(a: &Value, b: f64) -> bool {
 async fn trend_with_a_reliable_drop_repaired_inside_the_window() {
     let (app, token) = app_with_instruments().await;
     let ids = series(&app, &token, "ten", "pa", &[40, 48, 36, 42, 49]).await;
-    let trend: Value = app
-        .get(&token, "/v1/patients/pa/trends?instrument=ten")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let trend: Value = app.get_json(&token, "/v1/patients/pa/trends?instrument=ten").await;
     assert_eq!(trend["patient"], "pa");
     assert_eq!(trend["rater"], "patient");
     let s = &trend["summary"];
@@ -136,12 +131,7 @@ async fn trend_with_a_reliable_drop_repaired_inside_the_window() {
 
     // Repaired outside the window.
     series(&app, &token, "ten", "pb", &[48, 36, 40, 41, 42, 48]).await;
-    let trend: Value = app
-        .get(&token, "/v1/patients/pb/trends?instrument=ten")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let trend: Value = app.get_json(&token, "/v1/patients/pb/trends?instrument=ten").await;
     let ruptures = trend["summary"]["ruptures"].as_array().unwrap();
     assert_eq!(ruptures.len(), 1);
     assert_eq!(ruptures[0]["repaired"], false);
@@ -149,21 +139,15 @@ async fn trend_with_a_reliable_drop_repaired_inside_the_window() {
 
     // Filters.
     let from: Value = app
-        .get(
+        .get_json(
             &token,
             "/v1/patients/pa/trends?instrument=ten&from=2026-01-19T00:00:00Z",
         )
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(from["summary"]["n"], 3);
     let other: Value = app
-        .get(&token, "/v1/patients/pa/trends?instrument=ten&clinician=dr-z")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&token, "/v1/patients/pa/trends?instrument=ten&clinician=dr-z")
+        .await;
     assert_eq!(other["summary"]["n"], 0);
     assert!(other["summary"]["baseline"].is_null() && other["summary"]["slope_per_week"].is_null());
     assert_problem(app.get(&token, "/v1/patients/nobody/trends?instrument=ten").await, 404).await;
@@ -181,22 +165,16 @@ async fn sd_drop_needs_three_earlier_points_and_ties_keep_creation_order() {
     let (app, token) = app_with_instruments().await;
     series(&app, &token, "ten-sd", "two-earlier", &[40, 42, 30]).await;
     let trend: Value = app
-        .get(&token, "/v1/patients/two-earlier/trends?instrument=ten-sd")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&token, "/v1/patients/two-earlier/trends?instrument=ten-sd")
+        .await;
     assert!(trend["summary"]["ruptures"].as_array().unwrap().is_empty());
     assert!(trend["summary"]["rci"].is_null() && trend["summary"]["reliable_change"].is_null());
     assert!(trend["summary"]["norms_source"].is_null());
 
     series(&app, &token, "ten-sd", "three-earlier", &[40, 42, 41, 38]).await;
     let trend: Value = app
-        .get(&token, "/v1/patients/three-earlier/trends?instrument=ten-sd")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&token, "/v1/patients/three-earlier/trends?instrument=ten-sd")
+        .await;
     let ruptures = trend["summary"]["ruptures"].as_array().unwrap();
     assert_eq!(ruptures.len(), 1, "earlier 40, 42, 41 have SD 1; a drop of 3 >= 2 x 1");
     assert_eq!(ruptures[0]["rule"], "sd_drop");
@@ -228,12 +206,7 @@ async fn sd_drop_needs_three_earlier_points_and_ties_keep_creation_order() {
         },
     )
     .await;
-    let trend: Value = app
-        .get(&token, "/v1/patients/tie/trends?instrument=ten")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let trend: Value = app.get_json(&token, "/v1/patients/tie/trends?instrument=ten").await;
     let order: Vec<&str> = trend["points"]
         .as_array()
         .unwrap()
@@ -262,12 +235,7 @@ async fn voided_excluded_prorated_included_and_slopes_null_when_undefined() {
     let body =
         json!({"instrument": "ten", "patient": "pv", "administered_at": "2026-03-01T10:00:00Z", "answers": answers});
     assert_eq!(app.post_json(&token, "/v1/responses", body).await.status(), 201);
-    let trend: Value = app
-        .get(&token, "/v1/patients/pv/trends?instrument=ten")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let trend: Value = app.get_json(&token, "/v1/patients/pv/trends?instrument=ten").await;
     let totals: Vec<f64> = trend["points"]
         .as_array()
         .unwrap()
@@ -286,12 +254,7 @@ async fn voided_excluded_prorated_included_and_slopes_null_when_undefined() {
     );
 
     series(&app, &token, "ten", "single", &[25]).await;
-    let trend: Value = app
-        .get(&token, "/v1/patients/single/trends?instrument=ten")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let trend: Value = app.get_json(&token, "/v1/patients/single/trends?instrument=ten").await;
     assert!(trend["summary"]["slope_per_session"].is_null() && trend["summary"]["slope_per_week"].is_null());
     assert_eq!(trend["summary"]["below_cutoff"], 1);
     assert_eq!(trend["summary"]["rci"], 0.0);
@@ -348,52 +311,29 @@ async fn organisation_norms_arrive_with_the_thirtieth_patient() {
     let later = json!({"instrument": "ten-sd", "patient": "n-0", "administered_at": "2026-02-08T10:00:00Z", "answers": answers_for(50)});
     assert_eq!(app.post_json(&token, "/v1/responses", later).await.status(), 201);
 
-    let norms: Value = app
-        .get(&token, "/v1/instruments/ten-sd/versions/1/norms")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let norms: Value = app.get_json(&token, "/v1/instruments/ten-sd/versions/1/norms").await;
     assert_eq!(norms["n"], 29);
     assert!(norms["source"].is_null() && norms["sd"].is_null() && norms["reliability"].is_null());
-    let trend: Value = app
-        .get(&token, "/v1/patients/n-0/trends?instrument=ten-sd")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let trend: Value = app.get_json(&token, "/v1/patients/n-0/trends?instrument=ten-sd").await;
     assert!(trend["summary"]["rci"].is_null());
 
     assert_eq!(app.post_json(&token, "/v1/responses", item(29)).await.status(), 201);
     let norms: Value = app
-        .get(&token, "/v1/instruments/ten-sd/versions/1/norms?rater=patient")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&token, "/v1/instruments/ten-sd/versions/1/norms?rater=patient")
+        .await;
     let (sd, alpha) = expected_norms(30);
     assert_eq!(norms["n"], 30);
     assert_eq!(norms["source"], "organisation");
     assert!(close(&norms["sd"], sd), "{norms} vs sd {sd}");
     assert!(close(&norms["reliability"], alpha), "{norms} vs alpha {alpha}");
-    let trend: Value = app
-        .get(&token, "/v1/patients/n-0/trends?instrument=ten-sd")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let trend: Value = app.get_json(&token, "/v1/patients/n-0/trends?instrument=ten-sd").await;
     assert_eq!(trend["summary"]["norms_source"], "organisation");
     let baseline = trend["summary"]["baseline"].as_f64().unwrap();
     let expected_rci = (50.0 - baseline) / (sd * (2.0 * (1.0 - alpha)).sqrt());
     assert!(close(&trend["summary"]["rci"], expected_rci));
 
     // Instrument norms win when the version has them; a clinician rater has no data.
-    let norms: Value = app
-        .get(&token, "/v1/instruments/ten/versions/1/norms")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let norms: Value = app.get_json(&token, "/v1/instruments/ten/versions/1/norms").await;
     assert_eq!(
         (
             norms["source"].as_str(),
@@ -403,19 +343,11 @@ async fn organisation_norms_arrive_with_the_thirtieth_patient() {
         (Some("instrument"), Some(8.0), Some(0.9))
     );
     let norms: Value = app
-        .get(&token, "/v1/instruments/ten-sd/versions/1/norms?rater=clinician")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&token, "/v1/instruments/ten-sd/versions/1/norms?rater=clinician")
+        .await;
     assert_eq!(norms["n"], 0);
     assert_problem(app.get(&token, "/v1/instruments/ten-sd/versions/9/norms").await, 404).await;
-    let wai: Value = app
-        .get(&token, "/v1/instruments/wai-sr/versions/1/norms")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let wai: Value = app.get_json(&token, "/v1/instruments/wai-sr/versions/1/norms").await;
     assert!(wai["source"].is_null());
 }
 
@@ -443,12 +375,7 @@ async fn clinician_summaries_and_the_min_patients_floor() {
     for i in 1..5 {
         series(&app, &token, "ten", &format!("a{i}"), &[30 + i, 31 + i]).await;
     }
-    let s: Value = app
-        .get(&token, "/v1/clinicians/dr-b/summary?instrument=ten")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let s: Value = app.get_json(&token, "/v1/clinicians/dr-b/summary?instrument=ten").await;
     assert_eq!(
         (s["clinician"].as_str(), s["patients"].as_u64(), s["responses"].as_u64()),
         (Some("dr-b"), Some(2), Some(3))
@@ -466,12 +393,7 @@ async fn clinician_summaries_and_the_min_patients_floor() {
         json!({"improved": 0, "unchanged": 2, "deteriorated": 0})
     );
 
-    let a: Value = app
-        .get(&token, "/v1/clinicians/dr-a/summary?instrument=ten")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let a: Value = app.get_json(&token, "/v1/clinicians/dr-a/summary?instrument=ten").await;
     assert_eq!(
         (
             a["patients"].as_u64(),
@@ -484,31 +406,13 @@ async fn clinician_summaries_and_the_min_patients_floor() {
     assert_eq!(a["reliable_change"]["improved"], 1, "a0: 40 -> 49");
     assert!(a["session3_mean"].is_number());
 
-    let list: Value = app
-        .get(&token, "/v1/clinicians?instrument=ten")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["clinician"].as_str().unwrap())
-        .collect();
+    let list: Value = app.get_json(&token, "/v1/clinicians?instrument=ten").await;
+    let names = item_strings(&list, "clinician");
     assert_eq!(names, vec!["dr-a"], "dr-b has 2 patients, under the default floor of 5");
     let list: Value = app
-        .get(&token, "/v1/clinicians?instrument=ten&min_patients=2")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["clinician"].as_str().unwrap())
-        .collect();
+        .get_json(&token, "/v1/clinicians?instrument=ten&min_patients=2")
+        .await;
+    let names = item_strings(&list, "clinician");
     assert_eq!(names, vec!["dr-a", "dr-b"]);
     assert_problem(
         app.get(&token, "/v1/clinicians/dr-nobody/summary?instrument=ten").await,
@@ -546,12 +450,7 @@ async fn trajectory_by_session_with_t_intervals() {
         )
         .await;
     }
-    let t: Value = app
-        .get(&token, "/v1/trajectory?instrument=ten&by=session")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.get_json(&token, "/v1/trajectory?instrument=ten&by=session").await;
     assert_eq!(
         (t["by"].as_str(), t["rater"].as_str()),
         (Some("session"), Some("patient"))
@@ -584,18 +483,10 @@ async fn analytics_are_tenant_scoped_and_need_the_read_scope() {
     .await;
     assert_problem(app.get(&other, "/v1/clinicians/dr-a/summary?instrument=ten").await, 404).await;
     let list: Value = app
-        .get(&other, "/v1/clinicians?instrument=ten&min_patients=1")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&other, "/v1/clinicians?instrument=ten&min_patients=1")
+        .await;
     assert!(list["items"].as_array().unwrap().is_empty());
-    let t: Value = app
-        .get(&other, "/v1/trajectory?instrument=ten")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let t: Value = app.get_json(&other, "/v1/trajectory?instrument=ten").await;
     assert!(t["points"].as_array().unwrap().is_empty());
     assert_problem(app.get(&other, "/v1/instruments/ten/versions/1/norms").await, 404).await;
     let writer = app.token(&["responses:write"]).await;

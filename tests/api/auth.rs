@@ -3,7 +3,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_ID, ADMIN_SECRET, JWT_SECRET, TestApp, assert_problem};
+use crate::helpers::{ADMIN_ID, ADMIN_SECRET, JWT_SECRET, TestApp, assert_problem, item_strings};
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -194,12 +194,7 @@ async fn revoked_clients_lose_their_tokens_and_cannot_get_new_ones() {
         .unwrap();
     oauth_error(res, 401, "invalid_client").await;
 
-    let listed: Value = app
-        .get(&admin, &format!("/v1/clients/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json(&admin, &format!("/v1/clients/{id}")).await;
     assert!(listed["revoked_at"].is_string());
     assert!(listed.get("client_secret").is_none() && listed.get("secret_hash").is_none());
 }
@@ -381,13 +376,8 @@ async fn client_and_organization_bodies_are_validated() {
         .post_json(&admin, "/v1/organizations", json!({"slug": "south", "name": "Again"}))
         .await;
     assert_problem(res, 409).await;
-    let list: Value = app.get(&admin, "/v1/organizations").await.json().await.unwrap();
-    let slugs: Vec<&str> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["slug"].as_str().unwrap())
-        .collect();
+    let list: Value = app.get_json(&admin, "/v1/organizations").await;
+    let slugs = item_strings(&list, "slug");
     assert_eq!(slugs, vec!["default", "south"]);
 }
 

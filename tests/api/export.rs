@@ -189,12 +189,7 @@ async fn identified_exports_need_the_extra_scope_and_filters_apply() {
     assert_eq!(v1.lines().count(), 2);
 
     let admin = app.admin_token().await;
-    let events: Value = app
-        .get(&admin, "/v1/audit-events?limit=500")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let events: Value = app.get_json(&admin, "/v1/audit-events?limit=500").await;
     let exports: Vec<&Value> = events["items"]
         .as_array()
         .unwrap()
@@ -222,12 +217,7 @@ async fn another_organisations_data_never_appears() {
 async fn the_dictionary_describes_every_column() {
     let app = TestApp::spawn().await;
     let token = app.token(&["export"]).await;
-    let dict: Value = app
-        .get(&token, "/v1/exports/dictionary?instrument=wai-s")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let dict: Value = app.get_json(&token, "/v1/exports/dictionary?instrument=wai-s").await;
     let columns = dict["columns"].as_array().unwrap();
     let names: Vec<&str> = columns.iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names.len(), 10 + 12 + 3 + 6 + 2);

@@ -155,12 +155,7 @@ async fn round_trip_questionnaire_to_observation() {
     assert_eq!(stored["item"][1]["answer"][0]["valueInteger"], 2);
 
     // The same response through the native API: scored, rated clinician kept, source fhir.
-    let native: Value = app
-        .get(&token, &format!("/v1/responses/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let native: Value = app.get_json(&token, &format!("/v1/responses/{id}")).await;
     assert_eq!(native["source"], "fhir");
     assert_eq!(native["clinician"], "dr-9");
     assert_eq!(native["patient"], "p-fhir");
@@ -222,12 +217,7 @@ async fn round_trip_questionnaire_to_observation() {
     let voided = fhir_post(&app, &token, &changed, None).await;
     assert_eq!(voided.status(), 200);
     assert_eq!(voided.json::<Value>().await.unwrap()["status"], "entered-in-error");
-    let native: Value = app
-        .get(&token, &format!("/v1/responses/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let native: Value = app.get_json(&token, &format!("/v1/responses/{id}")).await;
     assert_eq!(native["status"], "voided");
     let (_, bundle) = fhir_get(&app, &token, "/fhir/r4/Observation?subject=Patient/p-fhir").await;
     assert!(bundle.get("entry").is_none_or(|e| e.as_array().unwrap().is_empty()));

@@ -201,6 +201,11 @@ impl TestApp {
             .expect("GET")
     }
 
+    /// GET and read the JSON body (whatever the status).
+    pub async fn get_json(&self, token: &str, path: &str) -> Value {
+        self.get(token, path).await.json().await.expect("JSON body")
+    }
+
     pub async fn post_json(&self, token: &str, path: &str, body: Value) -> Response {
         self.http
             .post(self.url(path))
@@ -319,4 +324,14 @@ pub fn pointers(problem: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// One string field of every entry of a list answer's `items`.
+pub fn item_strings(page: &Value, field: &str) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i[field].as_str().expect("string").to_string())
+        .collect()
 }

@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, pointers};
+use crate::helpers::{TestApp, assert_problem, item_strings, pointers};
 
 /// INSTRUMENTS.md's custom shape: 12 items on 0-4, three subscales, three reverse-keyed items.
 pub fn custom_instrument(key: &str) -> Value {
@@ -32,19 +32,9 @@ async fn a_fresh_start_lists_the_five_builtins() {
     let res = app.get(&token, "/v1/instruments").await;
     assert_eq!(res.status(), 200);
     let list: Value = res.json().await.unwrap();
-    let keys: Vec<&str> = list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["key"].as_str().unwrap())
-        .collect();
+    let keys = item_strings(&list, "key");
     assert_eq!(keys, vec!["haq-ii", "pdrq-9", "srs", "wai-s", "wai-sr"]);
-    let wai: Value = app
-        .get(&token, "/v1/instruments/wai-sr/versions/1")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let wai: Value = app.get_json(&token, "/v1/instruments/wai-sr/versions/1").await;
     assert_eq!(wai["owner"], "builtin");
     assert_eq!(wai["status"], "published");
     assert_eq!(wai["items"].as_array().unwrap().len(), 12);
@@ -54,7 +44,7 @@ async fn a_fresh_start_lists_the_five_builtins() {
     );
     assert!(wai["citation"].as_str().unwrap().contains("Hatcher"));
     assert_eq!(wai["scoring"]["missing"]["max_per_subscale"], 1);
-    let srs: Value = app.get(&token, "/v1/instruments/srs").await.json().await.unwrap();
+    let srs: Value = app.get_json(&token, "/v1/instruments/srs").await;
     assert_eq!(srs["latest"]["interpretation"]["cutoff"]["comparator"], "lt");
     assert_eq!(srs["versions"][0]["version"], 1);
     assert_problem(app.get(&token, "/v1/instruments/nope").await, 404).await;
@@ -70,7 +60,7 @@ async fn builtins_are_loaded_once_per_start() {
     let db = app.db_name.clone();
     let second = TestApp::spawn_with(|s| s.database_url = format!("{}/{db}", crate::helpers::SERVER_URL)).await;
     let token = second.admin_token().await;
-    let list: Value = second.get(&token, "/v1/instruments").await.json().await.unwrap();
+    let list: Value = second.get_json(&token, "/v1/instruments").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 5);
     std::mem::forget(second); // the first app drops the shared database
 }
@@ -91,12 +81,7 @@ async fn custom_instrument_lifecycle_and_scoring() {
     );
 
     // Not yet published: no latest, and scoring without a version fails.
-    let overview: Value = app
-        .get(&writer, "/v1/instruments/clinic-alliance")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let overview: Value = app.get_json(&writer, "/v1/instruments/clinic-alliance").await;
     assert!(overview["latest"].is_null());
     let answers: Value = (1..=12)
         .map(|i| (format!("q{i}"), json!(4)))
@@ -215,36 +200,21 @@ async fn custom_instrument_lifecycle_and_scoring() {
         .await;
     assert_eq!(res.status(), 200);
 
-    let listed: Value = app
-        .get(&writer, "/v1/instruments?status=retired")
-        .await
-        .json()
-        .await
-        .unwrap();
-    let keys: Vec<&str> = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["key"].as_str().unwrap())
-        .collect();
+    let listed: Value = app.get_json(&writer, "/v1/instruments?status=retired").await;
+    let keys = item_strings(&listed, "key");
     assert_eq!(keys, vec!["clinic-alliance"]);
 
     // Every write is an audit event.
     let admin = app.admin_token().await;
-    let events: Value = app.get(&admin, "/v1/audit-events").await.json().await.unwrap();
-    let actions: Vec<&str> = events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let events: Value = app.get_json(&admin, "/v1/audit-events").await;
+    let actions = item_strings(&events, "action");
     for action in [
         "instrument.created",
         "instrument.updated",
         "instrument.published",
         "instrument.retired",
     ] {
-        assert!(actions.contains(&action), "{action} in {actions:?}");
+        assert!(actions.iter().any(|a| a == action), "{action} in {actions:?}");
     }
 }
 
@@ -372,7 +342,7 @@ async fn organisations_never_see_each_others_instruments() {
     );
 
     let (_, other) = app.create_org("other-clinic").await;
-    let listed: Value = app.get(&other, "/v1/instruments").await.json().await.unwrap();
+    let listed: Value = app.get_json(&other, "/v1/instruments").await;
     assert!(
         listed["items"]
             .as_array()

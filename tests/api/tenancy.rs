@@ -26,7 +26,7 @@ async fn a_second_organisation_sees_none_of_the_firsts_clients_or_events() {
     let first_id = first_client["id"].as_str().unwrap();
 
     let (_, other) = app.create_org("second-clinic").await;
-    let clients: Value = app.get(&other, "/v1/clients").await.json().await.unwrap();
+    let clients: Value = app.get_json(&other, "/v1/clients").await;
     assert!(!ids(&clients, "id").contains(&first_id.to_string()));
     assert!(!ids(&clients, "client_id").iter().any(|c| c == "test-bootstrap-admin"));
     assert_eq!(
@@ -46,16 +46,11 @@ async fn a_second_organisation_sees_none_of_the_firsts_clients_or_events() {
     assert_problem(app.delete(&other, &format!("/v1/clients/{first_id}")).await, 404).await;
     assert_problem(app.get(&other, "/v1/clients/not-a-uuid").await, 404).await;
     // ... and the client still works for its own organisation.
-    let still: Value = app
-        .get(&admin, &format!("/v1/clients/{first_id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let still: Value = app.get_json(&admin, &format!("/v1/clients/{first_id}")).await;
     assert!(still["revoked_at"].is_null());
 
-    let first_events: Value = app.get(&admin, "/v1/audit-events").await.json().await.unwrap();
-    let other_events: Value = app.get(&other, "/v1/audit-events").await.json().await.unwrap();
+    let first_events: Value = app.get_json(&admin, "/v1/audit-events").await;
+    let other_events: Value = app.get_json(&other, "/v1/audit-events").await;
     let mine = ids(&first_events, "id");
     assert!(!mine.is_empty());
     assert!(ids(&other_events, "id").iter().all(|id| !mine.contains(id)));
@@ -79,7 +74,7 @@ async fn audit_events_record_writes_and_page_by_cursor() {
             Some(c) => format!("/v1/audit-events?limit=2&cursor={c}"),
             None => "/v1/audit-events?limit=2".to_string(),
         };
-        let page: Value = app.get(&admin, &path).await.json().await.unwrap();
+        let page: Value = app.get_json(&admin, &path).await;
         assert!(page["items"].as_array().unwrap().len() <= 2);
         seen.extend(
             page["items"]

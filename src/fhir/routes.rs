@@ -549,22 +549,16 @@ pub async fn read_questionnaire_response(
         .ok_or_else(|| fail(ApiError::NotFound))?;
     let a = Administration::from(row);
     let resource = as_resource(&state, &mut conn, &base_url(&req), &a, principal.org).await;
-    drop(conn);
-    async {
-        let mut conn = crate::db::conn(&state.pool).await?;
-        audit::record_read(
-            &mut conn,
-            &principal,
-            "response.read",
-            "response",
-            Some(id.to_string()),
-            json!({"via": "fhir"}),
-        )
-        .await?;
-        Ok::<_, ApiError>(())
-    }
+    audit::record_read(
+        &mut conn,
+        &principal,
+        "response.read",
+        "response",
+        Some(id.to_string()),
+        json!({"via": "fhir"}),
+    )
     .await
-    .map_err(fail)?;
+    .map_err(|e| fail(e.into()))?;
     Ok(fhir_json(StatusCode::OK, &resource))
 }
 
@@ -717,22 +711,16 @@ pub async fn search_observations(
             entries.push((format!("{base}/fhir/r4/Observation/{}", a.id), obs));
         }
     }
-    drop(conn);
-    async {
-        let mut conn = crate::db::conn(&state.pool).await?;
-        audit::record_read(
-            &mut conn,
-            &principal,
-            "observations.searched",
-            "response",
-            None,
-            json!({"via": "fhir"}),
-        )
-        .await?;
-        Ok::<_, ApiError>(())
-    }
+    audit::record_read(
+        &mut conn,
+        &principal,
+        "observations.searched",
+        "response",
+        None,
+        json!({"via": "fhir"}),
+    )
     .await
-    .map_err(fail)?;
+    .map_err(|e| fail(e.into()))?;
     let self_url = format!("{base}{}", req.uri());
     Ok(fhir_json(StatusCode::OK, &resources::bundle(&self_url, next, entries)))
 }

@@ -129,13 +129,11 @@ pub async fn get_response(
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::ResponsesRead)?;
     let id = id.into_inner();
-    let row = {
-        let mut conn = crate::db::conn(&state.pool).await?;
-        store::find(&mut conn, principal.org, id)
-            .await?
-            .ok_or(ApiError::NotFound)?
-    };
+    // One pooled connection for the read and its audit event.
     let mut conn = crate::db::conn(&state.pool).await?;
+    let row = store::find(&mut conn, principal.org, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     audit::record_read(
         &mut conn,
         &principal,
@@ -169,10 +167,8 @@ pub async fn list_responses(
     principal.require(Scope::ResponsesRead)?;
     let limit = pagination::limit(query.limit.as_deref())?;
     let after: Option<i64> = pagination::decode_cursor(query.cursor.as_deref())?;
-    let rows = {
-        let mut conn = crate::db::conn(&state.pool).await?;
-        store::list(&mut conn, principal.org, &query, after, limit).await?
-    };
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let rows = store::list(&mut conn, principal.org, &query, after, limit).await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |r| r.seq);
     // The filters name patients: the audit detail records which filters were used, not values.
     let filters: Vec<&str> = [
@@ -184,7 +180,6 @@ pub async fn list_responses(
     .into_iter()
     .filter_map(|(name, used)| used.then_some(name))
     .collect();
-    let mut conn = crate::db::conn(&state.pool).await?;
     audit::record_read(
         &mut conn,
         &principal,

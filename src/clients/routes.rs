@@ -1,7 +1,6 @@
 use actix_web::{HttpResponse, delete, get, post, web};
 use diesel_async::AsyncConnection as _;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::model::{Client, ClientList, CreatedClient, NewClient};
 use super::store::{self, PreparedCredentials};
@@ -114,7 +113,7 @@ pub async fn list_clients(principal: Principal, state: web::Data<AppState>) -> A
 /// One API client of the caller's organisation.
 #[utoipa::path(
     tag = "clients",
-    params(("id" = Uuid, Path, description = "The client's id (not its client_id)")),
+    params(("id" = String, Path, description = "The client's id (UUID) or its client_id")),
     responses(
         (status = 200, description = "The client", body = Client),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
@@ -127,11 +126,11 @@ pub async fn list_clients(principal: Principal, state: web::Data<AppState>) -> A
 pub async fn get_client(
     principal: Principal,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::OrgAdmin)?;
     let mut conn = crate::db::conn(&state.pool).await?;
-    let row = store::find(&mut conn, principal.org, id.into_inner())
+    let row = store::find(&mut conn, principal.org, &store::ClientRef::parse(&id))
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(Client::from(row)))
@@ -141,7 +140,7 @@ pub async fn get_client(
 /// Revoking twice is harmless.
 #[utoipa::path(
     tag = "clients",
-    params(("id" = Uuid, Path, description = "The client's id")),
+    params(("id" = String, Path, description = "The client's id (UUID) or its client_id")),
     responses(
         (status = 204, description = "Revoked"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
@@ -154,15 +153,15 @@ pub async fn get_client(
 pub async fn revoke_client(
     principal: Principal,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::OrgAdmin)?;
-    let id = id.into_inner();
+    let client = store::ClientRef::parse(&id);
     let mut conn = crate::db::conn(&state.pool).await?;
     let org = principal.org;
     let revoked = conn
         .transaction::<_, ApiError, _>(async move |conn| {
-            let row = store::revoke(conn, org, id).await?.ok_or(ApiError::NotFound)?;
+            let row = store::revoke(conn, org, &client).await?.ok_or(ApiError::NotFound)?;
             audit::record(
                 conn,
                 AuditEntry {

@@ -119,9 +119,34 @@ pub async fn list(conn: &mut AsyncPgConnection, org: Uuid) -> QueryResult<Vec<Cl
         .await
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<ClientRow>> {
+/// How a path names a client: its id (UUID) or its client_id, within the caller's organisation.
+#[derive(Debug, Clone)]
+pub enum ClientRef {
+    Id(Uuid),
+    ClientId(String),
+}
+
+impl ClientRef {
+    pub fn parse(text: &str) -> ClientRef {
+        match Uuid::parse_str(text) {
+            Ok(id) => ClientRef::Id(id),
+            Err(_) => ClientRef::ClientId(text.to_string()),
+        }
+    }
+}
+
+type ClientFilter = Box<dyn BoxableExpression<api_clients::table, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>>;
+
+fn named(org: Uuid, client: &ClientRef) -> ClientFilter {
+    match client {
+        ClientRef::Id(id) => Box::new(api_clients::org_id.eq(org).and(api_clients::id.eq(*id))),
+        ClientRef::ClientId(c) => Box::new(api_clients::org_id.eq(org).and(api_clients::client_id.eq(c.clone()))),
+    }
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, org: Uuid, client: &ClientRef) -> QueryResult<Option<ClientRow>> {
     api_clients::table
-        .filter(api_clients::org_id.eq(org).and(api_clients::id.eq(id)))
+        .filter(named(org, client))
         .select(ClientRow::as_select())
         .first(conn)
         .await
@@ -158,9 +183,9 @@ pub async fn is_active(conn: &mut AsyncPgConnection, org: Uuid, client_id: &str)
 }
 
 /// Marks the client revoked (idempotent); `None` when no such client in this organisation.
-pub async fn revoke(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<ClientRow>> {
+pub async fn revoke(conn: &mut AsyncPgConnection, org: Uuid, client: &ClientRef) -> QueryResult<Option<ClientRow>> {
     diesel::update(api_clients::table)
-        .filter(api_clients::org_id.eq(org).and(api_clients::id.eq(id)))
+        .filter(named(org, client))
         .set(api_clients::revoked_at.eq(diesel::dsl::sql::<
             diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
         >("COALESCE(revoked_at, now())")))

@@ -45,6 +45,12 @@ async fn a_second_organisation_sees_none_of_the_firsts_clients_or_events() {
     assert_eq!(foreign, unknown);
     assert_problem(app.delete(&other, &format!("/v1/clients/{first_id}")).await, 404).await;
     assert_problem(app.get(&other, "/v1/clients/not-a-uuid").await, 404).await;
+    // A client may also be named by its client_id, within its own organisation only.
+    let first_client_id = first_client["client_id"].as_str().unwrap();
+    let by_client_id = app.get_json(&admin, &format!("/v1/clients/{first_client_id}")).await;
+    assert_eq!(by_client_id["id"], first_id);
+    assert_problem(app.get(&other, &format!("/v1/clients/{first_client_id}")).await, 404).await;
+    assert_problem(app.delete(&other, &format!("/v1/clients/{first_client_id}")).await, 404).await;
     // ... and the client still works for its own organisation.
     let still: Value = app.get_json(&admin, &format!("/v1/clients/{first_id}")).await;
     assert!(still["revoked_at"].is_null());

@@ -1,5 +1,7 @@
 //! One error type for every handler, rendered as RFC 9457 `application/problem+json`.
-//! 5xx bodies are opaque: the cause is logged here, never sent to the client.
+//! 5xx bodies are opaque: the cause travels with the error, is attached to the response as
+//! an [`ErrorCause`] extension and logged by the request-log middleware with the request id;
+//! it is never sent to the client.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -24,6 +26,38 @@ impl FieldError {
             pointer: pointer.into(),
             detail: detail.into(),
         }
+    }
+}
+
+/// One JSON pointer segment (RFC 6901): `~` and `/` escaped.
+pub fn escape_pointer(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+/// The cause of a server-side error. Errors keep their source so that the request log line
+/// can name it; anything `std::error::Error` (or a plain message) converts into it.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the request-log middleware logs beside the request id for a 5xx answer.
+#[derive(Debug, Clone)]
+pub struct ErrorCause(pub std::sync::Arc<str>);
+
+impl ErrorCause {
+    /// Attaches `cause` (and its source chain) to a response, for the request log line.
+    pub fn attach(response: &mut HttpResponse, cause: &(dyn std::error::Error + 'static)) {
+        response.extensions_mut().insert(ErrorCause::describe(cause));
+    }
+
+    /// The cause and its source chain in one line.
+    pub fn describe(cause: &(dyn std::error::Error + 'static)) -> ErrorCause {
+        let mut text = cause.to_string();
+        let mut source = cause.source();
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        ErrorCause(text.into())
     }
 }
 
@@ -60,9 +94,9 @@ pub enum ApiError {
     #[error("invalid content")]
     Validation(Vec<FieldError>),
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Cause),
 }
 
 impl ApiError {
@@ -70,8 +104,21 @@ impl ApiError {
         ApiError::Validation(vec![FieldError::new(pointer, detail)])
     }
 
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        ApiError::Internal(cause.to_string())
+    /// A server-side failure; `cause` is kept for the log, never shown to the client.
+    pub fn internal(cause: impl Into<Cause>) -> Self {
+        ApiError::Internal(cause.into())
+    }
+
+    pub fn unavailable(cause: impl Into<Cause>) -> Self {
+        ApiError::Unavailable(cause.into())
+    }
+
+    /// The cause of a 5xx, for the log (None for client errors).
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ApiError::Internal(cause) | ApiError::Unavailable(cause) => Some(cause.as_ref()),
+            _ => None,
+        }
     }
 
     fn kind(&self) -> &'static str {
@@ -128,11 +175,6 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        match self {
-            ApiError::Internal(cause) => log::error!("internal error: {cause}"),
-            ApiError::Unavailable(cause) => log::warn!("database unavailable: {cause}"),
-            _ => {}
-        }
         let mut builder = HttpResponse::build(self.status_code());
         builder.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         match self {
@@ -144,7 +186,11 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        builder.body(serde_json::to_vec(&self.problem()).unwrap_or_default())
+        let mut response = builder.body(serde_json::to_vec(&self.problem()).unwrap_or_default());
+        if let Some(cause) = self.cause() {
+            ErrorCause::attach(&mut response, cause);
+        }
+        response
     }
 }
 
@@ -152,44 +198,48 @@ impl From<DieselError> for ApiError {
     fn from(e: DieselError) -> Self {
         match e {
             DieselError::NotFound => ApiError::NotFound,
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                ApiError::Unavailable(info.message().to_string())
+            DieselError::DatabaseError(kind, info) if is_nul_rejection(kind, info.message()) => {
+                // Postgres text and jsonb cannot hold U+0000: the input was bad, not the server.
+                ApiError::BadRequest("text must not contain NUL (U+0000) characters".into())
             }
-            other => {
-                let text = other.to_string();
-                if is_nul_rejection(&text) {
-                    // Postgres text and jsonb cannot hold U+0000: the input was bad, not the server.
-                    ApiError::BadRequest("text must not contain NUL (U+0000) characters".into())
-                } else if looks_like_connection_loss(&text) {
-                    ApiError::Unavailable(text)
-                } else {
-                    ApiError::Internal(text)
-                }
-            }
+            e if is_connection_loss(&e) => ApiError::Unavailable(Box::new(e)),
+            other => ApiError::Internal(Box::new(other)),
         }
     }
 }
 
-fn is_nul_rejection(text: &str) -> bool {
-    text.contains("invalid byte sequence for encoding \"UTF8\": 0x00")
-        || text.contains("unsupported Unicode escape sequence")
+/// True when the database, not the query, failed: the connection is gone or the server is
+/// shutting down. Recognised by the error kind diesel-async assigns (an error without a
+/// SQLSTATE is a transport failure: `UnableToSendCommand`; a dropped connection is
+/// `ClosedConnection`) and, because diesel does not expose the SQLSTATE of server errors,
+/// by the fixed messages of Postgres' class 57P (operator intervention: 57P01
+/// admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now).
+pub fn is_connection_loss(e: &DieselError) -> bool {
+    match e {
+        DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection, _) => {
+            true
+        }
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let m = info.message();
+            m.starts_with("terminating connection due to")
+                || m.starts_with("the database system is")
+                || m.starts_with("terminating connection because of crash")
+        }
+        _ => false,
+    }
 }
 
-/// tokio-postgres reports a dropped server as an "unknown" database error whose text
-/// names the connection; those are availability problems (503), not bugs (500).
-fn looks_like_connection_loss(text: &str) -> bool {
-    let t = text.to_ascii_lowercase();
-    t.contains("connection closed")
-        || t.contains("connection reset")
-        || t.contains("broken pipe")
-        || t.contains("terminating connection")
-        || t.contains("error communicating with the server")
-        || t.contains("the database system is")
+/// SQLSTATE 22021 (character_not_in_repertoire) or 22P05 (untranslatable_character), which
+/// diesel reports as `Unknown` with only the message.
+fn is_nul_rejection(kind: DatabaseErrorKind, message: &str) -> bool {
+    matches!(kind, DatabaseErrorKind::Unknown)
+        && (message.contains("invalid byte sequence for encoding \"UTF8\": 0x00")
+            || message.contains("unsupported Unicode escape sequence"))
 }
 
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for ApiError {
     fn from(e: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        ApiError::Unavailable(Box::new(e))
     }
 }
 

@@ -5,14 +5,30 @@
 
 use actix_web::dev::{Decompress, Payload};
 use actix_web::http::header;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpRequest};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, FieldError};
-use crate::state::AppState;
+use crate::error::{ApiError, FieldError, escape_pointer};
+
+/// The body limits, registered as app data by `startup` (`RAPPORT_BODY_LIMIT`,
+/// `RAPPORT_LARGE_BODY_LIMIT`); without it the defaults apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    pub standard: usize,
+    pub large: usize,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            standard: 64 * 1024,
+            large: 1024 * 1024,
+        }
+    }
+}
 
 /// A JSON body under the standard limit (`RAPPORT_BODY_LIMIT`, 64 KiB) or, with
 /// `LARGE = true`, the large one (`RAPPORT_LARGE_BODY_LIMIT`, 1 MiB).
@@ -140,10 +156,6 @@ fn missing_field(message: &str) -> Option<&str> {
     message.strip_prefix("missing field `")?.split('`').next()
 }
 
-pub fn escape_pointer(segment: &str) -> String {
-    segment.replace('~', "~0").replace('/', "~1")
-}
-
 fn pointer_of(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     let mut out = String::new();
@@ -171,11 +183,8 @@ impl<T: DeserializeOwned + 'static, const LARGE: bool> FromRequest for ApiJson<T
                     "the body must be application/json".into(),
                 ));
             }
-            let limit = match req.app_data::<web::Data<AppState>>() {
-                Some(state) if LARGE => state.settings.large_body_limit,
-                Some(state) => state.settings.body_limit,
-                None => 64 * 1024,
-            };
+            let limits = req.app_data::<BodyLimits>().copied().unwrap_or_default();
+            let limit = if LARGE { limits.large } else { limits.standard };
             let bytes = read_body(&req, payload, limit).await?;
             parse_json(&bytes).map(ApiJson)
         })

@@ -12,6 +12,7 @@ pub mod error;
 pub mod export;
 pub mod extract;
 pub mod fhir;
+pub mod ids;
 pub mod instruments;
 pub mod openapi;
 pub mod ops;
@@ -22,6 +23,7 @@ pub mod schema;
 pub mod scoring;
 pub mod startup;
 pub mod state;
+pub mod validation;
 
 pub use startup::Application;
 
@@ -69,11 +71,11 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     );
     cfg.service(
         scope::scope("/fhir/r4")
-            .service(fhir::routes::metadata)
-            .service(fhir::routes::read_questionnaire)
-            .service(fhir::routes::search_questionnaires)
-            .service(fhir::routes::create_questionnaire_response)
-            .service(fhir::routes::read_questionnaire_response)
-            .service(fhir::routes::search_observations),
+            .service(fhir::metadata::metadata)
+            .service(fhir::questionnaire::read_questionnaire)
+            .service(fhir::questionnaire::search_questionnaires)
+            .service(fhir::questionnaire_response::create_questionnaire_response)
+            .service(fhir::questionnaire_response::read_questionnaire_response)
+            .service(fhir::observation::search_observations),
     );
 }

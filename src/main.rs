@@ -7,6 +7,7 @@ use rapport::auth::Scope;
 use rapport::clients::store::PreparedCredentials;
 use rapport::config::Settings;
 use rapport::db::BoxError;
+use rapport::ids::OrgId;
 
 #[derive(Parser)]
 #[command(name = "rapport", version, about = "Working-alliance measurement service")]
@@ -90,8 +91,7 @@ async fn run() -> Result<(), BoxError> {
             command: OrgCommand::Create { slug, name },
         } => {
             let body = rapport::organizations::model::NewOrganization { slug, name };
-            rapport::organizations::routes::validate_new_organization(&body)
-                .map_err(|e| format!("{:?}", e.problem()))?;
+            rapport::organizations::validate_new_organization(&body).map_err(|e| format!("{:?}", e.problem()))?;
             let pool = rapport::startup::cli_pool(&settings).await?;
             let mut conn = pool.get().await?;
             let credentials = PreparedCredentials::prepare(None)?;
@@ -107,7 +107,7 @@ async fn run() -> Result<(), BoxError> {
                     .await?;
                     record_cli(
                         conn,
-                        created.id,
+                        OrgId(created.id),
                         "organization.created",
                         "organization",
                         created.id.to_string(),
@@ -144,7 +144,7 @@ async fn run() -> Result<(), BoxError> {
 
 async fn record_cli(
     conn: &mut diesel_async::AsyncPgConnection,
-    org: uuid::Uuid,
+    org: OrgId,
     action: &str,
     resource_type: &str,
     resource_id: String,

@@ -106,7 +106,12 @@ fn build_app(
         .openapi(crate::openapi::ApiDoc::openapi())
         .configure(crate::routes)
         .split_for_parts();
+    let limits = crate::extract::BodyLimits {
+        standard: state.settings.body_limit,
+        large: state.settings.large_body_limit,
+    };
     app.app_data(state)
+        .app_data(limits)
         .app_data(web::PathConfig::default().error_handler(|err, req| {
             actix_web::error::InternalError::from_response(err, crate::ops::routes::unmatched(req)).into()
         }))
@@ -171,7 +176,7 @@ async fn bootstrap(conn: &mut AsyncPgConnection, settings: &Settings) -> Result<
             crate::audit::record(
                 conn,
                 crate::audit::AuditEntry {
-                    org: created.id,
+                    org: crate::ids::OrgId(created.id),
                     actor: "system",
                     action: "organization.bootstrapped",
                     resource_type: "organization",

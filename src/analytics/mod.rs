@@ -6,13 +6,13 @@ pub mod model;
 pub mod routes;
 pub mod store;
 
+use crate::ids::OrgId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
-use uuid::Uuid;
 
 use crate::error::ApiResult;
 use crate::instruments::LoadedInstrument;
@@ -47,7 +47,7 @@ impl NormsUsed {
     }
 }
 
-type NormsKey = (Uuid, String, i32, Rater);
+type NormsKey = (OrgId, String, i32, Rater);
 
 /// Per-process cache of organisation norms.
 #[derive(Default)]
@@ -66,7 +66,7 @@ impl NormsCache {
     }
 
     /// Forgets every cached norm of one instrument in one organisation (new data arrived).
-    pub fn invalidate(&self, org: Uuid, instrument: &str) {
+    pub fn invalidate(&self, org: OrgId, instrument: &str) {
         if let Ok(mut map) = self.0.lock() {
             map.retain(|(o, k, _, _), _| !(*o == org && k == instrument));
         }
@@ -119,7 +119,7 @@ pub fn organisation_norms(
 pub async fn norms_for(
     conn: &mut AsyncPgConnection,
     cache: &NormsCache,
-    org: Uuid,
+    org: OrgId,
     instrument: &LoadedInstrument,
     rater: Rater,
 ) -> ApiResult<NormsUsed> {
@@ -183,19 +183,16 @@ pub fn series_statistics(
     (ruptures, change)
 }
 
-/// Resolves the instrument version a series was scored with (its latest point's), from the
-/// in-memory built-ins or the database.
+/// The instrument version a series was scored with (its latest point's): stored responses
+/// name versions that exist, so a failed lookup is the database's or an internal fault.
 pub async fn instrument_at(
     conn: &mut AsyncPgConnection,
     builtins: &crate::instruments::builtin::BuiltinCatalogue,
-    org: Uuid,
+    org: OrgId,
     key: &str,
     version: i32,
 ) -> ApiResult<Arc<LoadedInstrument>> {
-    if let Some(b) = builtins.get(key, Some(version)) {
-        return Ok(b);
-    }
-    Ok(Arc::new(
-        crate::instruments::resolve(conn, org, key, Some(version), "/instrument").await?,
-    ))
+    crate::instruments::find(conn, builtins, org, key, crate::instruments::Wanted::Exact(version))
+        .await
+        .map_err(crate::instruments::LookupError::in_path)
 }

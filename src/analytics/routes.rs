@@ -1,9 +1,9 @@
+use crate::ids::OrgId;
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, get, web};
 use diesel_async::AsyncPgConnection;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::model::*;
 use super::store::{self, SeriesRow};
@@ -180,7 +180,7 @@ pub async fn instrument_norms(
 async fn summaries(
     conn: &mut AsyncPgConnection,
     state: &AppState,
-    org: Uuid,
+    org: OrgId,
     key: &str,
     rater: Rater,
     clinician: Option<&str>,

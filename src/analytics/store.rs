@@ -1,6 +1,7 @@
 //! Analytics queries: the series in time order, grouped aggregates, the norms sample.
 //! Every query filters by organisation and leaves out voided and unscored responses.
 
+use crate::ids::OrgId;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Double, Int4, Nullable, Text, Uuid as SqlUuid};
@@ -24,7 +25,7 @@ pub struct SeriesRow {
     pub flags: Option<Vec<String>>,
 }
 
-pub async fn patient_has_data(conn: &mut AsyncPgConnection, org: Uuid, patient: &str) -> QueryResult<bool> {
+pub async fn patient_has_data(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> QueryResult<bool> {
     let found: Option<Uuid> = responses::table
         .filter(responses::org_id.eq(org).and(responses::patient.eq(patient)))
         .select(responses::id)
@@ -38,7 +39,7 @@ pub async fn patient_has_data(conn: &mut AsyncPgConnection, org: Uuid, patient: 
 /// in administered_at broken by insert order).
 pub async fn series(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     patient: &str,
     rater: &str,
     q: &TrendQuery,
@@ -83,7 +84,7 @@ pub async fn series(
 /// version and rater: (total, answers). The sample for organisation norms.
 pub async fn first_complete_responses(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     key: &str,
     version: i32,
     rater: &str,
@@ -129,7 +130,7 @@ pub struct PatientAggregate {
 
 pub async fn patient_aggregates(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     key: &str,
     rater: &str,
     clinician: Option<&str>,
@@ -171,7 +172,7 @@ pub struct ClinicianSeriesRow {
 
 pub async fn clinician_series(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     key: &str,
     rater: &str,
     clinician: Option<&str>,
@@ -205,7 +206,7 @@ pub struct SessionAggregate {
 
 pub async fn session_aggregates(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     key: &str,
     rater: &str,
     clinician: Option<&str>,

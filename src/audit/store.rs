@@ -1,3 +1,4 @@
+use crate::ids::OrgId;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -7,7 +8,7 @@ use super::model::AuditEvent;
 use crate::schema::audit_events;
 
 pub struct AuditEntry<'a> {
-    pub org: Uuid,
+    pub org: OrgId,
     pub actor: &'a str,
     pub action: &'a str,
     pub resource_type: &'a str,
@@ -18,7 +19,7 @@ pub struct AuditEntry<'a> {
 #[derive(Insertable)]
 #[diesel(table_name = audit_events)]
 struct NewAuditEventRow<'a> {
-    org_id: Uuid,
+    org_id: OrgId,
     id: Uuid,
     actor: &'a str,
     action: &'a str,
@@ -73,7 +74,7 @@ pub async fn record(conn: &mut AsyncPgConnection, entry: AuditEntry<'_>) -> Quer
 /// Newest first; `before` is the last seen sequence number.
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     before: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<AuditEventRow>> {

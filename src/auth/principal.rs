@@ -1,5 +1,6 @@
 //! The authenticated caller, as a handler argument: `Principal { org, client_id, scopes }`.
 
+use crate::ids::OrgId;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -8,7 +9,6 @@ use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
-use uuid::Uuid;
 
 use super::Scope;
 use super::token::{MAX_AUTHORIZATION_BYTES, TokenError};
@@ -17,7 +17,7 @@ use crate::state::AppState;
 
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub org: Uuid,
+    pub org: OrgId,
     pub client_id: String,
     pub scopes: Vec<Scope>,
 }
@@ -43,7 +43,7 @@ impl Principal {
 /// that revokes forgets at once.
 pub struct ClientStatusCache {
     ttl: Duration,
-    active_until: Mutex<HashMap<(Uuid, String), Instant>>,
+    active_until: Mutex<HashMap<(OrgId, String), Instant>>,
 }
 
 impl ClientStatusCache {
@@ -54,7 +54,7 @@ impl ClientStatusCache {
         }
     }
 
-    fn is_known_active(&self, org: Uuid, client_id: &str) -> bool {
+    fn is_known_active(&self, org: OrgId, client_id: &str) -> bool {
         let Ok(map) = self.active_until.lock() else {
             return false;
         };
@@ -62,7 +62,7 @@ impl ClientStatusCache {
             .is_some_and(|until| *until > Instant::now())
     }
 
-    fn remember_active(&self, org: Uuid, client_id: &str) {
+    fn remember_active(&self, org: OrgId, client_id: &str) {
         if self.ttl.is_zero() {
             return;
         }
@@ -75,7 +75,7 @@ impl ClientStatusCache {
         }
     }
 
-    pub fn forget(&self, org: Uuid, client_id: &str) {
+    pub fn forget(&self, org: OrgId, client_id: &str) {
         if let Ok(mut map) = self.active_until.lock() {
             map.remove(&(org, client_id.to_string()));
         }

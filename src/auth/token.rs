@@ -2,11 +2,11 @@
 //! jsonwebtoken's defaults are lenient (60 s leeway, nbf unchecked, aud/iss optional):
 //! each of those is tightened here.
 
+use crate::ids::OrgId;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::Scope;
 
@@ -22,7 +22,7 @@ pub struct Claims {
     /// The client id.
     pub sub: String,
     /// The organisation id.
-    pub org: Uuid,
+    pub org: OrgId,
     /// Space-separated OAuth2 scopes.
     pub scope: String,
     pub iat: u64,
@@ -67,7 +67,7 @@ impl JwtKeys {
         })
     }
 
-    pub fn issue(&self, client_id: &str, org: Uuid, scopes: &[Scope], ttl: Duration) -> Result<String, String> {
+    pub fn issue(&self, client_id: &str, org: OrgId, scopes: &[Scope], ttl: Duration) -> Result<String, String> {
         let now = now_secs();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn issued_tokens_verify() {
         let k = keys();
-        let org = Uuid::new_v4();
+        let org = OrgId(uuid::Uuid::new_v4());
         let t = k.issue("rc_x", org, &[Scope::Export], Duration::from_secs(60)).unwrap();
         let c = k.verify(&t).unwrap();
         assert_eq!(c.sub, "rc_x");
@@ -126,7 +126,7 @@ mod tests {
     #[test]
     fn other_keys_and_audiences_fail() {
         let t = keys()
-            .issue("rc_x", Uuid::new_v4(), &[], Duration::from_secs(60))
+            .issue("rc_x", OrgId(uuid::Uuid::new_v4()), &[], Duration::from_secs(60))
             .unwrap();
         assert!(
             JwtKeys::new(&[8u8; 32], "rapport", "rapport-api")

@@ -9,14 +9,7 @@ use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::ApiJson;
 use crate::state::AppState;
-
-/// Checks a name: 1 to 200 characters, not blank, no NUL.
-pub fn validate_name(name: &str, pointer: &str, errors: &mut Vec<FieldError>) {
-    let len = name.chars().count();
-    if name.trim().is_empty() || len > 200 || name.contains('\0') {
-        errors.push(FieldError::new(pointer, "must be 1 to 200 characters and not blank"));
-    }
-}
+use crate::validation::validate_name;
 
 /// Create an API client in the caller's organisation. The secret is in this answer only.
 #[utoipa::path(

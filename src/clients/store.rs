@@ -1,3 +1,4 @@
+use crate::ids::OrgId;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -10,7 +11,7 @@ use crate::schema::{api_clients, client_directory};
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = api_clients)]
 pub struct ClientRow {
-    pub org_id: Uuid,
+    pub org_id: OrgId,
     pub id: Uuid,
     pub client_id: String,
     pub secret_hash: String,
@@ -44,7 +45,7 @@ impl From<ClientRow> for Client {
 #[derive(Insertable)]
 #[diesel(table_name = api_clients)]
 struct NewClientRow<'a> {
-    org_id: Uuid,
+    org_id: OrgId,
     id: Uuid,
     client_id: &'a str,
     secret_hash: &'a str,
@@ -76,7 +77,7 @@ impl PreparedCredentials {
 /// Inserts a client (and its directory entry); run inside the caller's transaction.
 pub async fn create_client(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     name: &str,
     scopes: &[Scope],
     credentials: PreparedCredentials,
@@ -110,7 +111,7 @@ pub async fn create_client(
     })
 }
 
-pub async fn list(conn: &mut AsyncPgConnection, org: Uuid) -> QueryResult<Vec<ClientRow>> {
+pub async fn list(conn: &mut AsyncPgConnection, org: OrgId) -> QueryResult<Vec<ClientRow>> {
     api_clients::table
         .filter(api_clients::org_id.eq(org))
         .select(ClientRow::as_select())
@@ -137,14 +138,14 @@ impl ClientRef {
 
 type ClientFilter = Box<dyn BoxableExpression<api_clients::table, diesel::pg::Pg, SqlType = diesel::sql_types::Bool>>;
 
-fn named(org: Uuid, client: &ClientRef) -> ClientFilter {
+fn named(org: OrgId, client: &ClientRef) -> ClientFilter {
     match client {
         ClientRef::Id(id) => Box::new(api_clients::org_id.eq(org).and(api_clients::id.eq(*id))),
         ClientRef::ClientId(c) => Box::new(api_clients::org_id.eq(org).and(api_clients::client_id.eq(c.clone()))),
     }
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, org: Uuid, client: &ClientRef) -> QueryResult<Option<ClientRow>> {
+pub async fn find(conn: &mut AsyncPgConnection, org: OrgId, client: &ClientRef) -> QueryResult<Option<ClientRow>> {
     api_clients::table
         .filter(named(org, client))
         .select(ClientRow::as_select())
@@ -170,7 +171,7 @@ pub async fn find_by_client_id(conn: &mut AsyncPgConnection, client_id: &str) ->
         .optional()
 }
 
-pub async fn is_active(conn: &mut AsyncPgConnection, org: Uuid, client_id: &str) -> QueryResult<bool> {
+pub async fn is_active(conn: &mut AsyncPgConnection, org: OrgId, client_id: &str) -> QueryResult<bool> {
     let found: Option<Uuid> = api_clients::table
         .filter(api_clients::org_id.eq(org))
         .filter(api_clients::client_id.eq(client_id))
@@ -183,7 +184,7 @@ pub async fn is_active(conn: &mut AsyncPgConnection, org: Uuid, client_id: &str)
 }
 
 /// Marks the client revoked (idempotent); `None` when no such client in this organisation.
-pub async fn revoke(conn: &mut AsyncPgConnection, org: Uuid, client: &ClientRef) -> QueryResult<Option<ClientRow>> {
+pub async fn revoke(conn: &mut AsyncPgConnection, org: OrgId, client: &ClientRef) -> QueryResult<Option<ClientRow>> {
     diesel::update(api_clients::table)
         .filter(named(org, client))
         .set(api_clients::revoked_at.eq(diesel::dsl::sql::<

@@ -4,17 +4,17 @@
 
 pub mod routes;
 
+use crate::ids::OrgId;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
-use uuid::Uuid;
 
 use crate::schema::pseudonym_keys;
 
 /// The organisation's pseudonym secret, created on first use.
-pub async fn pseudonym_secret(conn: &mut AsyncPgConnection, org: Uuid) -> QueryResult<Vec<u8>> {
+pub async fn pseudonym_secret(conn: &mut AsyncPgConnection, org: OrgId) -> QueryResult<Vec<u8>> {
     let mut fresh = vec![0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut fresh);
     diesel::insert_into(pseudonym_keys::table)
@@ -30,7 +30,7 @@ pub async fn pseudonym_secret(conn: &mut AsyncPgConnection, org: Uuid) -> QueryR
 }
 
 /// Replaces the secret: every pseudonym changes.
-pub async fn rotate_pseudonym_secret(conn: &mut AsyncPgConnection, org: Uuid) -> QueryResult<()> {
+pub async fn rotate_pseudonym_secret(conn: &mut AsyncPgConnection, org: OrgId) -> QueryResult<()> {
     let mut fresh = vec![0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut fresh);
     diesel::insert_into(pseudonym_keys::table)

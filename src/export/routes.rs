@@ -183,7 +183,7 @@ impl Renderer {
 
 struct Cursor {
     pool: DbPool,
-    org: uuid::Uuid,
+    org: crate::ids::OrgId,
     query: ListQuery,
     after: Option<i64>,
     done: bool,

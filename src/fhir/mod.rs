@@ -3,15 +3,20 @@
 //! OperationOutcome. Voided responses are read back with status `entered-in-error` and are
 //! left out of Observation searches.
 
+pub mod metadata;
+pub mod observation;
+mod posted;
+pub mod questionnaire;
+pub mod questionnaire_response;
 pub mod resources;
-pub mod routes;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, FieldError};
 use resources::FHIR_JSON;
 
 /// The public base URL of this service as the caller reached it.
@@ -32,6 +37,8 @@ pub struct FhirFailure {
     status: StatusCode,
     body: Value,
     headers: Vec<(header::HeaderName, header::HeaderValue)>,
+    /// A 5xx's cause, for the request log line (never in the body).
+    cause: Option<crate::error::ErrorCause>,
 }
 
 impl std::fmt::Display for FhirFailure {
@@ -49,6 +56,9 @@ impl ResponseError for FhirFailure {
         let mut response = fhir_json(self.status, &self.body);
         for (name, value) in &self.headers {
             response.headers_mut().insert(name.clone(), value.clone());
+        }
+        if let Some(cause) = &self.cause {
+            response.extensions_mut().insert(cause.clone());
         }
         response
     }
@@ -70,9 +80,6 @@ pub fn outcome(error: &ApiError, expression: &dyn Fn(&str) -> String) -> FhirFai
         503 => "transient",
         _ => "exception",
     };
-    if let ApiError::Internal(cause) = error {
-        log::error!("internal error: {cause}");
-    }
     let issues: Vec<Value> = match error {
         ApiError::Validation(errors) => errors
             .iter()
@@ -94,9 +101,29 @@ pub fn outcome(error: &ApiError, expression: &dyn Fn(&str) -> String) -> FhirFai
         status,
         body: json!({"resourceType": "OperationOutcome", "issue": issues}),
         headers,
+        cause: error.cause().map(crate::error::ErrorCause::describe),
     }
 }
 
 pub fn plain_outcome(error: &ApiError) -> FhirFailure {
     outcome(error, &|p| p.to_string())
+}
+
+type FhirResult = Result<HttpResponse, FhirFailure>;
+
+fn fail(e: ApiError) -> FhirFailure {
+    plain_outcome(&e)
+}
+
+fn invalid(expression: &str, detail: &str) -> ApiError {
+    ApiError::Validation(vec![FieldError::new(expression, detail)])
+}
+
+/// The caller, holding `scope` when one is needed; otherwise an OperationOutcome.
+fn authorised(principal: Result<Principal, ApiError>, scope: Option<Scope>) -> Result<Principal, FhirFailure> {
+    let principal = principal.map_err(fail)?;
+    if let Some(scope) = scope {
+        principal.require(scope).map_err(fail)?;
+    }
+    Ok(principal)
 }

@@ -3,25 +3,28 @@
 //! draft -> published (immutable) -> retired. Definitions are data, never code.
 
 pub mod builtin;
+pub mod lookup;
 pub mod model;
 pub mod routes;
 pub mod store;
 pub mod validate;
 
+use crate::ids::OrgId;
 use diesel_async::AsyncPgConnection;
-use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, FieldError};
 use crate::scoring::InstrumentDefinition;
 use model::{InstrumentStatus, InstrumentVersion, NewInstrument};
 use store::VersionRow;
+
+pub use lookup::{LookupError, Wanted, find};
 
 pub const BUILTIN_OWNER: &str = "builtin";
 
 /// One instrument version, as clients see it and as the scoring core runs it.
 #[derive(Debug, Clone)]
 pub struct LoadedInstrument {
-    pub org: Option<Uuid>,
+    pub org: Option<OrgId>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub version: InstrumentVersion,
     pub definition: InstrumentDefinition,
@@ -54,30 +57,6 @@ pub fn load(row: VersionRow, owner: &str) -> ApiResult<LoadedInstrument> {
     })
 }
 
-/// The instrument version a body names: the pinned version, or the latest published one.
-/// An unknown key or version is a 422 naming `pointer` (the body is what is wrong).
-pub async fn resolve(
-    conn: &mut AsyncPgConnection,
-    org: Uuid,
-    key: &str,
-    version: Option<i32>,
-    pointer: &str,
-) -> ApiResult<LoadedInstrument> {
-    let row = match version {
-        Some(v) => store::find_version(conn, org, key, v).await?,
-        None => store::latest_published(conn, org, key).await?,
-    };
-    let Some(row) = row else {
-        let detail = match version {
-            Some(v) => format!("no version {v} of instrument `{key}`"),
-            None => format!("no published version of instrument `{key}`"),
-        };
-        return Err(ApiError::validation(pointer, detail));
-    };
-    let owner = owner_slug(conn, &row).await?;
-    load(row, &owner)
-}
-
 pub async fn owner_slug(conn: &mut AsyncPgConnection, row: &VersionRow) -> ApiResult<String> {
     match row.org_id {
         None => Ok(BUILTIN_OWNER.to_string()),
@@ -102,8 +81,8 @@ pub fn score_answers(
             errors
                 .into_iter()
                 .map(|e| {
-                    crate::error::FieldError::new(
-                        format!("{prefix}/answers/{}", crate::extract::escape_pointer(&e.item_id)),
+                    FieldError::new(
+                        format!("{prefix}/answers/{}", crate::error::escape_pointer(&e.item_id)),
                         e.detail,
                     )
                 })

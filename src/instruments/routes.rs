@@ -1,3 +1,4 @@
+use crate::ids::OrgId;
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, get, post, put, web};
@@ -5,7 +6,6 @@ use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use super::model::{
     InstrumentList, InstrumentOverview, InstrumentStatus, InstrumentVersion, NewInstrument, VersionInfo,
@@ -34,7 +34,7 @@ pub struct VersionPath {
     pub v: i32,
 }
 
-async fn org_slug(conn: &mut AsyncPgConnection, org: Uuid) -> ApiResult<String> {
+async fn org_slug(conn: &mut AsyncPgConnection, org: OrgId) -> ApiResult<String> {
     Ok(crate::organizations::store::slug_of(conn, org)
         .await?
         .unwrap_or_default())
@@ -220,7 +220,7 @@ async fn record(
 
 /// The answer when a write finds no draft: 404 when the version does not exist, 409 when
 /// it exists but is not a draft (published versions are immutable) or is a built-in.
-async fn not_a_draft(conn: &mut AsyncPgConnection, org: Uuid, key: &str, version: i32) -> ApiError {
+async fn not_a_draft(conn: &mut AsyncPgConnection, org: OrgId, key: &str, version: i32) -> ApiError {
     match store::find_version(conn, org, key, version).await {
         Ok(Some(row)) if row.org_id.is_none() => read_only(),
         Ok(Some(row)) => ApiError::Conflict(format!(
@@ -421,18 +421,19 @@ pub async fn score_answers(
 ) -> ApiResult<HttpResponse> {
     let body = body.0;
     let mut conn = crate::db::conn(&state.pool).await?;
-    let instrument = super::resolve(
+    let instrument = super::find(
         &mut conn,
+        &state.builtins,
         principal.org,
         &body.instrument,
-        body.instrument_version,
-        "/instrument",
+        body.instrument_version.into(),
     )
-    .await?;
+    .await
+    .map_err(|e| e.in_body(""))?;
     drop(conn);
     let (score, score_error) = super::score_answers(&instrument, &body.answers, "")?;
     Ok(HttpResponse::Ok().json(ScoreResult {
-        instrument: instrument.version.key,
+        instrument: instrument.version.key.clone(),
         instrument_version: instrument.version.version,
         score,
         score_error,

@@ -1,17 +1,17 @@
 //! Instrument versions: built-ins (global) and the organisation's own (filtered by org_id
 //! in every query). A key is either built-in or an organisation's, never both.
 
+use crate::ids::OrgId;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
 
 use crate::schema::{builtin_instrument_versions as builtin, instrument_versions as own};
 
 /// A stored version; `org_id` is `None` for a built-in.
 #[derive(Debug, Clone)]
 pub struct VersionRow {
-    pub org_id: Option<Uuid>,
+    pub org_id: Option<OrgId>,
     pub key: String,
     pub version: i32,
     pub status: String,
@@ -51,7 +51,7 @@ const OWN_COLUMNS: OwnColumns = (
 );
 
 type BuiltinTuple = (String, i32, String, serde_json::Value, DateTime<Utc>);
-type OwnTuple = (Uuid, String, i32, String, serde_json::Value, DateTime<Utc>);
+type OwnTuple = (OrgId, String, i32, String, serde_json::Value, DateTime<Utc>);
 
 fn from_builtin((key, version, status, definition, created_at): BuiltinTuple) -> VersionRow {
     VersionRow {
@@ -109,7 +109,7 @@ pub async fn is_builtin_key(conn: &mut AsyncPgConnection, key: &str) -> QueryRes
 }
 
 /// Built-ins and the organisation's versions, by key then version; optionally one status.
-pub async fn list(conn: &mut AsyncPgConnection, org: Uuid, status: Option<&str>) -> QueryResult<Vec<VersionRow>> {
+pub async fn list(conn: &mut AsyncPgConnection, org: OrgId, status: Option<&str>) -> QueryResult<Vec<VersionRow>> {
     let mut b = builtin::table
         .select(BUILTIN_COLUMNS)
         .order((builtin::key, builtin::version))
@@ -134,7 +134,7 @@ pub async fn list(conn: &mut AsyncPgConnection, org: Uuid, status: Option<&str>)
 }
 
 /// Every version of one key visible to the organisation, oldest first.
-pub async fn versions_of(conn: &mut AsyncPgConnection, org: Uuid, key: &str) -> QueryResult<Vec<VersionRow>> {
+pub async fn versions_of(conn: &mut AsyncPgConnection, org: OrgId, key: &str) -> QueryResult<Vec<VersionRow>> {
     let rows: Vec<VersionRow> = builtin::table
         .filter(builtin::key.eq(key))
         .select(BUILTIN_COLUMNS)
@@ -160,7 +160,7 @@ pub async fn versions_of(conn: &mut AsyncPgConnection, org: Uuid, key: &str) -> 
 
 pub async fn find_version(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     key: &str,
     version: i32,
 ) -> QueryResult<Option<VersionRow>> {
@@ -182,7 +182,7 @@ pub async fn find_version(
         .map(from_own))
 }
 
-pub async fn latest_published(conn: &mut AsyncPgConnection, org: Uuid, key: &str) -> QueryResult<Option<VersionRow>> {
+pub async fn latest_published(conn: &mut AsyncPgConnection, org: OrgId, key: &str) -> QueryResult<Option<VersionRow>> {
     let found = builtin::table
         .filter(builtin::key.eq(key).and(builtin::status.eq("published")))
         .select(BUILTIN_COLUMNS)
@@ -212,7 +212,7 @@ pub async fn latest_published(conn: &mut AsyncPgConnection, org: Uuid, key: &str
 /// creations race on the primary key; the loser retries with the next number.
 pub async fn insert_draft(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     key: &str,
     definition: &serde_json::Value,
 ) -> QueryResult<VersionRow> {
@@ -247,7 +247,7 @@ pub async fn insert_draft(
 /// Replaces a draft's definition; `None` when there is no such draft.
 pub async fn update_draft(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     key: &str,
     version: i32,
     definition: &serde_json::Value,
@@ -266,7 +266,7 @@ pub async fn update_draft(
 /// Moves a version from `from` to `to`; `None` when it is not in state `from`.
 pub async fn transition(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     key: &str,
     version: i32,
     from: &str,

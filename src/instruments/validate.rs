@@ -105,7 +105,7 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
         }
     }
     for (value, label) in &spec.scale.labels {
-        let pointer = format!("/scale/labels/{}", crate::extract::escape_pointer(value));
+        let pointer = format!("/scale/labels/{}", crate::error::escape_pointer(value));
         let parsed = value.trim().parse::<f64>().ok().and_then(to_decimal);
         let outside = match (parsed, scale, min, max) {
             (None, ..) => true,

@@ -6,7 +6,7 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, ResponseError, web};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCause};
 use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -42,11 +42,18 @@ pub async fn observe(
     if let Some(state) = state {
         state.metrics.observe(&method, &route, status, elapsed.as_secs_f64());
     }
-    log::info!(
-        target: "rapport::request",
-        "request_id={id} method={method} route={route} status={status} latency_ms={:.2}",
-        elapsed.as_secs_f64() * 1000.0
-    );
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    // A 5xx names its cause (kept by the error, never sent to the client) on the same line.
+    match res.response().extensions().get::<ErrorCause>() {
+        Some(ErrorCause(cause)) if status >= 500 => log::error!(
+            target: "rapport::request",
+            "request_id={id} method={method} route={route} status={status} latency_ms={latency_ms:.2} cause=\"{cause}\""
+        ),
+        _ => log::info!(
+            target: "rapport::request",
+            "request_id={id} method={method} route={route} status={status} latency_ms={latency_ms:.2}"
+        ),
+    }
     Ok(res)
 }
 
@@ -69,8 +76,8 @@ pub async fn problem_fallback(
             404 => ApiError::NotFound,
             413 => ApiError::PayloadTooLarge("the body is too large".into()),
             415 => ApiError::UnsupportedMediaType("unsupported content type".into()),
-            503 => ApiError::Unavailable("service unavailable".into()),
-            s if s >= 500 => ApiError::Internal(format!("bare {s} answer")),
+            503 => ApiError::unavailable("service unavailable"),
+            s if s >= 500 => ApiError::internal(format!("bare {s} answer")),
             _ => {
                 let (req, old) = res.into_parts();
                 let mut fresh = crate::error::problem_with_status(status, status.canonical_reason().unwrap_or("Error"));

@@ -32,7 +32,7 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     if crate::db::is_ready(&state.pool, &state.migration_versions).await? {
         Ok(HttpResponse::Ok().json(Health { status: "ready".into() }))
     } else {
-        Err(ApiError::Unavailable("migrations not applied".into()))
+        Err(ApiError::unavailable("migrations not applied"))
     }
 }
 

@@ -4,30 +4,13 @@ use diesel_async::AsyncConnection as _;
 use serde_json::json;
 
 use super::model::{CreatedOrganization, NewOrganization, Organization, OrganizationList};
-use super::store;
+use super::{store, validate_new_organization};
 use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
-use crate::clients::routes::validate_name;
 use crate::clients::store::PreparedCredentials;
-use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ApiJson;
 use crate::state::AppState;
-
-pub fn validate_new_organization(body: &NewOrganization) -> ApiResult<()> {
-    let mut errors = Vec::new();
-    if !store::is_valid_slug(&body.slug) {
-        errors.push(FieldError::new(
-            "/slug",
-            "must be 2 to 63 characters of a-z, 0-9 and '-'",
-        ));
-    }
-    validate_name(&body.name, "/name", &mut errors);
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Validation(errors))
-    }
-}
 
 /// Create an organisation (tenant) with its first administrator client, which holds every
 /// scope except `platform:admin`. The client secret is shown only in this answer.

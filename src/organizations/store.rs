@@ -1,3 +1,4 @@
+use crate::ids::OrgId;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -11,7 +12,7 @@ use crate::schema::organizations;
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = organizations)]
 pub struct OrganizationRow {
-    pub id: Uuid,
+    pub id: OrgId,
     pub slug: String,
     pub name: String,
     pub created_at: DateTime<Utc>,
@@ -20,7 +21,7 @@ pub struct OrganizationRow {
 impl From<OrganizationRow> for Organization {
     fn from(r: OrganizationRow) -> Self {
         Organization {
-            id: r.id,
+            id: r.id.0,
             slug: r.slug,
             name: r.name,
             created_at: r.created_at,
@@ -55,7 +56,7 @@ pub async fn create_organization(
         .await?;
     let client = create_client(conn, row.id, "administrator", admin_scopes, credentials).await?;
     Ok(CreatedOrganization {
-        id: row.id,
+        id: row.id.0,
         slug: row.slug,
         name: row.name,
         created_at: row.created_at,
@@ -84,7 +85,7 @@ pub async fn find_by_slug(conn: &mut AsyncPgConnection, slug: &str) -> QueryResu
         .optional()
 }
 
-pub async fn slug_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<String>> {
+pub async fn slug_of(conn: &mut AsyncPgConnection, id: OrgId) -> QueryResult<Option<String>> {
     organizations::table
         .filter(organizations::id.eq(id))
         .select(organizations::slug)

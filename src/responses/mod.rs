@@ -4,24 +4,23 @@
 //! The FHIR front door uses the same path.
 
 pub mod model;
+pub mod prepare;
 pub mod routes;
+pub mod service;
 pub mod store;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+pub use prepare::{InstrumentCache, prepare};
 
-use chrono::{DateTime, Duration, Utc};
+use std::collections::HashMap;
+
+use chrono::Duration;
 use diesel_async::AsyncPgConnection;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::audit::{self, AuditEntry};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::instruments::model::InstrumentStatus;
-use crate::instruments::{LoadedInstrument, validate::MAX_ITEMS};
-use crate::scoring::Rater;
 use model::{NewResponse, Source};
 use store::{AdministrationRow, NewAdministrationRow};
 
@@ -30,198 +29,6 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 pub const MAX_REFERENCE_CHARS: usize = 200;
 pub const MAX_SESSION: i64 = 100_000;
 pub const MAX_BATCH: usize = 1_000;
-
-/// Instrument versions already resolved in this request, in front of the process-wide
-/// built-ins (immutable, so never read from the database on the ingest path).
-pub struct InstrumentCache<'a> {
-    builtins: &'a crate::instruments::builtin::BuiltinCatalogue,
-    found: HashMap<(String, Option<i32>), Arc<LoadedInstrument>>,
-}
-
-impl<'a> InstrumentCache<'a> {
-    pub fn new(builtins: &'a crate::instruments::builtin::BuiltinCatalogue) -> Self {
-        InstrumentCache {
-            builtins,
-            found: HashMap::new(),
-        }
-    }
-
-    async fn get(
-        &mut self,
-        conn: &mut AsyncPgConnection,
-        org: Uuid,
-        key: &str,
-        version: Option<i32>,
-    ) -> ApiResult<Arc<LoadedInstrument>> {
-        if let Some(builtin) = self.builtins.get(key, version) {
-            return Ok(builtin);
-        }
-        let cache_key = (key.to_string(), version);
-        if let Some(found) = self.found.get(&cache_key) {
-            return Ok(found.clone());
-        }
-        let pointer = if version.is_some() {
-            "/instrument_version"
-        } else {
-            "/instrument"
-        };
-        let loaded = Arc::new(crate::instruments::resolve(conn, org, key, version, pointer).await?);
-        self.found.insert(cache_key, loaded.clone());
-        Ok(loaded)
-    }
-}
-
-fn check_reference(errors: &mut Vec<FieldError>, pointer: &str, value: &str) {
-    if value.trim().is_empty() || value.chars().count() > MAX_REFERENCE_CHARS || value.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            pointer,
-            format!("must be 1 to {MAX_REFERENCE_CHARS} characters without control characters"),
-        ));
-    }
-}
-
-/// Checks and scores one response; the row is ready to insert. Every field problem is
-/// reported at once (pointers relative to the response).
-pub async fn prepare(
-    conn: &mut AsyncPgConnection,
-    cache: &mut InstrumentCache<'_>,
-    principal: &Principal,
-    body: NewResponse,
-    source: Source,
-) -> ApiResult<NewAdministrationRow> {
-    let mut errors = Vec::new();
-    check_reference(&mut errors, "/patient", &body.patient);
-    for (pointer, value) in [
-        ("/clinician", &body.clinician),
-        ("/episode", &body.episode),
-        ("/external_id", &body.external_id),
-    ] {
-        if let Some(v) = value {
-            check_reference(&mut errors, pointer, v);
-        }
-    }
-    let administered_at = match DateTime::parse_from_rfc3339(body.administered_at.trim()) {
-        Ok(t) => {
-            let t = t.with_timezone(&Utc);
-            if t > Utc::now() + MAX_CLOCK_SKEW {
-                errors.push(FieldError::new("/administered_at", "lies in the future"));
-            }
-            Some(t)
-        }
-        Err(_) => {
-            errors.push(FieldError::new(
-                "/administered_at",
-                "must be an RFC 3339 date-time with an offset",
-            ));
-            None
-        }
-    };
-    if let Some(s) = body.session
-        && !(1..=MAX_SESSION).contains(&s)
-    {
-        errors.push(FieldError::new("/session", format!("must be 1 to {MAX_SESSION}")));
-    }
-    if body.answers.len() > MAX_ITEMS {
-        errors.push(FieldError::new("/answers", format!("at most {MAX_ITEMS} answers")));
-        return Err(ApiError::Validation(errors));
-    }
-    let rater_text = body.rater.clone().unwrap_or_else(|| "patient".into());
-    let rater = Rater::parse(&rater_text);
-    if rater.is_none() {
-        errors.push(FieldError::new("/rater", "must be patient, clinician or observer"));
-    }
-
-    let instrument = match cache
-        .get(conn, principal.org, &body.instrument, body.instrument_version)
-        .await
-    {
-        Ok(i) => Some(i),
-        Err(ApiError::Validation(mut e)) => {
-            errors.append(&mut e);
-            None
-        }
-        Err(other) => return Err(other),
-    };
-    let mut scored = None;
-    if let Some(instrument) = &instrument {
-        match instrument.status() {
-            InstrumentStatus::Published => {}
-            InstrumentStatus::Retired => errors.push(FieldError::new(
-                "/instrument_version",
-                "this version is retired: it takes no new responses",
-            )),
-            InstrumentStatus::Draft => errors.push(FieldError::new(
-                "/instrument_version",
-                "this version is a draft: publish it first",
-            )),
-        }
-        if let Some(r) = rater
-            && !instrument.definition.raters.contains(&r)
-        {
-            errors.push(FieldError::new(
-                "/rater",
-                format!("`{}` does not allow this rater", instrument.version.key),
-            ));
-        }
-        match crate::instruments::score_answers(instrument, &body.answers, "") {
-            Ok(s) => scored = Some(s),
-            Err(ApiError::Validation(mut e)) => errors.append(&mut e),
-            Err(other) => return Err(other),
-        }
-    }
-    let (Some(instrument), Some(administered_at), Some((score, score_error)), true) =
-        (instrument, administered_at, scored, errors.is_empty())
-    else {
-        return Err(ApiError::Validation(errors));
-    };
-
-    // Only answered items are stored, as the numbers given (already checked against the scale).
-    let answers: serde_json::Map<String, serde_json::Value> = body
-        .answers
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let canonical = json!({
-        "instrument": body.instrument,
-        "instrument_version": body.instrument_version,
-        "patient": body.patient,
-        "clinician": body.clinician,
-        "episode": body.episode,
-        "rater": rater_text,
-        "administered_at": administered_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "session": body.session,
-        "answers": answers,
-    });
-    let payload_hash = Sha256::digest(serde_json::to_vec(&canonical).unwrap_or_default()).to_vec();
-
-    Ok(NewAdministrationRow {
-        org_id: principal.org,
-        id: Uuid::new_v4(),
-        instrument_key: instrument.version.key.clone(),
-        instrument_version: instrument.version.version,
-        patient: body.patient,
-        clinician: body.clinician,
-        episode: body.episode,
-        rater: rater_text,
-        administered_at,
-        session: body.session.map(|s| s as i32),
-        answers: serde_json::Value::Object(answers),
-        external_id: body.external_id,
-        payload_hash,
-        source: source.as_str().to_string(),
-        created_by: principal.client_id.clone(),
-        total: score.as_ref().map(|s| s.total),
-        mean: score.as_ref().map(|s| s.mean),
-        pomp: score.as_ref().map(|s| s.pomp),
-        subscales: score.as_ref().map(|s| json!(s.subscales)),
-        answered: score.as_ref().map(|s| s.answered as i32),
-        missing: score.as_ref().map(|s| s.missing as i32),
-        prorated: score.as_ref().map(|s| s.prorated),
-        flags: score.as_ref().map(|s| s.flags.clone()),
-        score_error,
-    })
-}
 
 pub enum Ingested {
     Created(AdministrationRow),

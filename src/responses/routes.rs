@@ -1,16 +1,16 @@
 use actix_web::{HttpResponse, get, post, web};
-use diesel_async::AsyncConnection as _;
 use serde_json::json;
 use uuid::Uuid;
 
 use super::model::{
     Administration, AdministrationPage, BatchRequest, BatchResponse, ListQuery, NewResponse, Source, VoidRequest,
 };
-use super::{Ingested, InstrumentCache, MAX_BATCH, ingest_batch, ingest_one, prepare, store};
-use crate::audit::{self, AuditEntry};
+use super::{Ingested, MAX_BATCH, ingest_batch, service, store};
+use crate::audit;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{ApiJson, LargeJson};
+use crate::ids::ResponseId;
 use crate::pagination;
 use crate::state::AppState;
 
@@ -42,21 +42,10 @@ pub async fn create_response(
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::ResponsesWrite)?;
     let mut conn = crate::db::conn(&state.pool).await?;
-    let row = prepare(
-        &mut conn,
-        &mut InstrumentCache::new(&state.builtins),
-        &principal,
-        body.0,
-        Source::Api,
-    )
-    .await?;
-    match ingest_one(&mut conn, &principal, row).await? {
-        Ingested::Created(row) => {
-            state.norms.invalidate(principal.org, &row.instrument_key);
-            Ok(HttpResponse::Created()
-                .insert_header(("Location", format!("/v1/responses/{}", row.id)))
-                .json(Administration::from(row)))
-        }
+    match service::ingest(&mut conn, &state, &principal, body.0, Source::Api).await? {
+        Ingested::Created(row) => Ok(HttpResponse::Created()
+            .insert_header(("Location", format!("/v1/responses/{}", row.id)))
+            .json(Administration::from(row))),
         Ingested::Duplicate(row) => Ok(HttpResponse::Ok()
             .insert_header(("Location", format!("/v1/responses/{}", row.id)))
             .json(Administration::from(row))),
@@ -131,7 +120,7 @@ pub async fn get_response(
     let id = id.into_inner();
     // One pooled connection for the read and its audit event.
     let mut conn = crate::db::conn(&state.pool).await?;
-    let row = store::find(&mut conn, principal.org, id)
+    let row = store::find(&mut conn, principal.org, ResponseId(id))
         .await?
         .ok_or(ApiError::NotFound)?;
     audit::record_read(
@@ -229,28 +218,15 @@ pub async fn void_response(
             "must be 1 to 500 characters, without NUL",
         ));
     }
-    let id = id.into_inner();
     let mut conn = crate::db::conn(&state.pool).await?;
-    let org = principal.org;
-    let row = conn
-        .transaction::<_, ApiError, _>(async move |conn| {
-            if let Some(row) = store::void(conn, org, id, reason.trim()).await? {
-                audit::record(
-                    conn,
-                    AuditEntry {
-                        org,
-                        actor: &principal.client_id,
-                        action: "response.voided",
-                        resource_type: "response",
-                        resource_id: Some(id.to_string()),
-                        detail: json!({}),
-                    },
-                )
-                .await?;
-                return Ok(row);
-            }
-            store::find(conn, org, id).await?.ok_or(ApiError::NotFound)
-        })
-        .await?;
+    let row = service::void(
+        &mut conn,
+        &state,
+        &principal,
+        ResponseId(id.into_inner()),
+        reason.trim(),
+        Source::Api,
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(Administration::from(row)))
 }

@@ -1,5 +1,6 @@
 //! Response rows. Every query filters by organisation.
 
+use crate::ids::{OrgId, ResponseId};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -12,7 +13,7 @@ use crate::scoring::{Score, SubscaleScore};
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = responses)]
 pub struct AdministrationRow {
-    pub org_id: Uuid,
+    pub org_id: OrgId,
     pub id: Uuid,
     pub seq: i64,
     pub instrument_key: String,
@@ -46,7 +47,7 @@ pub struct AdministrationRow {
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = responses)]
 pub struct NewAdministrationRow {
-    pub org_id: Uuid,
+    pub org_id: OrgId,
     pub id: Uuid,
     pub instrument_key: String,
     pub instrument_version: i32,
@@ -197,7 +198,7 @@ pub async fn insert_one_audited(
     .optional()
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<AdministrationRow>> {
+pub async fn find(conn: &mut AsyncPgConnection, org: OrgId, id: ResponseId) -> QueryResult<Option<AdministrationRow>> {
     responses::table
         .filter(responses::org_id.eq(org).and(responses::id.eq(id)))
         .select(AdministrationRow::as_select())
@@ -209,7 +210,7 @@ pub async fn find(conn: &mut AsyncPgConnection, org: Uuid, id: Uuid) -> QueryRes
 /// (external_id, id, payload hash) of stored rows with these external ids.
 pub async fn by_external_ids(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     external_ids: &[String],
 ) -> QueryResult<Vec<(Option<String>, Uuid, Vec<u8>)>> {
     responses::table
@@ -225,7 +226,7 @@ pub async fn by_external_ids(
 
 pub async fn find_by_external_id(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     external_id: &str,
 ) -> QueryResult<Option<AdministrationRow>> {
     responses::table
@@ -238,7 +239,7 @@ pub async fn find_by_external_id(
 
 type Boxed<'a> = responses::BoxedQuery<'a, diesel::pg::Pg>;
 
-fn filtered<'a>(org: Uuid, q: &ListQuery) -> Boxed<'a> {
+fn filtered<'a>(org: OrgId, q: &ListQuery) -> Boxed<'a> {
     let mut query = responses::table.filter(responses::org_id.eq(org)).into_boxed();
     if let Some(v) = &q.patient {
         query = query.filter(responses::patient.eq(v.clone()));
@@ -277,7 +278,7 @@ fn filtered<'a>(org: Uuid, q: &ListQuery) -> Boxed<'a> {
 /// The filtered list in insert order, after the `after` sequence number.
 pub async fn list(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     q: &ListQuery,
     after: Option<i64>,
     limit: i64,
@@ -293,15 +294,15 @@ pub async fn list(
 }
 
 /// How many responses the filters match.
-pub async fn count(conn: &mut AsyncPgConnection, org: Uuid, q: &ListQuery) -> QueryResult<i64> {
+pub async fn count(conn: &mut AsyncPgConnection, org: OrgId, q: &ListQuery) -> QueryResult<i64> {
     filtered(org, q).count().get_result(conn).await
 }
 
 /// Voids an active response; `None` when there is no active response with this id.
 pub async fn void(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
-    id: Uuid,
+    org: OrgId,
+    id: ResponseId,
     reason: &str,
 ) -> QueryResult<Option<AdministrationRow>> {
     diesel::update(responses::table)
@@ -339,7 +340,7 @@ pub struct ScoredSearch {
 
 pub async fn search_scored(
     conn: &mut AsyncPgConnection,
-    org: Uuid,
+    org: OrgId,
     s: &ScoredSearch,
 ) -> QueryResult<Vec<AdministrationRow>> {
     let mut query = responses::table

@@ -1,0 +1,17 @@
+//! `GET /fhir/r4/metadata`: the CapabilityStatement (no token needed).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get};
+
+use super::{base_url, fhir_json, resources};
+
+/// The server's CapabilityStatement.
+#[utoipa::path(
+    tag = "fhir",
+    responses((status = 200, description = "CapabilityStatement (R4)", body = Object, content_type = "application/fhir+json")),
+    security(())
+)]
+#[get("/metadata")]
+pub async fn metadata(req: HttpRequest) -> HttpResponse {
+    fhir_json(StatusCode::OK, &resources::capability_statement(&base_url(&req)))
+}

@@ -146,3 +146,43 @@ pub async fn is_ready(pool: &DbPool, versions: &[String]) -> Result<bool, ApiErr
             .await?;
     Ok(count.n == versions.len() as i64)
 }
+
+/// Maps a fieldless enum to a Postgres `text` column by fixed names, both ways: the type
+/// derives `diesel::AsExpression` and `diesel::FromSqlRow` with `sql_type = Text`; this adds
+/// `as_str`, `parse` and the `ToSql`/`FromSql` impls. An unknown stored name is a
+/// deserialisation error, never a silent default.
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+            ) -> diesel::serialize::Result {
+                <str as diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg>>::to_sql(self.as_str(), out)
+            }
+        }
+
+        impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+                let text = <String as diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg>>::from_sql(bytes)?;
+                $name::parse(&text).ok_or_else(|| format!("unknown {} `{text}`", stringify!($name)).into())
+            }
+        }
+    };
+}
+pub(crate) use text_enum;

@@ -2,6 +2,10 @@
 //! turns them into trends. `Application::build` is the one way to assemble the service; the
 //! binary and the tests both use it.
 
+// House rules for the service code (tests may unwrap): no panics on request paths and no
+// unchecked indexing. A rare justified exception carries an `#[allow]` with its reason.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
+
 pub mod analytics;
 pub mod audit;
 pub mod auth;
@@ -44,29 +48,29 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(clients::routes::revoke_client)
             .service(audit::routes::list_audit_events)
             .service(instruments::routes::list_instruments)
-            .service(instruments::routes::create_instrument)
+            .service(instruments::lifecycle::create_instrument)
             .service(instruments::routes::get_instrument)
             .service(instruments::routes::get_version)
-            .service(instruments::routes::replace_draft)
-            .service(instruments::routes::publish_version)
-            .service(instruments::routes::retire_version)
-            .service(instruments::routes::score_answers)
+            .service(instruments::lifecycle::replace_draft)
+            .service(instruments::lifecycle::publish_version)
+            .service(instruments::lifecycle::retire_version)
+            .service(instruments::scoring::score_answers)
             .service(responses::routes::create_response)
             .service(responses::routes::create_responses_batch)
             .service(responses::routes::list_responses)
             .service(responses::routes::get_response)
             .service(responses::routes::void_response)
-            .service(analytics::routes::patient_trends)
+            .service(analytics::trends::patient_trends)
             .service(analytics::routes::instrument_norms)
-            .service(analytics::routes::clinician_summary)
-            .service(analytics::routes::list_clinicians)
+            .service(analytics::clinicians::clinician_summary)
+            .service(analytics::clinicians::list_clinicians)
             .service(analytics::routes::trajectory)
             .service(
                 scope::scope("/exports")
                     .wrap(actix_web::middleware::Compress::default())
-                    .service(export::routes::export_responses)
-                    .service(export::routes::export_dictionary)
-                    .service(export::routes::rotate_pseudonym_key),
+                    .service(export::responses::export_responses)
+                    .service(export::dictionary::export_dictionary)
+                    .service(export::pseudonym_key::rotate_pseudonym_key),
             ),
     );
     cfg.service(

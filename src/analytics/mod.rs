@@ -2,9 +2,11 @@
 //! norms, clinician summaries and the cohort trajectory. SQL selects and groups; every
 //! statistic is computed by the pure functions of `scoring`.
 
+pub mod clinicians;
 pub mod model;
 pub mod routes;
 pub mod store;
+pub mod trends;
 
 use crate::ids::OrgId;
 use std::collections::HashMap;

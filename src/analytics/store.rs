@@ -9,6 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::model::TrendQuery;
+use crate::responses::model::ResponseStatus;
 use crate::schema::responses;
 
 #[derive(Debug, Queryable)]
@@ -49,7 +50,7 @@ pub async fn series(
         .filter(responses::patient.eq(patient.to_string()))
         .filter(responses::instrument_key.eq(q.instrument.clone()))
         .filter(responses::rater.eq(rater.to_string()))
-        .filter(responses::status.eq("active"))
+        .filter(responses::status.eq(ResponseStatus::Active))
         .filter(responses::total.is_not_null())
         .select((
             responses::id,
@@ -94,7 +95,7 @@ pub async fn first_complete_responses(
         .filter(responses::instrument_key.eq(key))
         .filter(responses::instrument_version.eq(version))
         .filter(responses::rater.eq(rater))
-        .filter(responses::status.eq("active"))
+        .filter(responses::status.eq(ResponseStatus::Active))
         .filter(responses::total.is_not_null())
         .filter(responses::prorated.eq(false))
         .distinct_on(responses::patient)

@@ -2,7 +2,9 @@
 //! NDJSON or CSV, with patient, clinician and episode references pseudonymised by default
 //! (HMAC-SHA256 under a per-organisation secret, stable until rotated).
 
-pub mod routes;
+pub mod dictionary;
+pub mod pseudonym_key;
+pub mod responses;
 
 use crate::ids::OrgId;
 use diesel::prelude::*;
@@ -52,7 +54,8 @@ pub fn pseudonym(secret: &[u8], reference: &str) -> String {
         return String::new();
     };
     mac.update(reference.as_bytes());
-    hex::encode(&mac.finalize().into_bytes()[..8])
+    let digest = mac.finalize().into_bytes();
+    hex::encode(digest.get(..8).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -65,11 +65,10 @@ fn flatten(
             format!("/answers/{}", crate::error::escape_pointer(link_id)),
             at.clone(),
         );
-        if answer_list.len() > 1 {
+        let [answer] = answer_list.as_slice() else {
             errors.push(FieldError::new(format!("{here}.answer[1]"), "one answer per item"));
             continue;
-        }
-        let answer = &answer_list[0];
+        };
         if let Some(nested) = answer.get("item") {
             flatten(nested, &at, answers, expressions, errors);
         }

@@ -1,5 +1,10 @@
 //! Building FHIR R4 resources (as JSON) from rapport's own data. Pure: no I/O.
 
+// `value["field"] = ...` on objects this module builds with `json!` a line earlier: the
+// index cannot miss (IndexMut on a JSON object inserts).
+#![allow(clippy::indexing_slicing)]
+
+use crate::scoring::Rater;
 use serde_json::{Value, json};
 
 use crate::instruments::LoadedInstrument;
@@ -180,7 +185,7 @@ pub fn questionnaire_response(base: &str, a: &Administration, instrument: Option
     let mut extensions = Vec::new();
     if let Some(c) = &a.clinician {
         extensions.push(json!({"url": format!("{base}{RATED_CLINICIAN_PATH}"), "valueReference": {"reference": format!("Practitioner/{c}")}}));
-        if a.rater == "clinician" {
+        if a.rater == Rater::Clinician {
             qr["author"] = json!({"reference": format!("Practitioner/{c}")});
         }
     }
@@ -190,7 +195,7 @@ pub fn questionnaire_response(base: &str, a: &Administration, instrument: Option
     if !extensions.is_empty() {
         qr["extension"] = json!(extensions);
     }
-    if a.rater == "patient" {
+    if a.rater == Rater::Patient {
         qr["source"] = json!({"reference": format!("Patient/{}", a.patient)});
     }
     qr
@@ -225,9 +230,9 @@ pub fn observation(base: &str, a: &Administration, title: &str) -> Option<Value>
     if !components.is_empty() {
         obs["component"] = json!(components);
     }
-    let performer = match (a.rater.as_str(), &a.clinician) {
-        ("patient", _) => Some(format!("Patient/{}", a.patient)),
-        ("clinician", Some(c)) => Some(format!("Practitioner/{c}")),
+    let performer = match (a.rater, &a.clinician) {
+        (Rater::Patient, _) => Some(format!("Patient/{}", a.patient)),
+        (Rater::Clinician, Some(c)) => Some(format!("Practitioner/{c}")),
         _ => None,
     };
     if let Some(p) = performer {

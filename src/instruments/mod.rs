@@ -3,9 +3,11 @@
 //! draft -> published (immutable) -> retired. Definitions are data, never code.
 
 pub mod builtin;
+pub mod lifecycle;
 pub mod lookup;
 pub mod model;
 pub mod routes;
+pub mod scoring;
 pub mod store;
 pub mod validate;
 

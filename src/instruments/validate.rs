@@ -156,7 +156,9 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
             None => None,
             Some(key) => match subscale_pos.get(key.as_str()) {
                 Some(&pos) => {
-                    subscale_items[pos].push(i);
+                    if let Some(items) = subscale_items.get_mut(pos) {
+                        items.push(i);
+                    }
                     Some(pos)
                 }
                 None => {

@@ -78,7 +78,8 @@ pub async fn ingest_batch(
         id,
         errors,
     };
-    let mut results: Vec<Option<BatchResult>> = (0..items.len()).map(|_| None).collect();
+    // Filled out of order (invalid items first), sorted into input order at the end.
+    let mut results: Vec<BatchResult> = Vec::with_capacity(items.len());
     let mut cache = InstrumentCache::new(builtins);
     let mut candidates: Vec<(usize, NewAdministrationRow)> = Vec::new();
     let mut first_with_external_id: HashMap<String, usize> = HashMap::new();
@@ -101,17 +102,13 @@ pub async fn ingest_batch(
                 }
                 candidates.push((index, row));
             }
-            Err(ApiError::Validation(errors)) => {
-                results[index] = Some(result(index, BatchStatus::Invalid, None, errors))
-            }
-            Err(ApiError::BadRequest(detail)) => {
-                results[index] = Some(result(
-                    index,
-                    BatchStatus::Invalid,
-                    None,
-                    vec![FieldError::new("", detail)],
-                ))
-            }
+            Err(ApiError::Validation(errors)) => results.push(result(index, BatchStatus::Invalid, None, errors)),
+            Err(ApiError::BadRequest(detail)) => results.push(result(
+                index,
+                BatchStatus::Invalid,
+                None,
+                vec![FieldError::new("", detail)],
+            )),
             Err(other) => return Err(other),
         }
     }
@@ -178,13 +175,14 @@ pub async fn ingest_batch(
     for ((index, row), stored) in candidates.iter().zip(&outcomes) {
         let created = stored.as_ref().is_some_and(|(_, _, new)| *new);
         let (status, id) = settle(&row.payload_hash, stored, created);
-        results[*index] = Some(result(*index, status, id, conflict_errors(status)));
+        results.push(result(*index, status, id, conflict_errors(status)));
     }
     for (index, first, hash) in repeats {
-        let (status, id) = settle(&hash, &outcomes[first], false);
-        results[index] = Some(result(index, status, id, conflict_errors(status)));
+        let (status, id) = settle(&hash, outcomes.get(first).unwrap_or(&None), false);
+        results.push(result(index, status, id, conflict_errors(status)));
     }
-    Ok(results.into_iter().flatten().collect())
+    results.sort_by_key(|r| r.index);
+    Ok(results)
 }
 
 fn conflict_errors(status: model::BatchStatus) -> Vec<FieldError> {

@@ -45,28 +45,28 @@ pub struct NewResponse {
     pub external_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, diesel::AsExpression, diesel::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "lowercase")]
 pub enum ResponseStatus {
     Active,
     Voided,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, diesel::AsExpression, diesel::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Api,
     Fhir,
 }
 
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Api => "api",
-            Source::Fhir => "fhir",
-        }
-    }
-}
+crate::db::text_enum!(ResponseStatus { Active => "active", Voided => "voided" });
+crate::db::text_enum!(Source { Api => "api", Fhir => "fhir" });
 
 /// A stored response with its score.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -78,7 +78,8 @@ pub struct Administration {
     pub clinician: Option<String>,
     pub episode: Option<String>,
     /// `patient`, `clinician` or `observer`.
-    pub rater: String,
+    #[schema(value_type = String)]
+    pub rater: crate::scoring::Rater,
     pub administered_at: DateTime<Utc>,
     pub session: Option<i32>,
     pub external_id: Option<String>,

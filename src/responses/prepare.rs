@@ -193,7 +193,7 @@ pub async fn prepare(
         answers: serde_json::Value::Object(answers),
         external_id: body.external_id,
         payload_hash,
-        source: source.as_str().to_string(),
+        source,
         created_by: principal.client_id.clone(),
         total: score.as_ref().map(|s| s.total),
         mean: score.as_ref().map(|s| s.mean),

@@ -63,7 +63,7 @@ pub async fn void(
             audit::record(
                 conn,
                 AuditEntry {
-                    org: org.into(),
+                    org,
                     actor: &actor,
                     action: "response.voided",
                     resource_type: "response",

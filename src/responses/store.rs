@@ -27,8 +27,8 @@ pub struct AdministrationRow {
     pub answers: serde_json::Value,
     pub external_id: Option<String>,
     pub payload_hash: Vec<u8>,
-    pub source: String,
-    pub status: String,
+    pub source: Source,
+    pub status: ResponseStatus,
     pub void_reason: Option<String>,
     pub voided_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -60,7 +60,7 @@ pub struct NewAdministrationRow {
     pub answers: serde_json::Value,
     pub external_id: Option<String>,
     pub payload_hash: Vec<u8>,
-    pub source: String,
+    pub source: Source,
     pub created_by: String,
     pub total: Option<f64>,
     pub mean: Option<f64>,
@@ -104,7 +104,8 @@ impl From<AdministrationRow> for Administration {
             patient: r.patient,
             clinician: r.clinician,
             episode: r.episode,
-            rater: r.rater,
+            // Written from a `Rater` and checked by the table's constraint.
+            rater: crate::scoring::Rater::parse(&r.rater).unwrap_or(crate::scoring::Rater::Patient),
             administered_at: r.administered_at,
             session: r.session,
             external_id: r.external_id,
@@ -112,12 +113,8 @@ impl From<AdministrationRow> for Administration {
                 serde_json::Value::Object(map) => map,
                 _ => serde_json::Map::new(),
             },
-            source: if r.source == "fhir" { Source::Fhir } else { Source::Api },
-            status: if r.status == "voided" {
-                ResponseStatus::Voided
-            } else {
-                ResponseStatus::Active
-            },
+            source: r.source,
+            status: r.status,
             void_reason: r.void_reason,
             created_at: r.created_at,
             score,
@@ -180,7 +177,7 @@ pub async fn insert_one_audited(
     .bind::<Jsonb, _>(&row.answers)
     .bind::<Nullable<Text>, _>(&row.external_id)
     .bind::<Bytea, _>(&row.payload_hash)
-    .bind::<Text, _>(&row.source)
+    .bind::<Text, _>(row.source)
     .bind::<Text, _>(&row.created_by)
     .bind::<Nullable<Float8>, _>(row.total)
     .bind::<Nullable<Float8>, _>(row.mean)
@@ -266,11 +263,7 @@ fn filtered<'a>(org: OrgId, q: &ListQuery) -> Boxed<'a> {
         query = query.filter(responses::administered_at.lt(v));
     }
     if let Some(v) = q.status {
-        query = query.filter(responses::status.eq(if v == ResponseStatus::Voided {
-            "voided"
-        } else {
-            "active"
-        }));
+        query = query.filter(responses::status.eq(v));
     }
     query
 }
@@ -310,10 +303,10 @@ pub async fn void(
             responses::org_id
                 .eq(org)
                 .and(responses::id.eq(id))
-                .and(responses::status.eq("active")),
+                .and(responses::status.eq(ResponseStatus::Active)),
         )
         .set((
-            responses::status.eq("voided"),
+            responses::status.eq(ResponseStatus::Voided),
             responses::void_reason.eq(reason),
             responses::voided_at.eq(Some(Utc::now())),
         ))
@@ -346,7 +339,7 @@ pub async fn search_scored(
     let mut query = responses::table
         .filter(responses::org_id.eq(org))
         .filter(responses::patient.eq(s.patient.clone()))
-        .filter(responses::status.eq("active"))
+        .filter(responses::status.eq(ResponseStatus::Active))
         .filter(responses::total.is_not_null())
         .select(AdministrationRow::as_select())
         .into_boxed();

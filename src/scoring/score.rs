@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::definition::{InstrumentDefinition, Method};
 use super::to_f64;
@@ -13,13 +12,15 @@ use super::to_f64;
 pub const FLAG_BELOW_CUTOFF: &str = "below_cutoff";
 pub const FLAG_ITEM_BELOW_THRESHOLD: &str = "item_below_threshold";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubscaleScore {
     pub total: f64,
     pub mean: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Score {
     /// Sum of the (prorated) subscale totals, or the mean of answered items x item count.
     pub total: f64,

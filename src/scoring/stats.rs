@@ -68,7 +68,8 @@ pub fn s_diff(sd: f64, reliability: f64) -> f64 {
     sd * (2.0 * (1.0 - reliability)).sqrt()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ReliableChange {
     Improved,

@@ -1,0 +1,178 @@
+//! Clinician summaries: one clinician, or every clinician above `min_patients`.
+
+use crate::ids::OrgId;
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, get, web};
+use diesel_async::AsyncPgConnection;
+use serde_json::json;
+
+use super::model::*;
+use super::store::{self};
+use super::{instrument_at, norms_for, series_statistics};
+use crate::audit;
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::scoring::Rater;
+use crate::scoring::stats::{self, ReliableChange};
+use crate::state::AppState;
+
+/// Summaries for one clinician (`Some`) or every clinician, for one instrument and rater.
+async fn summaries(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    org: OrgId,
+    key: &str,
+    rater: Rater,
+    clinician: Option<&str>,
+) -> ApiResult<Vec<ClinicianSummary>> {
+    let aggregates = store::patient_aggregates(conn, org, key, rater.as_str(), clinician).await?;
+    let series = store::clinician_series(conn, org, key, rater.as_str(), clinician).await?;
+    let Some(version) = series.iter().map(|r| r.instrument_version).max() else {
+        return Ok(Vec::new());
+    };
+    let instrument = instrument_at(conn, &state.builtins, org, key, version).await?;
+    let norms = norms_for(conn, &state.norms, org, &instrument, rater).await?;
+
+    // Ruptures and reliable change per (clinician, patient) series.
+    let mut by_clinician: BTreeMap<&str, (usize, usize, usize, ReliableChangeCounts)> = BTreeMap::new();
+    for one in series.chunk_by(|a, b| a.clinician == b.clinician && a.patient == b.patient) {
+        let Some(first) = one.first() else { continue };
+        let totals: Vec<f64> = one.iter().map(|r| r.total).collect();
+        let (ruptures, change) = series_statistics(&totals, &instrument.definition, &norms);
+        let entry = by_clinician.entry(first.clinician.as_str()).or_default();
+        entry.0 += usize::from(!ruptures.is_empty());
+        entry.1 += ruptures.len();
+        entry.2 += ruptures.iter().filter(|r| r.repaired_by.is_some()).count();
+        match change.map(|(_, class)| class) {
+            Some(ReliableChange::Improved) => entry.3.improved += 1,
+            Some(ReliableChange::Unchanged) => entry.3.unchanged += 1,
+            Some(ReliableChange::Deteriorated) => entry.3.deteriorated += 1,
+            None => {}
+        }
+    }
+
+    let mut out = Vec::new();
+    for group in aggregates.chunk_by(|a, b| a.clinician == b.clinician) {
+        let Some(c) = group.first().map(|a| &a.clinician) else {
+            continue;
+        };
+        let means: Vec<f64> = group.iter().map(|a| a.mean_total).collect();
+        let responses: i64 = group.iter().map(|a| a.responses).sum();
+        let below: i64 = group.iter().map(|a| a.below_cutoff).sum();
+        let s3_count: i64 = group.iter().map(|a| a.session3_count).sum();
+        let s3_sum: f64 = group.iter().filter_map(|a| a.session3_sum).sum();
+        let (with_rupture, ruptures, repaired, reliable_change) = by_clinician.remove(c.as_str()).unwrap_or_default();
+        out.push(ClinicianSummary {
+            clinician: c.clone(),
+            instrument: key.to_string(),
+            rater,
+            patients: group.len(),
+            responses,
+            mean: stats::mean(&means),
+            sd: stats::sample_sd(&means),
+            min: means.iter().copied().reduce(f64::min),
+            max: means.iter().copied().reduce(f64::max),
+            share_below_cutoff: if responses > 0 {
+                below as f64 / responses as f64
+            } else {
+                0.0
+            },
+            patients_with_rupture: with_rupture,
+            ruptures,
+            share_repaired: (ruptures > 0).then(|| repaired as f64 / ruptures as f64),
+            reliable_change,
+            session3_mean: (s3_count > 0).then(|| s3_sum / s3_count as f64),
+        });
+    }
+    Ok(out)
+}
+
+/// Alliance across one clinician's patients.
+#[utoipa::path(
+    tag = "analytics",
+    params(("clinician" = String, Path, description = "The clinician reference"), SummaryQuery),
+    responses(
+        (status = 200, description = "The summary", body = ClinicianSummary),
+        (status = 400, description = "Missing `instrument` or unknown rater", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No scored responses for this clinician and instrument", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["responses:read"]))
+)]
+#[get("/clinicians/{clinician}/summary")]
+pub async fn clinician_summary(
+    principal: Principal,
+    state: web::Data<AppState>,
+    clinician: web::Path<String>,
+    query: web::Query<SummaryQuery>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::ResponsesRead)?;
+    let rater = query.rater.unwrap_or(Rater::Patient);
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let summary = summaries(
+        &mut conn,
+        &state,
+        principal.org,
+        &query.instrument,
+        rater,
+        Some(&clinician),
+    )
+    .await?
+    .pop()
+    .ok_or(ApiError::NotFound)?;
+    audit::record_read(
+        &mut conn,
+        &principal,
+        "clinician_summary.read",
+        "analytics",
+        None,
+        json!({"instrument": query.instrument}),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+/// The same summary for every clinician with at least `min_patients` patients (default 5),
+/// ordered by clinician.
+#[utoipa::path(
+    tag = "analytics",
+    params(ClinicianListQuery),
+    responses(
+        (status = 200, description = "Summaries", body = ClinicianSummaryList),
+        (status = 400, description = "Missing `instrument`, bad `min_patients` or rater", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["responses:read"]))
+)]
+#[get("/clinicians")]
+pub async fn list_clinicians(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<ClinicianListQuery>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::ResponsesRead)?;
+    let min_patients = query.min_patients.unwrap_or(5);
+    if min_patients == 0 {
+        return Err(ApiError::BadRequest("`min_patients` must be at least 1".into()));
+    }
+    let rater = query.rater.unwrap_or(Rater::Patient);
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let items: Vec<ClinicianSummary> = summaries(&mut conn, &state, principal.org, &query.instrument, rater, None)
+        .await?
+        .into_iter()
+        .filter(|s| s.patients >= min_patients as usize)
+        .collect();
+    audit::record_read(
+        &mut conn,
+        &principal,
+        "clinician_summaries.read",
+        "analytics",
+        None,
+        json!({"instrument": query.instrument, "clinicians": items.len()}),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(ClinicianSummaryList { items }))
+}

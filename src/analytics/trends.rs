@@ -1,0 +1,146 @@
+//! `GET /v1/patients/{patient}/trends`: one patient's series and its summary.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, get, web};
+use serde_json::json;
+
+use super::model::*;
+use super::store::{self, SeriesRow};
+use super::{instrument_at, norms_for, rule_name, series_statistics};
+use crate::audit;
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::scoring::stats::{self};
+use crate::scoring::{Rater, SubscaleScore};
+use crate::state::AppState;
+
+pub(super) const FLAG_BELOW_CUTOFF: &str = "below_cutoff";
+
+fn point(row: &SeriesRow) -> TrendPoint {
+    TrendPoint {
+        response_id: row.id,
+        administered_at: row.administered_at,
+        session: row.session,
+        clinician: row.clinician.clone(),
+        total: row.total.unwrap_or_default(),
+        mean: row.mean.unwrap_or_default(),
+        pomp: row.pomp.unwrap_or_default(),
+        subscales: row
+            .subscales
+            .clone()
+            .and_then(|v| serde_json::from_value::<BTreeMap<String, SubscaleScore>>(v).ok())
+            .unwrap_or_default(),
+        flags: row.flags.clone().unwrap_or_default(),
+    }
+}
+
+/// One patient's alliance over time: the points and their summary (change, slopes,
+/// reliable change, ruptures with repair, below-cut-off count).
+#[utoipa::path(
+    tag = "analytics",
+    params(("patient" = String, Path, description = "The patient reference"), TrendQuery),
+    responses(
+        (status = 200, description = "The trend", body = Trend),
+        (status = 400, description = "Missing `instrument`, or a bad date or rater", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The organisation has no data for this patient", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["responses:read"]))
+)]
+#[get("/patients/{patient}/trends")]
+pub async fn patient_trends(
+    principal: Principal,
+    state: web::Data<AppState>,
+    patient: web::Path<String>,
+    query: web::Query<TrendQuery>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::ResponsesRead)?;
+    let patient = patient.into_inner();
+    let rater = query.rater.unwrap_or(Rater::Patient);
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let rows = store::series(&mut conn, principal.org, &patient, rater.as_str(), &query).await?;
+    // Only an empty series needs the second question: does the patient exist at all?
+    if rows.is_empty() && !store::patient_has_data(&mut conn, principal.org, &patient).await? {
+        return Err(ApiError::NotFound);
+    }
+    let points: Vec<TrendPoint> = rows.iter().map(point).collect();
+    let totals: Vec<f64> = points.iter().map(|p| p.total).collect();
+
+    let mut summary = TrendSummary {
+        n: points.len(),
+        baseline: totals.first().copied(),
+        latest: totals.last().copied(),
+        change: totals.first().zip(totals.last()).map(|(b, l)| l - b),
+        slope_per_session: None,
+        slope_per_week: None,
+        rci: None,
+        reliable_change: None,
+        norms_source: None,
+        ruptures: Vec::new(),
+        below_cutoff: points
+            .iter()
+            .filter(|p| p.flags.iter().any(|f| f == FLAG_BELOW_CUTOFF))
+            .count(),
+    };
+    if let Some(last) = rows.last() {
+        let sessions: Option<Vec<f64>> = points.iter().map(|p| p.session.map(f64::from)).collect();
+        summary.slope_per_session = sessions.and_then(|xs| stats::ols_slope(&xs, &totals));
+        let first_at = points.first().map_or(last.administered_at, |p| p.administered_at);
+        let weeks: Vec<f64> = points
+            .iter()
+            .map(|p| (p.administered_at - first_at).num_milliseconds() as f64 / (7.0 * 24.0 * 3600.0 * 1000.0))
+            .collect();
+        summary.slope_per_week = stats::ols_slope(&weeks, &totals);
+
+        let instrument = instrument_at(
+            &mut conn,
+            &state.builtins,
+            principal.org,
+            &query.instrument,
+            last.instrument_version,
+        )
+        .await?;
+        let norms = norms_for(&mut conn, &state.norms, principal.org, &instrument, rater).await?;
+        let (ruptures, change) = series_statistics(&totals, &instrument.definition, &norms);
+        if let Some((rci, class)) = change {
+            summary.rci = Some(rci);
+            summary.reliable_change = Some(class);
+            summary.norms_source = norms.source;
+        }
+        // Rupture indexes point into the series they were found in.
+        let id_at = |i: usize| rows.get(i).map(|r| r.id);
+        summary.ruptures = ruptures
+            .into_iter()
+            .filter_map(|r| {
+                Some(Rupture {
+                    response_id: id_at(r.index)?,
+                    previous_response_id: id_at(r.index.checked_sub(1)?)?,
+                    from: r.from,
+                    to: r.to,
+                    drop: r.drop,
+                    rule: rule_name(r.rule).to_string(),
+                    repaired: r.repaired_by.is_some(),
+                    repaired_by_response_id: r.repaired_by.and_then(id_at),
+                })
+            })
+            .collect();
+    }
+    audit::record_read(
+        &mut conn,
+        &principal,
+        "trend.read",
+        "analytics",
+        None,
+        json!({"instrument": query.instrument, "points": points.len()}),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(Trend {
+        patient,
+        instrument: query.instrument.clone(),
+        rater,
+        points,
+        summary,
+    }))
+}

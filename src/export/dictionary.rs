@@ -1,0 +1,225 @@
+//! `GET /v1/exports/dictionary`: what each export column means.
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, get, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::responses::{instrument_for, number};
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::instruments::LoadedInstrument;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DictionaryQuery {
+    /// Instrument key (required).
+    pub instrument: String,
+    /// Version (default: the highest).
+    pub version: Option<i32>,
+    /// `json` (default) or `csv`.
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DictionaryColumn {
+    pub name: String,
+    /// `string`, `integer`, `number`, `datetime` or `boolean`.
+    #[serde(rename = "type")]
+    pub column_type: String,
+    pub label: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub subscale: Option<String>,
+    pub reverse_keyed: Option<bool>,
+    /// How a missing value is written.
+    pub missing: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Dictionary {
+    pub instrument: String,
+    pub instrument_version: i32,
+    pub pseudonymized_columns: Vec<String>,
+    pub columns: Vec<DictionaryColumn>,
+}
+
+fn dictionary(instrument: &LoadedInstrument) -> Dictionary {
+    let v = &instrument.version;
+    let def = &instrument.definition;
+    let (lo, hi) = (
+        crate::scoring::to_f64(def.scale.min),
+        crate::scoring::to_f64(def.scale.max),
+    );
+    let n = v.items.len() as f64;
+    let integer_scale = def.scale.step.fract().is_zero() && def.scale.min.fract().is_zero();
+    let col = |name: &str, t: &str, label: &str, range: Option<(f64, f64)>| DictionaryColumn {
+        name: name.into(),
+        column_type: t.into(),
+        label: label.into(),
+        min: range.map(|r| r.0),
+        max: range.map(|r| r.1),
+        subscale: None,
+        reverse_keyed: None,
+        missing: "empty cell (CSV) / null (NDJSON)".into(),
+    };
+    let mut columns = vec![
+        col("id", "string", "Response id (UUID)", None),
+        col("instrument", "string", "Instrument key", None),
+        col("instrument_version", "integer", "Instrument version", None),
+        col(
+            "patient",
+            "string",
+            "Patient reference (16-hex pseudonym unless identified)",
+            None,
+        ),
+        col(
+            "clinician",
+            "string",
+            "Rated clinician (pseudonym unless identified)",
+            None,
+        ),
+        col(
+            "episode",
+            "string",
+            "Episode reference (pseudonym unless identified)",
+            None,
+        ),
+        col("rater", "string", "patient, clinician or observer", None),
+        col("administered_at", "datetime", "ISO 8601, UTC", None),
+        col("session", "integer", "Session number", Some((1.0, 100_000.0))),
+        col("status", "string", "active or voided", None),
+    ];
+    for item in &v.items {
+        let mut c = col(
+            &format!("item_{}", item.id),
+            if integer_scale { "integer" } else { "number" },
+            item.text
+                .as_deref()
+                .unwrap_or(&format!("Item {} (raw answer, before reverse keying)", item.id)),
+            Some((lo, hi)),
+        );
+        c.subscale = item.subscale.clone();
+        c.reverse_keyed = Some(item.reverse);
+        c.missing = "empty cell (CSV) / absent (NDJSON answers)".into();
+        columns.push(c);
+    }
+    columns.push(col(
+        "total",
+        "number",
+        "Total score (prorated when items are missing)",
+        Some((lo * n, hi * n)),
+    ));
+    columns.push(col(
+        "mean",
+        "number",
+        "Mean item score (total / item count)",
+        Some((lo, hi)),
+    ));
+    columns.push(col("pomp", "number", "Percent of maximum possible", Some((0.0, 100.0))));
+    for s in &v.subscales {
+        let k = def
+            .subscales
+            .iter()
+            .find(|d| d.key == s.key)
+            .map(|d| d.items.len() as f64)
+            .unwrap_or(0.0);
+        let mut t = col(
+            &format!("{}_total", s.key),
+            "number",
+            &format!("{} subscale total", s.title),
+            Some((lo * k, hi * k)),
+        );
+        t.subscale = Some(s.key.clone());
+        let mut m = col(
+            &format!("{}_mean", s.key),
+            "number",
+            &format!("{} subscale mean", s.title),
+            Some((lo, hi)),
+        );
+        m.subscale = Some(s.key.clone());
+        columns.push(t);
+        columns.push(m);
+    }
+    columns.push(col(
+        "prorated",
+        "boolean",
+        "true when missing items were prorated",
+        None,
+    ));
+    columns.push(col(
+        "flags",
+        "string",
+        "Flags joined by ';' (below_cutoff, item_below_threshold)",
+        None,
+    ));
+    Dictionary {
+        instrument: v.key.clone(),
+        instrument_version: v.version,
+        pseudonymized_columns: vec!["patient".into(), "clinician".into(), "episode".into()],
+        columns,
+    }
+}
+
+/// The data dictionary of the export columns, as JSON or CSV.
+#[utoipa::path(
+    tag = "export",
+    params(DictionaryQuery),
+    responses(
+        (status = 200, description = "The dictionary", content(
+            (Dictionary = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "Missing or unknown instrument, bad format", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `export`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["export"]))
+)]
+#[get("/dictionary")]
+pub async fn export_dictionary(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<DictionaryQuery>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::Export)?;
+    let instrument = instrument_for(&state, &principal, &query.instrument, query.version).await?;
+    let dict = dictionary(&instrument);
+    match query.format.as_deref().unwrap_or("json") {
+        "json" => Ok(HttpResponse::Ok().json(dict)),
+        "csv" => {
+            let mut writer = csv::Writer::from_writer(Vec::new());
+            let _ = writer.write_record([
+                "name",
+                "type",
+                "label",
+                "min",
+                "max",
+                "subscale",
+                "reverse_keyed",
+                "missing",
+            ]);
+            for c in &dict.columns {
+                let _ = writer.write_record([
+                    c.name.clone(),
+                    c.column_type.clone(),
+                    c.label.clone(),
+                    number(c.min),
+                    number(c.max),
+                    c.subscale.clone().unwrap_or_default(),
+                    c.reverse_keyed.map(|r| r.to_string()).unwrap_or_default(),
+                    c.missing.clone(),
+                ]);
+            }
+            Ok(HttpResponse::Ok()
+                .content_type("text/csv; charset=utf-8")
+                .insert_header((
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"rapport-{}-dictionary.csv\"", dict.instrument),
+                ))
+                .body(writer.into_inner().unwrap_or_default()))
+        }
+        _ => Err(ApiError::BadRequest("`format` must be json or csv".into())),
+    }
+}

@@ -1,0 +1,250 @@
+//! Catalogue writes: new instruments and drafts, replacing a draft, publish and retire.
+//! Every write is audited in the transaction that makes it.
+
+use crate::ids::OrgId;
+
+use actix_web::{HttpResponse, post, put, web};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use serde_json::json;
+
+use super::model::{InstrumentStatus, InstrumentVersion, NewInstrument};
+use super::{load, store, validate};
+use crate::audit::{self, AuditEntry};
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::LargeJson;
+use crate::state::AppState;
+
+use super::routes::{VersionPath, org_slug, read_only};
+
+/// Create an instrument, or a new draft version of one the organisation owns.
+/// Built-in keys cannot be reused (409).
+#[utoipa::path(
+    tag = "instruments",
+    request_body = NewInstrument,
+    responses(
+        (status = 201, description = "A new draft version", body = InstrumentVersion),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `instruments:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key is a built-in instrument's", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Inconsistent definition; `errors` names every problem", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["instruments:write"]))
+)]
+#[post("/instruments")]
+pub async fn create_instrument(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: LargeJson<NewInstrument>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::InstrumentsWrite)?;
+    let spec = body.0;
+    validate::validate(&spec).map_err(ApiError::Validation)?;
+    let definition = serde_json::to_value(&spec).map_err(ApiError::internal)?;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    if store::is_builtin_key(&mut conn, &spec.key).await? {
+        return Err(ApiError::Conflict(format!(
+            "`{}` is a built-in instrument and cannot be redefined",
+            spec.key
+        )));
+    }
+    let org = principal.org;
+    let row = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let row = store::insert_draft(conn, org, &spec.key, &definition).await?;
+            record(conn, &principal, "instrument.created", &row.key, row.version).await?;
+            Ok(row)
+        })
+        .await?;
+    let slug = org_slug(&mut conn, org).await?;
+    let version = load(row, &slug)?.version;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            "Location",
+            format!("/v1/instruments/{}/versions/{}", version.key, version.version),
+        ))
+        .json(version))
+}
+
+async fn record(
+    conn: &mut AsyncPgConnection,
+    principal: &Principal,
+    action: &str,
+    key: &str,
+    version: i32,
+) -> ApiResult<()> {
+    audit::record(
+        conn,
+        AuditEntry {
+            org: principal.org,
+            actor: &principal.client_id,
+            action,
+            resource_type: "instrument_version",
+            resource_id: Some(format!("{key}/{version}")),
+            detail: json!({"key": key, "version": version}),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The answer when a write finds no draft: 404 when the version does not exist, 409 when
+/// it exists but is not a draft (published versions are immutable) or is a built-in.
+async fn not_a_draft(conn: &mut AsyncPgConnection, org: OrgId, key: &str, version: i32) -> ApiError {
+    match store::find_version(conn, org, key, version).await {
+        Ok(Some(row)) if row.org_id.is_none() => read_only(),
+        Ok(Some(row)) => ApiError::Conflict(format!(
+            "version {version} is {}, not a draft; it cannot change",
+            row.status
+        )),
+        Ok(None) => ApiError::NotFound,
+        Err(e) => e.into(),
+    }
+}
+
+/// Replace a draft version's definition. Published and retired versions are immutable (409).
+#[utoipa::path(
+    tag = "instruments",
+    params(VersionPath),
+    request_body = NewInstrument,
+    responses(
+        (status = 200, description = "The replaced draft", body = InstrumentVersion),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `instruments:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such version for this organisation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a draft, or a built-in", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Inconsistent definition, or `key` differs from the path", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["instruments:write"]))
+)]
+#[put("/instruments/{key}/versions/{v}")]
+pub async fn replace_draft(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<VersionPath>,
+    body: LargeJson<NewInstrument>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::InstrumentsWrite)?;
+    let spec = body.0;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let Some(existing) = store::find_version(&mut conn, principal.org, &path.key, path.v).await? else {
+        return Err(ApiError::NotFound);
+    };
+    if existing.org_id.is_none() {
+        return Err(read_only());
+    }
+    let mut errors = validate::validate(&spec).err().unwrap_or_default();
+    if spec.key != path.key {
+        errors.insert(
+            0,
+            crate::error::FieldError::new("/key", "must equal the key in the path"),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let definition = serde_json::to_value(&spec).map_err(ApiError::internal)?;
+    let (org, key, v) = (principal.org, path.key.clone(), path.v);
+    let row = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let Some(row) = store::update_draft(conn, org, &key, v, &definition).await? else {
+                return Err(not_a_draft(conn, org, &key, v).await);
+            };
+            record(conn, &principal, "instrument.updated", &key, v).await?;
+            Ok(row)
+        })
+        .await?;
+    let slug = org_slug(&mut conn, org).await?;
+    Ok(HttpResponse::Ok().json(load(row, &slug)?.version))
+}
+
+async fn change_status(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: VersionPath,
+    to: InstrumentStatus,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::InstrumentsWrite)?;
+    let (from, action) = match to {
+        InstrumentStatus::Published => (InstrumentStatus::Draft, "instrument.published"),
+        _ => (InstrumentStatus::Published, "instrument.retired"),
+    };
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let org = principal.org;
+    let row = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let Some(existing) = store::find_version(conn, org, &path.key, path.v).await? else {
+                return Err(ApiError::NotFound);
+            };
+            if existing.org_id.is_none() {
+                return Err(read_only());
+            }
+            if existing.status == to.as_str() {
+                return Ok(existing); // repeating a transition changes nothing
+            }
+            let Some(row) = store::transition(conn, org, &path.key, path.v, from.as_str(), to.as_str()).await? else {
+                return Err(ApiError::Conflict(format!(
+                    "version {} is {}; only a {} version can become {}",
+                    path.v,
+                    existing.status,
+                    from.as_str(),
+                    to.as_str()
+                )));
+            };
+            record(conn, &principal, action, &path.key, path.v).await?;
+            Ok(row)
+        })
+        .await?;
+    let slug = org_slug(&mut conn, org).await?;
+    Ok(HttpResponse::Ok().json(load(row, &slug)?.version))
+}
+
+/// Publish a draft: from now on it is immutable and accepts responses. Repeating is harmless.
+#[utoipa::path(
+    tag = "instruments",
+    params(VersionPath),
+    responses(
+        (status = 200, description = "The published version", body = InstrumentVersion),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `instruments:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such version for this organisation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Retired, or a built-in", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["instruments:write"]))
+)]
+#[post("/instruments/{key}/versions/{v}/publish")]
+pub async fn publish_version(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<VersionPath>,
+) -> ApiResult<HttpResponse> {
+    change_status(principal, state, path.into_inner(), InstrumentStatus::Published).await
+}
+
+/// Retire a published version: no new responses; old ones keep scoring and trending.
+#[utoipa::path(
+    tag = "instruments",
+    params(VersionPath),
+    responses(
+        (status = 200, description = "The retired version", body = InstrumentVersion),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `instruments:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such version for this organisation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A draft, or a built-in", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["instruments:write"]))
+)]
+#[post("/instruments/{key}/versions/{v}/retire")]
+pub async fn retire_version(
+    principal: Principal,
+    state: web::Data<AppState>,
+    path: web::Path<VersionPath>,
+) -> ApiResult<HttpResponse> {
+    change_status(principal, state, path.into_inner(), InstrumentStatus::Retired).await
+}

@@ -1,4 +1,4 @@
-//! Request-body extraction with the SPEC's limits and error shapes.
+//! Request-body extraction with the README's limits and error shapes.
 //! Bodies are read through decompression with the limit applied to the inflated bytes;
 //! syntax errors are 400, wrong types, unknown or missing fields 422 naming the field by
 //! JSON pointer, oversize 413 and a wrong content type 415.

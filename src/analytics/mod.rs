@@ -23,7 +23,7 @@ use crate::scoring::stats::{self, ReliableChange};
 use crate::scoring::{InstrumentDefinition, Rater, RuptureRuleKind, to_decimal, to_f64};
 use model::{NormsSource, NormsView};
 
-/// Organisation norms need at least this many patients (SPEC "Scoring rules").
+/// Organisation norms need at least this many patients (the README, "Analytics").
 pub const MIN_NORM_PATIENTS: usize = 30;
 /// How long a process reuses organisation norms it computed. New responses for the
 /// instrument clear the entry at once on the instance that took them; other instances

@@ -1,4 +1,5 @@
-//! OAuth2 scope strings and what each allows (SPEC "Who uses it").
+//! OAuth2 scope strings and what each allows (the README's scope table; the OpenAPI
+//! document names the scope of every operation).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

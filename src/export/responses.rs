@@ -72,7 +72,8 @@ pub(super) async fn instrument_for(
         .map_err(|_| ApiError::BadRequest(format!("unknown instrument `{key}` version {version}")))
 }
 
-/// The CSV header of an instrument version (SPEC "Export").
+/// The CSV header of an instrument version, in the README's column order: identity
+/// columns, one `item_<id>` per item, scores, one pair per subscale, `prorated`, `flags`.
 pub fn csv_header(instrument: &LoadedInstrument) -> Vec<String> {
     let mut header: Vec<String> = [
         "id",

@@ -1,4 +1,5 @@
-//! The built-in instruments of INSTRUMENTS.md, embedded in the binary and upserted at start.
+//! The built-in instruments (WAI-SR, WAI-S, SRS, HAq-II, PDRQ-9; sources in each file's
+//! `citation`), embedded in the binary and upserted at start.
 
 use diesel_async::AsyncPgConnection;
 

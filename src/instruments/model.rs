@@ -1,4 +1,4 @@
-//! The instrument definition as clients write and read it (SPEC "JSON shapes").
+//! The instrument definition as clients write and read it (the OpenAPI schemas `NewInstrument` and `InstrumentVersion`).
 //! Enumerations are taken as text here so that the validator can name every bad one at
 //! once; `validate` turns a `NewInstrument` into the typed `scoring::InstrumentDefinition`.
 

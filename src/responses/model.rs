@@ -1,4 +1,4 @@
-//! Responses as clients post and read them (SPEC "JSON shapes"). In code a stored
+//! Responses as clients post and read them (the OpenAPI schemas `NewResponse` and `Administration`). In code a stored
 //! questionnaire is an *administration*; the URL keeps the users' word, `responses`.
 
 use std::collections::BTreeMap;

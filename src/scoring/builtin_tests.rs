@@ -1,4 +1,4 @@
-//! Hand-computed vectors for every built-in (INSTRUMENTS.md's worked checks and more), and
+//! Hand-computed vectors for every built-in (the published worked examples and more), and
 //! properties that must hold for any definition and any answers.
 
 use std::collections::BTreeMap;
@@ -182,7 +182,7 @@ fn every_bad_answer_is_named() {
     assert_eq!(e.len(), 12, "Likert items take whole numbers only");
 }
 
-/// The custom shape INSTRUMENTS.md asks for: 12 items on 0-4, three subscales, three
+/// A custom shape of the kind the README describes: 12 items on 0-4, three subscales, three
 /// reverse-keyed items.
 pub fn custom_spec() -> NewInstrument {
     serde_json::from_value(json!({

@@ -1,4 +1,4 @@
-//! Alliance ruptures and their repair (SPEC "Scoring rules"), over one patient's totals in
+//! Alliance ruptures and their repair (reliable_drop: a fall of at least 1.96 S_diff; sd_drop: Stiles 2004 / Strauss 2006, a fall of k SDs of the earlier points), over one patient's totals in
 //! time order (same instrument and rater; ties already broken by creation order).
 
 use super::definition::{RuptureRule, RuptureRuleKind};

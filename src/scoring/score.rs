@@ -1,5 +1,5 @@
 //! Scoring one administration: answer checks, reverse keying, subscale totals and means,
-//! proration under the missing-item policy, total, mean, POMP and flags (SPEC "Scoring rules").
+//! proration under the missing-item policy, total, mean, POMP and flags (reverse keying: scale min + max - raw; proration: a subscale's answered mean x its item count).
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,6 @@
-//! The statistics of SPEC "Scoring rules", as plain functions over slices.
+//! The statistics of the scoring rules (sample SD, OLS slope, Cronbach's alpha, the
+//! Jacobson & Truax 1991 Reliable Change Index, t-based confidence intervals), as plain
+//! functions over slices.
 //! Each returns `None` where the statistic is undefined (too few values, zero variance).
 
 use statrs::distribution::{ContinuousCDF, StudentsT};

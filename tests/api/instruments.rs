@@ -2,7 +2,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_problem, item_strings, pointers};
 
-/// INSTRUMENTS.md's custom shape: 12 items on 0-4, three subscales, three reverse-keyed items.
+/// A custom instrument shape: 12 items on 0-4, three subscales, three reverse-keyed items.
 pub fn custom_instrument(key: &str) -> Value {
     let items: Vec<Value> = (1..=12)
         .map(|i| {

@@ -119,6 +119,15 @@ fn build_app(
             web::QueryConfig::default()
                 .error_handler(|e, _| ApiError::BadRequest(format!("invalid query parameters: {e}")).into()),
         )
+        // `/docs` (no slash) is where people type it: send them to the UI.
+        .route(
+            "/docs",
+            web::get().to(|| async {
+                actix_web::HttpResponse::PermanentRedirect()
+                    .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+                    .finish()
+            }),
+        )
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
         .default_service(web::to(crate::ops::routes::not_found))
         .wrap(from_fn(crate::ops::middleware::reject_nul))

@@ -72,7 +72,10 @@ pub async fn patient_trends(
         n: points.len(),
         baseline: totals.first().copied(),
         latest: totals.last().copied(),
-        change: totals.first().zip(totals.last()).map(|(b, l)| l - b),
+        change: totals
+            .first()
+            .zip(totals.last())
+            .map(|(b, l)| crate::scoring::exact_change(*b, *l)),
         slope_per_session: None,
         slope_per_week: None,
         rci: None,

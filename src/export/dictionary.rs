@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::responses::{instrument_for, number};
+use super::{csv_error, text_cell};
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::instruments::LoadedInstrument;
@@ -190,27 +191,31 @@ pub async fn export_dictionary(
         "json" => Ok(HttpResponse::Ok().json(dict)),
         "csv" => {
             let mut writer = csv::Writer::from_writer(Vec::new());
-            let _ = writer.write_record([
-                "name",
-                "type",
-                "label",
-                "min",
-                "max",
-                "subscale",
-                "reverse_keyed",
-                "missing",
-            ]);
+            writer
+                .write_record([
+                    "name",
+                    "type",
+                    "label",
+                    "min",
+                    "max",
+                    "subscale",
+                    "reverse_keyed",
+                    "missing",
+                ])
+                .map_err(csv_error)?;
             for c in &dict.columns {
-                let _ = writer.write_record([
-                    c.name.clone(),
-                    c.column_type.clone(),
-                    c.label.clone(),
-                    number(c.min),
-                    number(c.max),
-                    c.subscale.clone().unwrap_or_default(),
-                    c.reverse_keyed.map(|r| r.to_string()).unwrap_or_default(),
-                    c.missing.clone(),
-                ]);
+                writer
+                    .write_record([
+                        text_cell(&c.name),
+                        text_cell(&c.column_type),
+                        text_cell(&c.label),
+                        number(c.min),
+                        number(c.max),
+                        text_cell(c.subscale.as_deref().unwrap_or_default()),
+                        c.reverse_keyed.map(|r| r.to_string()).unwrap_or_default(),
+                        text_cell(&c.missing),
+                    ])
+                    .map_err(csv_error)?;
             }
             Ok(HttpResponse::Ok()
                 .content_type("text/csv; charset=utf-8")
@@ -218,7 +223,7 @@ pub async fn export_dictionary(
                     header::CONTENT_DISPOSITION,
                     format!("attachment; filename=\"rapport-{}-dictionary.csv\"", dict.instrument),
                 ))
-                .body(writer.into_inner().unwrap_or_default()))
+                .body(writer.into_inner().map_err(|e| ApiError::internal(e.to_string()))?))
         }
         _ => Err(ApiError::BadRequest("`format` must be json or csv".into())),
     }

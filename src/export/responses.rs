@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{pseudonym, pseudonym_secret};
+use super::{csv_error, pseudonym, pseudonym_secret, text_cell};
 use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
 use crate::db::DbPool;
@@ -119,7 +119,7 @@ impl Renderer {
         }
     }
 
-    fn render(&self, rows: Vec<AdministrationRow>, out: &mut Vec<u8>) {
+    fn render(&self, rows: Vec<AdministrationRow>, out: &mut Vec<u8>) -> Result<(), ApiError> {
         match self.format {
             ExportFormat::Ndjson => {
                 for row in rows {
@@ -143,13 +143,14 @@ impl Renderer {
                 let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
                 for row in rows {
                     let score = row.score();
+                    let reference = |r: Option<&str>| r.map(|v| text_cell(&self.reference(v))).unwrap_or_default();
                     let mut record: Vec<String> = vec![
                         row.id.to_string(),
-                        row.instrument_key.clone(),
+                        text_cell(&row.instrument_key),
                         row.instrument_version.to_string(),
-                        self.reference(&row.patient),
-                        row.clinician.as_deref().map(|c| self.reference(c)).unwrap_or_default(),
-                        row.episode.as_deref().map(|e| self.reference(e)).unwrap_or_default(),
+                        reference(Some(&row.patient)),
+                        reference(row.clinician.as_deref()),
+                        reference(row.episode.as_deref()),
                         row.rater.clone(),
                         row.administered_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
                         row.session.map(|s| s.to_string()).unwrap_or_default(),
@@ -173,14 +174,14 @@ impl Renderer {
                         record.push(number(sub.map(|x| x.mean)));
                     }
                     record.push(row.prorated.map(|p| p.to_string()).unwrap_or_default());
-                    record.push(row.flags.clone().unwrap_or_default().join(";"));
-                    let _ = writer.write_record(&record);
+                    record.push(text_cell(&row.flags.clone().unwrap_or_default().join(";")));
+                    writer.write_record(&record).map_err(csv_error)?;
                 }
-                if let Ok(bytes) = writer.into_inner() {
-                    out.extend_from_slice(&bytes);
-                }
+                let bytes = writer.into_inner().map_err(|e| ApiError::internal(e.to_string()))?;
+                out.extend_from_slice(&bytes);
             }
         }
+        Ok(())
     }
 }
 
@@ -220,7 +221,10 @@ async fn next_chunk(mut c: Cursor) -> Option<(Result<bytes::Bytes, ApiError>, Cu
     }
     c.after = rows.last().map(|r| r.seq).or(c.after);
     let mut out = Vec::with_capacity(rows.len() * 200);
-    c.renderer.render(rows, &mut out);
+    if let Err(e) = c.renderer.render(rows, &mut out) {
+        c.done = true;
+        return Some((Err(e), c));
+    }
     Some((Ok(bytes::Bytes::from(out)), c))
 }
 
@@ -300,8 +304,8 @@ pub async fn export_responses(
     let preface = match format {
         ExportFormat::Csv => {
             let mut writer = csv::WriterBuilder::new().from_writer(Vec::new());
-            let _ = writer.write_record(csv_header(&instrument));
-            Some(writer.into_inner().unwrap_or_default())
+            writer.write_record(csv_header(&instrument)).map_err(csv_error)?;
+            Some(writer.into_inner().map_err(|e| ApiError::internal(e.to_string()))?)
         }
         ExportFormat::Ndjson => None,
     };

@@ -106,6 +106,13 @@ pub struct RuptureSpec {
     pub k: f64,
     /// How many later points may repair a rupture.
     pub repair_window: u32,
+    /// The floor of the SD that `sd_drop` (and `reliable_drop` without norms) compares a
+    /// drop with: `max(SD of the earlier points, min_sd)`. Default 1 (one point of the
+    /// total), so a crash after a perfectly stable history is a rupture; 0 restores the
+    /// v1 rule (an SD of 0 never fires).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = 1.0)]
+    pub min_sd: Option<f64>,
 }
 
 impl Default for RuptureSpec {
@@ -114,6 +121,7 @@ impl Default for RuptureSpec {
             rule: "reliable_drop".into(),
             k: 2.0,
             repair_window: 3,
+            min_sd: None,
         }
     }
 }

@@ -266,6 +266,11 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
     if !(spec.rupture.k > 0.0 && spec.rupture.k <= 10.0) {
         p.add("/rupture/k", "must be greater than 0 and at most 10");
     }
+    if let Some(min_sd) = spec.rupture.min_sd
+        && !(min_sd.is_finite() && (0.0..=1000.0).contains(&min_sd))
+    {
+        p.add("/rupture/min_sd", "must be 0 to 1000 (points of the total)");
+    }
     if spec.rupture.repair_window == 0 || spec.rupture.repair_window > MAX_REPAIR_WINDOW {
         p.add("/rupture/repair_window", format!("must be 1 to {MAX_REPAIR_WINDOW}"));
     }
@@ -292,6 +297,10 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
                 kind,
                 k: spec.rupture.k,
                 repair_window: spec.rupture.repair_window as usize,
+                min_sd: spec
+                    .rupture
+                    .min_sd
+                    .unwrap_or(crate::scoring::definition::DEFAULT_MIN_SD),
             },
         )),
         _ => Err(p.0),

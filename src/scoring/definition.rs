@@ -136,7 +136,12 @@ pub struct RuptureRule {
     pub kind: RuptureRuleKind,
     pub k: f64,
     pub repair_window: usize,
+    /// The floor of the SD that `sd_drop` (and the `reliable_drop` fallback) compares with.
+    pub min_sd: f64,
 }
+
+/// One point of the total: the `sd_drop` floor when a definition sets none.
+pub const DEFAULT_MIN_SD: f64 = 1.0;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstrumentDefinition {

@@ -34,6 +34,15 @@ pub fn to_decimal(value: f64) -> Option<Decimal> {
     Decimal::from_str(&value.to_string()).ok()
 }
 
+/// `to - from`, exact at the totals' own precision (SRS 36.4 -> 35.5 is -0.9, not
+/// -0.9000000000000057): both are decimal totals stored as their nearest doubles.
+pub fn exact_change(from: f64, to: f64) -> f64 {
+    match (to_decimal(from), to_decimal(to)) {
+        (Some(f), Some(t)) => to_f64(t - f),
+        _ => to - from,
+    }
+}
+
 pub fn to_f64(value: Decimal) -> f64 {
     use rust_decimal::prelude::ToPrimitive;
     value.to_f64().unwrap_or(f64::NAN)

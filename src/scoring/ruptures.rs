@@ -28,7 +28,7 @@ pub fn detect_ruptures(totals: &[f64], rule: &RuptureRule, s_diff: Option<f64>) 
                 (drop >= RCI_CRITICAL * s).then_some(RuptureRuleKind::ReliableDrop)
             }
             // reliable_drop without norms falls back to sd_drop.
-            _ => sd_drop_fires(&totals[..i], drop, rule.k).then_some(RuptureRuleKind::SdDrop),
+            _ => sd_drop_fires(&totals[..i], drop, rule.k, rule.min_sd).then_some(RuptureRuleKind::SdDrop),
         };
         if let Some(kind) = fired {
             let window_end = (i + rule.repair_window).min(totals.len() - 1);
@@ -47,12 +47,13 @@ pub fn detect_ruptures(totals: &[f64], rule: &RuptureRule, s_diff: Option<f64>) 
 }
 
 /// Stiles et al. 2004 (k = 2), Strauss et al. 2006 (k = 1): at least 3 earlier points, and a
-/// drop of at least k x their sample SD, which must be above zero.
-fn sd_drop_fires(earlier: &[f64], drop: f64, k: f64) -> bool {
+/// drop of at least k x max(their sample SD, `min_sd`). The floor matters for a new clinic's
+/// typical series: a perfectly stable history (SD 0) followed by a crash is a rupture.
+fn sd_drop_fires(earlier: &[f64], drop: f64, k: f64, min_sd: f64) -> bool {
     if earlier.len() < 3 {
         return false;
     }
-    match sample_sd(earlier) {
+    match sample_sd(earlier).map(|sd| sd.max(min_sd)) {
         Some(sd) if sd > 0.0 => drop >= k * sd,
         _ => false,
     }
@@ -61,12 +62,14 @@ fn sd_drop_fires(earlier: &[f64], drop: f64, k: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scoring::definition::DEFAULT_MIN_SD;
 
     fn rule(kind: RuptureRuleKind, k: f64, window: usize) -> RuptureRule {
         RuptureRule {
             kind,
             k,
             repair_window: window,
+            min_sd: DEFAULT_MIN_SD,
         }
     }
 
@@ -107,8 +110,26 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].rule, RuptureRuleKind::SdDrop);
         assert!(detect_ruptures(&[50.0, 52.0, 51.0, 49.5], &r, None).is_empty());
-        // Earlier points all equal: SD 0, no rupture.
-        assert!(detect_ruptures(&[50.0, 50.0, 50.0, 30.0], &r, None).is_empty());
+    }
+
+    #[test]
+    fn a_crash_after_a_perfectly_stable_history_is_a_rupture() {
+        // 48, 48, 48 have SD 0; the floor of 1 point makes 12 a drop of 36 >= 2 x 1.
+        let r = rule(RuptureRuleKind::SdDrop, 2.0, 3);
+        let found = detect_ruptures(&[48.0, 48.0, 48.0, 12.0, 48.0], &r, None);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].index, found[0].drop, found[0].repaired_by),
+            (3, 36.0, Some(4))
+        );
+        // The floor also holds small drops back: 50, 50, 50, 49 drops 1 < 2 x 1.
+        assert!(detect_ruptures(&[50.0, 50.0, 50.0, 49.0], &r, None).is_empty());
+        // With the floor set to 0 an SD of 0 never fires (the v1 rule).
+        let no_floor = RuptureRule { min_sd: 0.0, ..r };
+        assert!(detect_ruptures(&[48.0, 48.0, 48.0, 12.0], &no_floor, None).is_empty());
+        // reliable_drop without norms falls back to sd_drop with the same floor.
+        let reliable = rule(RuptureRuleKind::ReliableDrop, 2.0, 3);
+        assert_eq!(detect_ruptures(&[48.0, 48.0, 48.0, 12.0], &reliable, None).len(), 1);
     }
 
     #[test]

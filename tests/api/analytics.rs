@@ -497,3 +497,50 @@ async fn analytics_are_tenant_scoped_and_need_the_read_scope() {
     .await;
     assert_problem(app.get(&writer, "/v1/trajectory?instrument=ten").await, 403).await;
 }
+
+/// WAI-SR answers whose total is `total` (12 items on 1-5).
+fn wai_sr_answers(total: u32) -> Value {
+    let (base, extra) = (total / 12, total % 12);
+    (1..=12u32)
+        .map(|i| (i.to_string(), json!(base + u32::from(i <= extra))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+#[tokio::test]
+async fn a_crash_after_a_perfectly_stable_history_is_a_rupture() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    // Under 30 patients: no organisation norms, so reliable_drop falls back to sd_drop,
+    // whose SD is floored at one point of the total (min_sd).
+    for (week, total) in [48, 48, 48, 12, 48].into_iter().enumerate() {
+        let at = format!("2026-01-{:02}T10:00:00Z", 1 + 7 * week);
+        let body = json!({"instrument": "wai-sr", "patient": "stable", "administered_at": at,
+            "answers": wai_sr_answers(total)});
+        assert_eq!(app.post_json(&token, "/v1/responses", body).await.status(), 201);
+    }
+    let trend = app
+        .get_json(&token, "/v1/patients/stable/trends?instrument=wai-sr")
+        .await;
+    let ruptures = trend["summary"]["ruptures"].as_array().unwrap();
+    assert_eq!(ruptures.len(), 1, "{trend}");
+    assert_eq!(ruptures[0]["rule"], "sd_drop");
+    assert_eq!(ruptures[0]["drop"], 36.0);
+    assert_eq!(ruptures[0]["repaired"], true);
+}
+
+#[tokio::test]
+async fn trend_change_is_decimal_exact() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    for (day, answers) in [(5, [9.1, 9.1, 9.1, 9.1]), (12, [8.9, 8.8, 8.9, 8.9])] {
+        let body = json!({"instrument": "srs", "patient": "srs-p", "administered_at": format!("2026-01-{day:02}T10:00:00Z"),
+            "answers": {"1": answers[0], "2": answers[1], "3": answers[2], "4": answers[3]}});
+        assert_eq!(app.post_json(&token, "/v1/responses", body).await.status(), 201);
+    }
+    let s = &app.get_json(&token, "/v1/patients/srs-p/trends?instrument=srs").await["summary"];
+    // 36.4 -> 35.5: exactly -0.9, not -0.9000000000000057.
+    assert_eq!(s["baseline"], 36.4);
+    assert_eq!(s["latest"], 35.5);
+    assert_eq!(s["change"], -0.9);
+}

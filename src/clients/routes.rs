@@ -139,6 +139,7 @@ pub async fn get_client(
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such client in this organisation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The organisation's last active `org:admin` client", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["org:admin"]))
 )]
@@ -154,6 +155,15 @@ pub async fn revoke_client(
     let org = principal.org;
     let revoked = conn
         .transaction::<_, ApiError, _>(async move |conn| {
+            // An organisation never locks itself out: its last active administrator stays.
+            let admins = store::lock_active_admins(conn, org).await?;
+            let target = store::find(conn, org, &client).await?.ok_or(ApiError::NotFound)?;
+            if admins == [target.id] {
+                return Err(ApiError::Conflict(
+                    "this is the organisation's last active client holding org:admin; create another administrator first"
+                        .into(),
+                ));
+            }
             let row = store::revoke(conn, org, &client).await?.ok_or(ApiError::NotFound)?;
             audit::record(
                 conn,

@@ -184,6 +184,19 @@ pub async fn is_active(conn: &mut AsyncPgConnection, org: OrgId, client_id: &str
 }
 
 /// Marks the client revoked (idempotent); `None` when no such client in this organisation.
+/// The ids of the organisation's active clients holding `org:admin`, locked until the end
+/// of the caller's transaction (so two revocations cannot both remove "the other" admin).
+pub async fn lock_active_admins(conn: &mut AsyncPgConnection, org: OrgId) -> QueryResult<Vec<Uuid>> {
+    api_clients::table
+        .filter(api_clients::org_id.eq(org))
+        .filter(api_clients::revoked_at.is_null())
+        .filter(api_clients::scopes.contains(vec![Scope::OrgAdmin.as_str().to_string()]))
+        .select(api_clients::id)
+        .for_update()
+        .load(conn)
+        .await
+}
+
 pub async fn revoke(conn: &mut AsyncPgConnection, org: OrgId, client: &ClientRef) -> QueryResult<Option<ClientRow>> {
     diesel::update(api_clients::table)
         .filter(named(org, client))

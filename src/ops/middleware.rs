@@ -125,3 +125,31 @@ pub async fn reject_nul(
         None => Ok(next.call(req).await?.map_into_boxed_body()),
     }
 }
+
+/// Answers under `/v1` and `/fhir` may hold patient data: no cache (browser, proxy or CDN)
+/// may keep them (`Cache-Control: no-store`), unless a handler chose otherwise.
+pub async fn no_store(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let api = req.path().starts_with("/v1/") || req.path().starts_with("/fhir/");
+    let mut res = next.call(req).await?;
+    if api && !res.headers().contains_key(header::CACHE_CONTROL) {
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(res)
+}
+
+/// `HEAD` works wherever `GET` does: the request is routed as a GET. actix-http's codec
+/// remembers that the request was a HEAD and sends the GET's status and headers (with its
+/// Content-Length) without the body. The request log and metrics record it as a GET.
+pub async fn head_as_get(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
+    next.call(req).await
+}

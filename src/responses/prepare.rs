@@ -89,6 +89,11 @@ pub async fn prepare(
             let t = t.with_timezone(&Utc);
             if t > Utc::now() + MAX_CLOCK_SKEW {
                 errors.push(FieldError::new("/administered_at", "lies in the future"));
+            } else if t < earliest_administration() {
+                errors.push(FieldError::new(
+                    "/administered_at",
+                    "must be on or after 1900-01-01 (FHIR dateTime and plausible clinical dates)",
+                ));
             }
             Some(t)
         }
@@ -205,4 +210,10 @@ pub async fn prepare(
         flags: score.as_ref().map(|s| s.flags.clone()),
         score_error,
     })
+}
+
+/// The earliest `administered_at` accepted: 1900-01-01T00:00:00Z. Year 0000 parses as RFC
+/// 3339 but is no valid FHIR dateTime and no plausible administration.
+fn earliest_administration() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(-2_208_988_800, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }

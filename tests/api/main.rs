@@ -2,6 +2,7 @@
 
 mod analytics;
 mod auth;
+mod corrections;
 mod export;
 mod faults;
 mod fhir;

@@ -11,7 +11,7 @@ use super::model::*;
 use super::store::{self};
 use super::{instrument_at, norms_for, series_statistics};
 use crate::audit;
-use crate::auth::{Principal, Scope};
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::scoring::Rater;
 use crate::scoring::stats::{self, ReliableChange};
@@ -29,6 +29,7 @@ async fn summaries(
     let aggregates = store::patient_aggregates(conn, org, key, rater.as_str(), clinician).await?;
     let series = store::clinician_series(conn, org, key, rater.as_str(), clinician).await?;
     let Some(version) = series.iter().map(|r| r.instrument_version).max() else {
+        crate::instruments::lookup::require_visible(conn, &state.builtins, org, key).await?;
         return Ok(Vec::new());
     };
     let instrument = instrument_at(conn, &state.builtins, org, key, version).await?;
@@ -96,10 +97,10 @@ async fn summaries(
         (status = 200, description = "The summary", body = ClinicianSummary),
         (status = 400, description = "Missing `instrument` or unknown rater", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `analytics:read` or `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No scored responses for this clinician and instrument", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["responses:read"]))
+    security(("bearer" = ["analytics:read"]), ("bearer" = ["responses:read"]))
 )]
 #[get("/clinicians/{clinician}/summary")]
 pub async fn clinician_summary(
@@ -108,7 +109,7 @@ pub async fn clinician_summary(
     clinician: web::Path<String>,
     query: web::Query<SummaryQuery>,
 ) -> ApiResult<HttpResponse> {
-    principal.require(Scope::ResponsesRead)?;
+    principal.require_analytics()?;
     let rater = query.rater.unwrap_or(Rater::Patient);
     let mut conn = crate::db::conn(&state.pool).await?;
     let summary = summaries(
@@ -143,9 +144,9 @@ pub async fn clinician_summary(
         (status = 200, description = "Summaries", body = ClinicianSummaryList),
         (status = 400, description = "Missing `instrument`, bad `min_patients` or rater", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `analytics:read` or `responses:read`", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["responses:read"]))
+    security(("bearer" = ["analytics:read"]), ("bearer" = ["responses:read"]))
 )]
 #[get("/clinicians")]
 pub async fn list_clinicians(
@@ -153,7 +154,7 @@ pub async fn list_clinicians(
     state: web::Data<AppState>,
     query: web::Query<ClinicianListQuery>,
 ) -> ApiResult<HttpResponse> {
-    principal.require(Scope::ResponsesRead)?;
+    principal.require_analytics()?;
     let min_patients = query.min_patients.unwrap_or(5);
     if min_patients == 0 {
         return Err(ApiError::BadRequest("`min_patients` must be at least 1".into()));

@@ -7,7 +7,7 @@ use super::model::*;
 use super::store::{self};
 use super::{instrument_at, norms_for, norms_view};
 use crate::audit;
-use crate::auth::{Principal, Scope};
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::scoring::Rater;
 use crate::scoring::stats::{self};
@@ -23,10 +23,10 @@ use crate::state::AppState;
         (status = 200, description = "The norms (null SD and reliability with too little data)", body = NormsView),
         (status = 400, description = "Unknown rater", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `analytics:read` or `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such version for this organisation", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["responses:read"]))
+    security(("bearer" = ["analytics:read"]), ("bearer" = ["responses:read"]))
 )]
 #[get("/instruments/{key}/versions/{v}/norms")]
 pub async fn instrument_norms(
@@ -35,7 +35,7 @@ pub async fn instrument_norms(
     path: web::Path<(String, i32)>,
     query: web::Query<NormsQuery>,
 ) -> ApiResult<HttpResponse> {
-    principal.require(Scope::ResponsesRead)?;
+    principal.require_analytics()?;
     let (key, version) = path.into_inner();
     let rater = query.rater.unwrap_or(Rater::Patient);
     let mut conn = crate::db::conn(&state.pool).await?;
@@ -56,9 +56,9 @@ pub async fn instrument_norms(
         (status = 200, description = "One point per session number", body = Trajectory),
         (status = 400, description = "Missing `instrument`, `by` other than `session`, or unknown rater", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `analytics:read` or `responses:read`", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["responses:read"]))
+    security(("bearer" = ["analytics:read"]), ("bearer" = ["responses:read"]))
 )]
 #[get("/trajectory")]
 pub async fn trajectory(
@@ -66,7 +66,7 @@ pub async fn trajectory(
     state: web::Data<AppState>,
     query: web::Query<TrajectoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    principal.require(Scope::ResponsesRead)?;
+    principal.require_analytics()?;
     if query.by.as_deref().is_some_and(|b| b != "session") {
         return Err(ApiError::BadRequest("`by` must be `session`".into()));
     }
@@ -80,6 +80,10 @@ pub async fn trajectory(
         query.clinician.as_deref(),
     )
     .await?;
+    if rows.is_empty() {
+        crate::instruments::lookup::require_visible(&mut conn, &state.builtins, principal.org, &query.instrument)
+            .await?;
+    }
     let points = rows
         .into_iter()
         .map(|r| {

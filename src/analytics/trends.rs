@@ -62,8 +62,12 @@ pub async fn patient_trends(
     let mut conn = crate::db::conn(&state.pool).await?;
     let rows = store::series(&mut conn, principal.org, &patient, rater.as_str(), &query).await?;
     // Only an empty series needs the second question: does the patient exist at all?
-    if rows.is_empty() && !store::patient_has_data(&mut conn, principal.org, &patient).await? {
-        return Err(ApiError::NotFound);
+    if rows.is_empty() {
+        crate::instruments::lookup::require_visible(&mut conn, &state.builtins, principal.org, &query.instrument)
+            .await?;
+        if !store::patient_has_data(&mut conn, principal.org, &patient).await? {
+            return Err(ApiError::NotFound);
+        }
     }
     let points: Vec<TrendPoint> = rows.iter().map(point).collect();
     let totals: Vec<f64> = points.iter().map(|p| p.total).collect();

@@ -27,6 +27,18 @@ impl Principal {
         self.scopes.contains(&scope)
     }
 
+    /// Aggregate analytics: `analytics:read`, or `responses:read` (patient-level access
+    /// includes the aggregates).
+    pub fn require_analytics(&self) -> ApiResult<()> {
+        if self.has(Scope::AnalyticsRead) || self.has(Scope::ResponsesRead) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "this operation needs the `analytics:read` (or `responses:read`) scope".into(),
+            ))
+        }
+    }
+
     /// 403 unless the token carries `scope`.
     pub fn require(&self, scope: Scope) -> ApiResult<()> {
         if self.has(scope) {

@@ -10,6 +10,10 @@ pub enum Scope {
     ResponsesWrite,
     #[serde(rename = "responses:read")]
     ResponsesRead,
+    /// Aggregates that name no patient: clinician summaries, the trajectory, norms, the
+    /// alliance-outcome analysis. `responses:read` grants these too.
+    #[serde(rename = "analytics:read")]
+    AnalyticsRead,
     #[serde(rename = "export")]
     Export,
     #[serde(rename = "export:identified")]
@@ -23,9 +27,10 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 8] = [
         Scope::ResponsesWrite,
         Scope::ResponsesRead,
+        Scope::AnalyticsRead,
         Scope::Export,
         Scope::ExportIdentified,
         Scope::InstrumentsWrite,
@@ -42,6 +47,7 @@ impl Scope {
         match self {
             Scope::ResponsesWrite => "responses:write",
             Scope::ResponsesRead => "responses:read",
+            Scope::AnalyticsRead => "analytics:read",
             Scope::Export => "export",
             Scope::ExportIdentified => "export:identified",
             Scope::InstrumentsWrite => "instruments:write",

@@ -14,7 +14,7 @@ use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
 use crate::db::DbPool;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::instruments::LoadedInstrument;
+use crate::instruments::{LoadedInstrument, LookupError, Wanted};
 use crate::responses::model::{Administration, ListQuery, ResponseStatus};
 use crate::responses::store::{self, AdministrationRow};
 use crate::scoring::Rater;
@@ -58,18 +58,12 @@ pub(super) async fn instrument_for(
     version: Option<i32>,
 ) -> ApiResult<Arc<LoadedInstrument>> {
     let mut conn = crate::db::conn(&state.pool).await?;
-    let version = match version {
-        Some(v) => v,
-        None => crate::instruments::store::versions_of(&mut conn, principal.org, key)
-            .await?
-            .iter()
-            .map(|r| r.version)
-            .max()
-            .ok_or_else(|| ApiError::BadRequest(format!("unknown instrument `{key}`")))?,
-    };
-    crate::analytics::instrument_at(&mut conn, &state.builtins, principal.org, key, version)
+    // Without a version the columns follow the highest one; a key the caller cannot see is
+    // 404, as for any id.
+    let wanted = version.map_or(Wanted::Highest, Wanted::Exact);
+    crate::instruments::find(&mut conn, &state.builtins, principal.org, key, wanted)
         .await
-        .map_err(|_| ApiError::BadRequest(format!("unknown instrument `{key}` version {version}")))
+        .map_err(LookupError::in_path)
 }
 
 /// The CSV header of an instrument version, in the README's column order: identity

@@ -11,7 +11,7 @@ use super::model::{InstrumentStatus, InstrumentVersion, NewInstrument};
 use super::{load, store, validate};
 use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::LargeJson;
 use crate::state::AppState;
 
@@ -27,7 +27,7 @@ use super::routes::{VersionPath, org_slug, read_only};
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs `instruments:write`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The key is a built-in instrument's", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The key is a built-in instrument's, or the key has an open draft (one draft at a time: replace it or publish it)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Inconsistent definition; `errors` names every problem", body = Problem, content_type = "application/problem+json"),
@@ -54,7 +54,14 @@ pub async fn create_instrument(
     let org = principal.org;
     let row = conn
         .transaction::<_, ApiError, _>(async move |conn| {
-            let row = store::insert_draft(conn, org, &spec.key, &definition).await?;
+            let row = store::insert_draft(conn, org, &spec.key, &definition)
+                .await?
+                .map_err(|open| {
+                    ApiError::Conflict(format!(
+                        "version {open} of `{}` is an open draft: replace it (PUT) or publish it first",
+                        spec.key
+                    ))
+                })?;
             record(conn, &principal, "instrument.created", &row.key, row.version).await?;
             Ok(row)
         })
@@ -128,10 +135,11 @@ pub async fn replace_draft(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<VersionPath>,
-    body: LargeJson<NewInstrument>,
+    body: LargeJson<serde_json::Value>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::InstrumentsWrite)?;
-    let spec = body.0;
+    // The path decides first: an unknown or foreign version is 404 and a version that is no
+    // draft 409, before anything in the body is looked at.
     let mut conn = crate::db::conn(&state.pool).await?;
     let Some(existing) = store::find_version(&mut conn, principal.org, &path.key, path.v).await? else {
         return Err(ApiError::NotFound);
@@ -139,16 +147,11 @@ pub async fn replace_draft(
     if existing.org_id.is_none() {
         return Err(read_only());
     }
-    let mut errors = validate::validate(&spec).err().unwrap_or_default();
-    if spec.key != path.key {
-        errors.insert(
-            0,
-            crate::error::FieldError::new("/key", "must equal the key in the path"),
-        );
+    if existing.status != InstrumentStatus::Draft.as_str() {
+        return Err(not_a_draft(&mut conn, principal.org, &path.key, path.v).await);
     }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let spec = draft_body(body.0, &path)?;
+    validate::validate(&spec).map_err(ApiError::Validation)?;
     let definition = serde_json::to_value(&spec).map_err(ApiError::internal)?;
     let (org, key, v) = (principal.org, path.key.clone(), path.v);
     let row = conn
@@ -247,4 +250,29 @@ pub async fn retire_version(
     path: web::Path<VersionPath>,
 ) -> ApiResult<HttpResponse> {
     change_status(principal, state, path.into_inner(), InstrumentStatus::Retired).await
+}
+
+/// The body of a draft replacement: `key` and `version` may be omitted (the path names
+/// them); when present they must equal the path.
+fn draft_body(body: serde_json::Value, path: &VersionPath) -> ApiResult<NewInstrument> {
+    let serde_json::Value::Object(mut body) = body else {
+        return Err(ApiError::validation("", "must be a JSON object"));
+    };
+    let mut errors = Vec::new();
+    match body.get("key") {
+        None => {
+            body.insert("key".into(), serde_json::Value::String(path.key.clone()));
+        }
+        Some(k) if k.as_str() == Some(path.key.as_str()) => {}
+        Some(_) => errors.push(FieldError::new("/key", "must equal the key in the path")),
+    }
+    match body.remove("version") {
+        None => {}
+        Some(v) if v.as_i64() == Some(i64::from(path.v)) => {}
+        Some(_) => errors.push(FieldError::new("/version", "must equal the version in the path")),
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    crate::extract::from_value(serde_json::Value::Object(body))
 }

@@ -114,3 +114,16 @@ pub async fn find(
         None => Err(LookupError::UnknownKey(key.to_string())),
     }
 }
+
+/// A query parameter names `key`: 404 (the body of an unknown id) unless the caller can see
+/// some version of it.
+pub async fn require_visible(
+    conn: &mut AsyncPgConnection,
+    builtins: &BuiltinCatalogue,
+    org: OrgId,
+    key: &str,
+) -> Result<Arc<LoadedInstrument>, ApiError> {
+    find(conn, builtins, org, key, Wanted::Highest)
+        .await
+        .map_err(LookupError::in_path)
+}

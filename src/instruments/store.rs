@@ -208,40 +208,42 @@ pub async fn latest_published(conn: &mut AsyncPgConnection, org: OrgId, key: &st
         .map(from_own))
 }
 
-/// A new draft: version 1 for a new key, else one past the highest. Two concurrent
-/// creations race on the primary key; the loser retries with the next number.
+/// A new draft: version 1 for a new key, else one past the highest; `Err(version)` when
+/// the key already has an open draft (one draft at a time). Run inside a transaction.
 pub async fn insert_draft(
     conn: &mut AsyncPgConnection,
     org: OrgId,
     key: &str,
     definition: &serde_json::Value,
-) -> QueryResult<VersionRow> {
-    let mut attempts = 0;
-    loop {
-        let highest: Option<i32> = own::table
-            .filter(own::org_id.eq(org).and(own::key.eq(key)))
-            .select(diesel::dsl::max(own::version))
-            .first(conn)
-            .await?;
-        let inserted = diesel::insert_into(own::table)
-            .values((
-                own::org_id.eq(org),
-                own::key.eq(key),
-                own::version.eq(highest.unwrap_or(0) + 1),
-                own::status.eq("draft"),
-                own::definition.eq(definition),
-            ))
-            .on_conflict_do_nothing()
-            .returning(OWN_COLUMNS)
-            .get_result::<OwnTuple>(conn)
-            .await
-            .optional()?;
-        match inserted {
-            Some(row) => return Ok(from_own(row)),
-            None if attempts < 5 => attempts += 1,
-            None => return Err(diesel::result::Error::RollbackTransaction),
-        }
+) -> QueryResult<Result<VersionRow, i32>> {
+    // One writer per (organisation, key) at a time, until the caller's transaction ends:
+    // concurrent creates of one key queue here instead of racing for a version number.
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 7))")
+        .bind::<diesel::sql_types::Text, _>(org.to_string())
+        .bind::<diesel::sql_types::Text, _>(key)
+        .execute(conn)
+        .await?;
+    let versions: Vec<(i32, String)> = own::table
+        .filter(own::org_id.eq(org).and(own::key.eq(key)))
+        .select((own::version, own::status))
+        .load(conn)
+        .await?;
+    if let Some((open, _)) = versions.iter().find(|(_, status)| status == "draft") {
+        return Ok(Err(*open));
     }
+    let next = versions.iter().map(|(v, _)| *v).max().unwrap_or(0) + 1;
+    let row = diesel::insert_into(own::table)
+        .values((
+            own::org_id.eq(org),
+            own::key.eq(key),
+            own::version.eq(next),
+            own::status.eq("draft"),
+            own::definition.eq(definition),
+        ))
+        .returning(OWN_COLUMNS)
+        .get_result::<OwnTuple>(conn)
+        .await?;
+    Ok(Ok(from_own(row)))
 }
 
 /// Replaces a draft's definition; `None` when there is no such draft.

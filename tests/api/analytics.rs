@@ -482,11 +482,19 @@ async fn analytics_are_tenant_scoped_and_need_the_read_scope() {
     )
     .await;
     assert_problem(app.get(&other, "/v1/clinicians/dr-a/summary?instrument=ten").await, 404).await;
+    // `ten` is the first organisation's own instrument: named in a query by another
+    // organisation, it is 404 like any id it cannot see.
+    assert_problem(
+        app.get(&other, "/v1/clinicians?instrument=ten&min_patients=1").await,
+        404,
+    )
+    .await;
+    assert_problem(app.get(&other, "/v1/trajectory?instrument=ten").await, 404).await;
     let list: Value = app
-        .get_json(&other, "/v1/clinicians?instrument=ten&min_patients=1")
+        .get_json(&other, "/v1/clinicians?instrument=wai-sr&min_patients=1")
         .await;
     assert!(list["items"].as_array().unwrap().is_empty());
-    let t: Value = app.get_json(&other, "/v1/trajectory?instrument=ten").await;
+    let t: Value = app.get_json(&other, "/v1/trajectory?instrument=wai-sr").await;
     assert!(t["points"].as_array().unwrap().is_empty());
     assert_problem(app.get(&other, "/v1/instruments/ten/versions/1/norms").await, 404).await;
     let writer = app.token(&["responses:write"]).await;

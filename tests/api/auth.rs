@@ -370,7 +370,8 @@ async fn client_and_organization_bodies_are_validated() {
     assert_eq!(res.status(), 201);
     let created: Value = res.json().await.unwrap();
     let scopes = created["admin_client"]["scopes"].as_array().unwrap();
-    assert_eq!(scopes.len(), 6);
+    assert_eq!(scopes.len(), 7);
+    assert!(scopes.contains(&json!("analytics:read")));
     assert!(!scopes.contains(&json!("platform:admin")));
     let res = app
         .post_json(&admin, "/v1/organizations", json!({"slug": "south", "name": "Again"}))

@@ -124,3 +124,126 @@ async fn head_works_wherever_get_does() {
         assert!(head.bytes().await.unwrap().is_empty());
     }
 }
+
+#[tokio::test]
+async fn concurrent_creates_of_one_new_key_give_one_201_and_409s() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["instruments:write"]).await;
+    let definition = crate::instruments::custom_instrument("race-key");
+    let posts = (0..20).map(|_| app.post_json(&token, "/v1/instruments", definition.clone()));
+    let statuses: Vec<u16> = futures_util::future::join_all(posts)
+        .await
+        .into_iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 19, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn analytics_read_opens_aggregates_but_no_patient_reference() {
+    let app = TestApp::spawn().await;
+    let writer = app.token(&["responses:write"]).await;
+    assert_eq!(
+        app.post_json(&writer, "/v1/responses", wai_sr("p-1", None))
+            .await
+            .status(),
+        201
+    );
+    let research = app.token(&["analytics:read", "export"]).await;
+    for path in [
+        "/v1/clinicians/dr-9/summary?instrument=wai-sr",
+        "/v1/clinicians?instrument=wai-sr&min_patients=1",
+        "/v1/trajectory?instrument=wai-sr",
+        "/v1/instruments/wai-sr/versions/1/norms",
+    ] {
+        assert_eq!(app.get(&research, path).await.status(), 200, "{path}");
+    }
+    for path in [
+        "/v1/responses",
+        "/v1/patients/p-1/trends?instrument=wai-sr",
+        "/fhir/r4/Observation?subject=Patient/p-1",
+    ] {
+        assert_eq!(app.get(&research, path).await.status(), 403, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_instrument_named_in_a_query_that_the_caller_cannot_see_is_404() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read", "export"]).await;
+    assert_eq!(
+        app.post_json(&token, "/v1/responses", wai_sr("p-1", None))
+            .await
+            .status(),
+        201
+    );
+    let unknown = assert_problem(
+        app.get(&token, "/v1/responses/00000000-0000-0000-0000-000000000000")
+            .await,
+        404,
+    )
+    .await;
+    for path in [
+        "/v1/patients/p-1/trends?instrument=nope",
+        "/v1/clinicians/dr-9/summary?instrument=nope",
+        "/v1/clinicians?instrument=nope",
+        "/v1/trajectory?instrument=nope",
+        "/v1/exports/responses?instrument=nope",
+        "/v1/exports/dictionary?instrument=nope",
+    ] {
+        let problem = assert_problem(app.get(&token, path).await, 404).await;
+        assert_eq!(problem, unknown, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_draft_is_replaced_by_its_path_and_the_path_is_checked_first() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["instruments:write"]).await;
+    let mut definition = crate::instruments::custom_instrument("put-key");
+    assert_eq!(
+        app.post_json(&token, "/v1/instruments", definition.clone())
+            .await
+            .status(),
+        201
+    );
+    let put = |path: &str, body: Value| app.http.put(app.url(path)).bearer_auth(&token).json(&body).send();
+    // The body may omit `key`; when given it must equal the path.
+    definition.as_object_mut().unwrap().remove("key");
+    definition["title"] = json!("Renamed");
+    let res = put("/v1/instruments/put-key/versions/1", definition.clone())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["title"], "Renamed");
+    let mut wrong = definition.clone();
+    wrong["key"] = json!("other");
+    let problem = assert_problem(put("/v1/instruments/put-key/versions/1", wrong).await.unwrap(), 422).await;
+    assert_eq!(pointers(&problem), ["/key"]);
+    // Unknown or foreign version: 404 even with a body that is not a definition at all.
+    assert_problem(
+        put("/v1/instruments/put-key/versions/9", json!({"x": 1}))
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    assert_problem(
+        put("/v1/instruments/nope/versions/1", json!({"x": 1})).await.unwrap(),
+        404,
+    )
+    .await;
+    // Published: 409 before any body validation.
+    let publish = app
+        .post_json(&token, "/v1/instruments/put-key/versions/1/publish", json!({}))
+        .await;
+    assert_eq!(publish.status(), 200);
+    assert_problem(
+        put("/v1/instruments/put-key/versions/1", json!({"x": 1}))
+            .await
+            .unwrap(),
+        409,
+    )
+    .await;
+}

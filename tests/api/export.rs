@@ -171,7 +171,9 @@ async fn identified_exports_need_the_extra_scope_and_filters_apply() {
     let reader = app.token(&["responses:read"]).await;
     assert_problem(app.get(&reader, "/v1/exports/responses?instrument=wai-sr").await, 403).await;
     assert_problem(app.get(&token, "/v1/exports/responses").await, 400).await;
-    assert_problem(app.get(&token, "/v1/exports/responses?instrument=nope").await, 400).await;
+    // An instrument the caller cannot see, named in a query, is 404 like any unknown id.
+    assert_problem(app.get(&token, "/v1/exports/responses?instrument=nope").await, 404).await;
+    assert_problem(app.get(&token, "/v1/exports/dictionary?instrument=nope").await, 404).await;
     assert_problem(
         app.get(&token, "/v1/exports/responses?instrument=wai-sr&format=xlsx")
             .await,

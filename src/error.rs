@@ -73,6 +73,9 @@ pub struct Problem {
     /// Present on validation problems: every bad field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// Present on an idempotency conflict: the id of the stored response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub existing_id: Option<uuid::Uuid>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +90,9 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with a stored resource, named in the problem's `existing_id`.
+    #[error("{detail}")]
+    ConflictWith { detail: String, existing_id: uuid::Uuid },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -129,7 +135,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound => "not-found",
-            ApiError::Conflict(_) => "conflict",
+            ApiError::Conflict(_) | ApiError::ConflictWith { .. } => "conflict",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::RequestTimeout => "request-timeout",
@@ -157,6 +163,10 @@ impl ApiError {
                 ApiError::Validation(errors) => Some(errors.clone()),
                 _ => None,
             },
+            existing_id: match self {
+                ApiError::ConflictWith { existing_id, .. } => Some(*existing_id),
+                _ => None,
+            },
         }
     }
 }
@@ -168,7 +178,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::ConflictWith { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -257,6 +267,7 @@ pub fn problem_with_status(status: StatusCode, detail: &str) -> HttpResponse {
         status: status.as_u16(),
         detail: detail.to_string(),
         errors: None,
+        existing_id: None,
     };
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)))

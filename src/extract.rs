@@ -148,6 +148,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "JSON nested deeper than {MAX_JSON_DEPTH} levels"
         )));
     }
+    if let Some(pointer) = repeated_member(bytes) {
+        return Err(ApiError::validation(
+            pointer,
+            "this member name appears more than once in its object; each may appear once",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     match result {
@@ -157,6 +163,80 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             Ok(value)
         }
         Err(err) => Err(path_error(err)),
+    }
+}
+
+const REPEATED: &str = "rapport:repeated-member:";
+
+/// The pointer of the first repeated member name in a JSON text (`{"1": 9, "1": 1}` names
+/// `/1`), which a map or struct would otherwise resolve silently. `None` for valid JSON
+/// without repeats and for malformed JSON (the typed parse reports that).
+fn repeated_member(bytes: &[u8]) -> Option<String> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match (Walk(String::new())).deserialize(&mut de) {
+        Err(e) => e.to_string().strip_prefix(REPEATED).map(|rest| {
+            // serde_json appends " at line L column C".
+            rest.rsplit_once(" at line ").map_or(rest, |(p, _)| p).to_string()
+        }),
+        Ok(()) => None,
+    }
+}
+
+/// Walks a JSON value, failing at the first object that repeats a member name.
+struct Walk(String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        while seq.next_element_seed(Walk(format!("{}/{i}", self.0)))?.is_some() {
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let pointer = format!("{}/{}", self.0, escape_pointer(&key));
+            if !seen.insert(key) {
+                return Err(serde::de::Error::custom(format!("{REPEATED}{pointer}")));
+            }
+            map.next_value_seed(Walk(pointer))?;
+        }
+        Ok(())
     }
 }
 
@@ -265,6 +345,15 @@ mod tests {
             pointer(parse_json::<Body>(br#"{"name": "a", "tags": [], "org": 1}"#).unwrap_err()),
             "/org"
         );
+    }
+
+    #[test]
+    fn repeated_member_names_are_422_naming_them() {
+        let e = parse_json::<serde_json::Value>(br#"{"answers": {"1": 9, "2": 3, "1": 1}}"#).unwrap_err();
+        assert_eq!(pointer(e), "/answers/1");
+        let e = parse_json::<serde_json::Value>(br#"{"a": [{"x~/": 1, "x~/": 2}]}"#).unwrap_err();
+        assert_eq!(pointer(e), "/a/0/x~0~1");
+        assert!(parse_json::<serde_json::Value>(br#"{"a": {"1": 1}, "b": {"1": 1}}"#).is_ok());
     }
 
     #[test]

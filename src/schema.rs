@@ -124,6 +124,7 @@ diesel::table! {
         prorated -> Nullable<Bool>,
         flags -> Nullable<Array<Text>>,
         score_error -> Nullable<Text>,
+        external_system -> Nullable<Text>,
     }
 }
 

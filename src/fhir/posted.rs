@@ -15,7 +15,6 @@ use crate::responses::model::NewResponse;
 /// What a posted QuestionnaireResponse says, in rapport's terms, and where each answer was.
 pub(super) struct Posted {
     pub body: NewResponse,
-    pub status: String,
     /// JSON pointer of the internal request -> FHIRPath expression in the posted resource.
     pub expressions: HashMap<String, String>,
 }
@@ -51,20 +50,22 @@ fn flatten(
             errors.push(FieldError::new(format!("{here}.linkId"), "every item needs a linkId"));
             continue;
         };
+        let answer_pointer = format!("/answers/{}", crate::error::escape_pointer(link_id));
+        if expressions.contains_key(&answer_pointer) {
+            errors.push(FieldError::new(
+                format!("{here}.linkId"),
+                format!("linkId `{link_id}` appears more than once; each item may appear once"),
+            ));
+            continue;
+        }
         if answer_list.is_empty() {
             if item.get("item").is_none() {
-                expressions.insert(
-                    format!("/answers/{}", crate::error::escape_pointer(link_id)),
-                    here.clone(),
-                );
+                expressions.insert(answer_pointer, here.clone());
             }
             continue;
         }
         let at = format!("{here}.answer[0]");
-        expressions.insert(
-            format!("/answers/{}", crate::error::escape_pointer(link_id)),
-            at.clone(),
-        );
+        expressions.insert(answer_pointer, at.clone());
         let [answer] = answer_list.as_slice() else {
             errors.push(FieldError::new(format!("{here}.answer[1]"), "one answer per item"));
             continue;
@@ -115,13 +116,6 @@ pub(super) fn parse_posted(qr: &Value) -> Result<Posted, ApiError> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    if qr.get("resourceType").and_then(Value::as_str) != Some("QuestionnaireResponse") {
-        return Err(invalid(
-            "QuestionnaireResponse.resourceType",
-            "must be QuestionnaireResponse",
-        ));
-    }
-    let status = qr.get("status").and_then(Value::as_str).unwrap_or_default().to_string();
     let canonical = qr.get("questionnaire").and_then(Value::as_str).unwrap_or_default();
     let (url, version) = match canonical.split_once('|') {
         Some((u, v)) => (u, Some(v)),
@@ -145,10 +139,7 @@ pub(super) fn parse_posted(qr: &Value) -> Result<Posted, ApiError> {
             None
         }
     };
-    let patient = qr
-        .get("subject")
-        .and_then(|s| reference_id(s, "Patient"))
-        .map(str::to_string);
+    let patient = subject_of(qr);
     if patient.is_none() {
         errors.push(FieldError::new(
             "QuestionnaireResponse.subject",
@@ -159,13 +150,10 @@ pub(super) fn parse_posted(qr: &Value) -> Result<Posted, ApiError> {
     if authored.is_none() {
         errors.push(FieldError::new("QuestionnaireResponse.authored", "is required"));
     }
-    let external_id = qr.get("identifier").and_then(|i| {
-        let value = i.get("value")?.as_str()?;
-        Some(match i.get("system").and_then(Value::as_str) {
-            Some(system) => format!("{system}|{value}"),
-            None => value.to_string(),
-        })
-    });
+    let (external_system, external_id) = match identifier_of(qr) {
+        Some(Identifier { system, value }) => (system, Some(value)),
+        None => (None, None),
+    };
     let author = qr.get("author");
     let author_practitioner = author.and_then(|a| reference_id(a, "Practitioner")).map(str::to_string);
     let rater = if author_practitioner.is_some() {
@@ -224,8 +212,124 @@ pub(super) fn parse_posted(qr: &Value) -> Result<Posted, ApiError> {
             session,
             answers,
             external_id,
+            external_system,
         },
-        status,
         expressions,
     })
+}
+
+/// What a posted QuestionnaireResponse asks for, by its `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PostedStatus {
+    /// Store it (idempotent by identifier).
+    Completed,
+    /// Replace the answers of the response stored under its identifier (or store it).
+    Amended,
+    /// Void the response stored under its identifier, for its subject.
+    EnteredInError,
+}
+
+/// Reads `resourceType` and `status` before anything else: what else is required depends
+/// on the status (`entered-in-error` needs only identifier and subject).
+pub(super) fn status_of(qr: &Value) -> Result<PostedStatus, ApiError> {
+    if qr.get("resourceType").and_then(Value::as_str) != Some("QuestionnaireResponse") {
+        return Err(invalid(
+            "QuestionnaireResponse.resourceType",
+            "must be QuestionnaireResponse",
+        ));
+    }
+    match qr.get("status").and_then(Value::as_str) {
+        Some("completed") => Ok(PostedStatus::Completed),
+        Some("amended") => Ok(PostedStatus::Amended),
+        Some("entered-in-error") => Ok(PostedStatus::EnteredInError),
+        Some("in-progress") => Err(invalid(
+            "QuestionnaireResponse.status",
+            "in-progress responses are not accepted: post the completed response",
+        )),
+        _ => Err(invalid(
+            "QuestionnaireResponse.status",
+            "must be completed, amended or entered-in-error",
+        )),
+    }
+}
+
+/// A FHIR identifier: system and value kept apart (never one `system|value` string, which
+/// a `|` in either part could forge).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Identifier {
+    pub system: Option<String>,
+    pub value: String,
+}
+
+pub(super) fn identifier_of(qr: &Value) -> Option<Identifier> {
+    let identifier = qr.get("identifier")?;
+    let value = identifier.get("value")?.as_str()?.to_string();
+    let system = identifier
+        .get("system")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    Some(Identifier { system, value })
+}
+
+/// The `Patient/{id}` the resource is about.
+pub(super) fn subject_of(qr: &Value) -> Option<String> {
+    qr.get("subject")
+        .and_then(|s| reference_id(s, "Patient"))
+        .map(str::to_string)
+}
+
+/// `If-None-Exist: identifier=[system]|value` (percent-encoded as in a URL). Anything else
+/// is a 400: a condition rapport cannot evaluate must not silently create a duplicate.
+pub(super) fn if_none_exist(condition: &str) -> Result<Identifier, ApiError> {
+    let bad = || {
+        ApiError::BadRequest("If-None-Exist must be `identifier=[system]|value`; no other search is supported".into())
+    };
+    let token = condition.trim().strip_prefix("identifier=").ok_or_else(bad)?;
+    if token.contains('&') {
+        return Err(bad());
+    }
+    let decoded = percent_encoding::percent_decode_str(token)
+        .decode_utf8()
+        .map_err(|_| bad())?;
+    let (system, value) = decoded.split_once('|').ok_or_else(bad)?;
+    if value.is_empty() {
+        return Err(bad());
+    }
+    Ok(Identifier {
+        system: Some(system.to_string()).filter(|s| !s.is_empty()),
+        value: value.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_keep_system_and_value_apart() {
+        let a = identifier_of(&serde_json::json!({"identifier": {"system": "urn:sys|a", "value": "b"}}));
+        let b = identifier_of(&serde_json::json!({"identifier": {"system": "urn:sys", "value": "a|b"}}));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn if_none_exist_takes_only_identifier_tokens() {
+        assert_eq!(
+            if_none_exist("identifier=urn:ehr%7Cenc-1").unwrap(),
+            Identifier {
+                system: Some("urn:ehr".into()),
+                value: "enc-1".into()
+            }
+        );
+        assert_eq!(if_none_exist("identifier=|enc-1").unwrap().system, None);
+        for bad in [
+            "subject=Patient/p",
+            "identifier=enc-1",
+            "identifier=a|b&status=completed",
+            "identifier=a|",
+        ] {
+            assert!(if_none_exist(bad).is_err(), "{bad}");
+        }
+    }
 }

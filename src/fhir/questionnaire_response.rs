@@ -5,8 +5,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, get, post, web};
 use serde_json::{Value, json};
 
-use super::posted::parse_posted;
-use super::{FhirResult, authorised, base_url, fail, fhir_json, invalid, outcome, resources};
+use super::posted::{Identifier, PostedStatus, identifier_of, if_none_exist, parse_posted, status_of, subject_of};
+use super::{FhirResult, authorised, base_url, fail, fhir_json, outcome, resources};
 use crate::audit;
 use crate::auth::{Principal, Scope};
 use crate::error::ApiError;
@@ -59,63 +59,22 @@ pub async fn create_questionnaire_response(
     let principal = authorised(principal, Some(Scope::ResponsesWrite))?;
     let qr = body.map_err(fail)?.0;
     let base = base_url(&req);
-    let posted = parse_posted(&qr).map_err(fail)?;
+    let status = status_of(&qr).map_err(fail)?;
     let mut conn = crate::db::conn(&state.pool).await.map_err(fail)?;
-
-    match posted.status.as_str() {
-        "completed" | "amended" => {}
-        "entered-in-error" => {
-            let Some(external_id) = posted.body.external_id.clone() else {
-                return Err(fail(invalid(
-                    "QuestionnaireResponse.identifier",
-                    "entered-in-error needs the identifier of the stored response",
-                )));
-            };
-            let row = store::find_by_external_id(&mut conn, principal.org, &external_id)
-                .await
-                .map_err(|e| fail(e.into()))?
-                .ok_or_else(|| fail(ApiError::NotFound))?;
-            let voided = service::void(
-                &mut conn,
-                &state,
-                &principal,
-                ResponseId(row.id),
-                "entered-in-error (FHIR)",
-                Source::Fhir,
-            )
-            .await
-            .map_err(fail)?;
-            let a = Administration::from(voided);
-            return Ok(fhir_json(
-                StatusCode::OK,
-                &as_resource(&state, &mut conn, &base, &a, principal.org).await,
-            ));
-        }
-        "in-progress" => {
-            return Err(fail(invalid(
-                "QuestionnaireResponse.status",
-                "in-progress responses are not accepted: post the completed response",
-            )));
-        }
-        _ => {
-            return Err(fail(invalid(
-                "QuestionnaireResponse.status",
-                "must be completed, amended or entered-in-error",
-            )));
-        }
+    if status == PostedStatus::EnteredInError {
+        let voided = void_posted(&mut conn, &state, &principal, &qr).await.map_err(fail)?;
+        let a = Administration::from(voided);
+        return Ok(fhir_json(
+            StatusCode::OK,
+            &as_resource(&state, &mut conn, &base, &a, principal.org).await,
+        ));
     }
+    let posted = parse_posted(&qr).map_err(fail)?;
 
     // Conditional create: an existing response with that identifier is the answer.
-    if let Some(condition) = req.headers().get("If-None-Exist").and_then(|v| v.to_str().ok()) {
-        let wanted = condition
-            .trim()
-            .strip_prefix("identifier=")
-            .map(|v| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned());
-        if let Some(existing_id) = wanted
-            && let Some(row) = store::find_by_external_id(&mut conn, principal.org, &existing_id)
-                .await
-                .map_err(|e| fail(e.into()))?
-        {
+    if let Some(condition) = req.headers().get("If-None-Exist") {
+        let wanted = if_none_exist(condition.to_str().unwrap_or_default()).map_err(fail)?;
+        if let Some(row) = stored_under(&mut conn, &principal, &wanted).await.map_err(fail)? {
             let a = Administration::from(row);
             return Ok(fhir_json(
                 StatusCode::OK,
@@ -131,12 +90,27 @@ pub async fn create_questionnaire_response(
             .cloned()
             .unwrap_or_else(|| "QuestionnaireResponse".to_string())
     };
-    let (status, stored) = match service::ingest(&mut conn, &state, &principal, posted.body, Source::Fhir)
-        .await
-        .map_err(|e| outcome(&e, &map))?
-    {
-        Ingested::Created(row) => (StatusCode::CREATED, row),
-        Ingested::Duplicate(row) => (StatusCode::OK, row),
+    // `amended` with a stored identifier corrects that response; otherwise it is stored.
+    let to_amend = match (status, identifier_of(&qr)) {
+        (PostedStatus::Amended, Some(identifier)) => {
+            stored_under(&mut conn, &principal, &identifier).await.map_err(fail)?
+        }
+        _ => None,
+    };
+    let (status, stored) = match to_amend {
+        Some(stored) => (
+            StatusCode::OK,
+            service::amend(&mut conn, &state, &principal, stored, posted.body, Source::Fhir)
+                .await
+                .map_err(|e| outcome(&e, &map))?,
+        ),
+        None => match service::ingest(&mut conn, &state, &principal, posted.body, Source::Fhir)
+            .await
+            .map_err(|e| outcome(&e, &map))?
+        {
+            Ingested::Created(row) => (StatusCode::CREATED, row),
+            Ingested::Duplicate(row) => (StatusCode::OK, row),
+        },
     };
     let a = Administration::from(stored);
     let mut response = fhir_json(status, &as_resource(&state, &mut conn, &base, &a, principal.org).await);
@@ -187,4 +161,54 @@ pub async fn read_questionnaire_response(
     .await
     .map_err(|e| fail(e.into()))?;
     Ok(fhir_json(StatusCode::OK, &resource))
+}
+
+async fn stored_under(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    identifier: &Identifier,
+) -> Result<Option<store::AdministrationRow>, ApiError> {
+    Ok(store::find_by_external_id(conn, principal.org, identifier.system.as_deref(), &identifier.value).await?)
+}
+
+/// `entered-in-error`: voids the response stored under the identifier, only when it is the
+/// same subject's (anything else is 404, as for an unknown identifier). Needs no more of
+/// the resource than `identifier`, `subject` and `status`.
+async fn void_posted(
+    conn: &mut diesel_async::AsyncPgConnection,
+    state: &AppState,
+    principal: &Principal,
+    qr: &Value,
+) -> Result<store::AdministrationRow, ApiError> {
+    let mut errors = Vec::new();
+    let identifier = identifier_of(qr);
+    if identifier.is_none() {
+        errors.push(crate::error::FieldError::new(
+            "QuestionnaireResponse.identifier",
+            "entered-in-error needs the identifier of the stored response",
+        ));
+    }
+    let subject = subject_of(qr);
+    if subject.is_none() {
+        errors.push(crate::error::FieldError::new(
+            "QuestionnaireResponse.subject",
+            "entered-in-error needs the subject (Patient/{id}) of the stored response",
+        ));
+    }
+    let (Some(identifier), Some(subject)) = (identifier, subject) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let row = stored_under(conn, principal, &identifier)
+        .await?
+        .filter(|row| row.patient == subject)
+        .ok_or(ApiError::NotFound)?;
+    service::void(
+        conn,
+        state,
+        principal,
+        ResponseId(row.id),
+        "entered-in-error (FHIR)",
+        Source::Fhir,
+    )
+    .await
 }

@@ -176,10 +176,10 @@ pub fn questionnaire_response(base: &str, a: &Administration, instrument: Option
     if !items.is_empty() {
         qr["item"] = json!(items);
     }
-    if let Some(ext) = &a.external_id {
-        qr["identifier"] = match ext.split_once('|') {
-            Some((system, value)) if !system.is_empty() => json!({"system": system, "value": value}),
-            _ => json!({"value": ext}),
+    if let Some(value) = &a.external_id {
+        qr["identifier"] = match &a.external_system {
+            Some(system) => json!({"system": system, "value": value}),
+            None => json!({"value": value}),
         };
     }
     let mut extensions = Vec::new();

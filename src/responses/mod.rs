@@ -48,15 +48,21 @@ pub async fn ingest_one(
         return Ok(Ingested::Created(created));
     }
     let external_id = row.external_id.as_deref().unwrap_or_default();
-    let existing = store::find_by_external_id(conn, row.org_id, external_id)
+    let existing = store::find_by_external_id(conn, row.org_id, row.external_system.as_deref(), external_id)
         .await?
         .ok_or_else(|| ApiError::internal("external_id conflict without a stored row"))?;
     if existing.payload_hash == row.payload_hash {
         Ok(Ingested::Duplicate(existing))
     } else {
-        Err(ApiError::Conflict(
-            "a response with this external_id exists with a different payload".into(),
-        ))
+        Err(conflict(existing.id))
+    }
+}
+
+/// 409 for an idempotency key stored with a different payload, naming the stored response.
+pub fn conflict(stored: Uuid) -> ApiError {
+    ApiError::ConflictWith {
+        detail: "a response with this external_id exists with a different payload".into(),
+        existing_id: stored,
     }
 }
 
@@ -170,7 +176,9 @@ pub async fn ingest_batch(
             },
             Some(*id),
         ),
-        _ => (BatchStatus::Conflict, None),
+        // A conflict names the stored response, as the single-post 409 does.
+        Some((id, _, _)) => (BatchStatus::Conflict, Some(*id)),
+        None => (BatchStatus::Conflict, None),
     };
     for ((index, row), stored) in candidates.iter().zip(&outcomes) {
         let created = stored.as_ref().is_some_and(|(_, _, new)| *new);

@@ -43,6 +43,9 @@ pub struct NewResponse {
     /// 200 with the stored response, with a different payload 409.
     #[serde(default)]
     pub external_id: Option<String>,
+    /// Set by the FHIR front door: the identifier's system, kept apart from its value.
+    #[serde(skip)]
+    pub external_system: Option<String>,
 }
 
 #[derive(
@@ -83,6 +86,10 @@ pub struct Administration {
     pub administered_at: DateTime<Utc>,
     pub session: Option<i32>,
     pub external_id: Option<String>,
+    /// The FHIR identifier's system when the response came in with one (its value is
+    /// `external_id`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_system: Option<String>,
     /// The answered items (missing ones are absent).
     #[schema(value_type = Object)]
     pub answers: serde_json::Map<String, serde_json::Value>,
@@ -133,7 +140,8 @@ pub enum BatchStatus {
 pub struct BatchResult {
     pub index: usize,
     pub status: BatchStatus,
-    /// The stored response's id; null when invalid or conflicting.
+    /// The stored response's id (for a conflict: the response stored under that
+    /// external_id); null when invalid.
     pub id: Option<Uuid>,
     /// Problem `errors` entries, pointers relative to the item.
     pub errors: Vec<FieldError>,

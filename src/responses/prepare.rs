@@ -171,18 +171,7 @@ pub async fn prepare(
         .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let canonical = json!({
-        "instrument": body.instrument,
-        "instrument_version": body.instrument_version,
-        "patient": body.patient,
-        "clinician": body.clinician,
-        "episode": body.episode,
-        "rater": rater_text,
-        "administered_at": administered_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "session": body.session,
-        "answers": answers,
-    });
-    let payload_hash = Sha256::digest(serde_json::to_vec(&canonical).unwrap_or_default()).to_vec();
+    let payload_hash = canonical_hash(&body, administered_at);
 
     Ok(NewAdministrationRow {
         org_id: principal.org,
@@ -197,6 +186,7 @@ pub async fn prepare(
         session: body.session.map(|s| s as i32),
         answers: serde_json::Value::Object(answers),
         external_id: body.external_id,
+        external_system: body.external_system,
         payload_hash,
         source,
         created_by: principal.client_id.clone(),
@@ -216,4 +206,50 @@ pub async fn prepare(
 /// 3339 but is no valid FHIR dateTime and no plausible administration.
 fn earliest_administration() -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp(-2_208_988_800, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The idempotency fingerprint of a posted response: the request as given (instrument and
+/// version as given, references, rater with its default, the time normalised to UTC,
+/// session, the answered items), so a retry is a duplicate even after a newer version is
+/// published or the pinned one retired. Answers compare as numbers: `4` and `4.0` are the
+/// same answer. `None` when the time does not parse (then the body is invalid anyway).
+pub fn payload_hash(body: &NewResponse) -> Option<Vec<u8>> {
+    let administered_at = DateTime::parse_from_rfc3339(body.administered_at.trim())
+        .ok()?
+        .with_timezone(&Utc);
+    Some(canonical_hash(body, administered_at))
+}
+
+fn canonical_hash(body: &NewResponse, administered_at: DateTime<Utc>) -> Vec<u8> {
+    let answers: serde_json::Map<String, serde_json::Value> = body
+        .answers
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), canonical_number(v)))
+        .collect();
+    let canonical = json!({
+        "instrument": body.instrument,
+        "instrument_version": body.instrument_version,
+        "patient": body.patient,
+        "clinician": body.clinician,
+        "episode": body.episode,
+        "rater": body.rater.as_deref().unwrap_or("patient"),
+        "administered_at": administered_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "session": body.session,
+        "answers": answers,
+    });
+    Sha256::digest(serde_json::to_vec(&canonical).unwrap_or_default()).to_vec()
+}
+
+/// A whole number written as `4.0` fingerprints as `4` (what v1 stored for `4`); any other
+/// value as given.
+fn canonical_number(value: &serde_json::Value) -> serde_json::Value {
+    match value.as_f64() {
+        Some(f) if value.is_f64() && f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => {
+            // Exact: |f| < 2^53 is an integer a double holds exactly.
+            #[allow(clippy::cast_possible_truncation)]
+            serde_json::Value::from(f as i64)
+        }
+        _ => value.clone(),
+    }
 }

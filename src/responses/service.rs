@@ -24,14 +24,34 @@ pub async fn ingest(
     body: NewResponse,
     source: Source,
 ) -> ApiResult<Ingested> {
-    let row = prepare(
+    // Idempotency first: a retry of a stored response answers as before even when its body
+    // no longer validates (its version retired since, say). Only a failing body pays the
+    // extra lookup, and only when it carries a key.
+    let key = body.external_id.clone().map(|id| (body.external_system.clone(), id));
+    let retry_hash = key.as_ref().and_then(|_| super::prepare::payload_hash(&body));
+    let row = match prepare(
         conn,
         &mut InstrumentCache::new(&state.builtins),
         principal,
         body,
         source,
     )
-    .await?;
+    .await
+    {
+        Ok(row) => row,
+        Err(ApiError::Validation(errors)) => {
+            if let Some((system, id)) = &key
+                && let Some(stored) = store::find_by_external_id(conn, principal.org, system.as_deref(), id).await?
+            {
+                return match retry_hash {
+                    Some(hash) if hash == stored.payload_hash => Ok(Ingested::Duplicate(stored)),
+                    _ => Err(super::conflict(stored.id)),
+                };
+            }
+            return Err(ApiError::Validation(errors));
+        }
+        Err(e) => return Err(e),
+    };
     let ingested = ingest_one(conn, principal, row).await?;
     if let Ingested::Created(row) = &ingested {
         state.norms.invalidate(principal.org, &row.instrument_key);
@@ -78,4 +98,61 @@ pub async fn void(
     // A voided point leaves the norms' sample.
     state.norms.invalidate(org, &row.instrument_key);
     Ok(row)
+}
+
+/// Replaces the answers of `stored` with an amended version of it (FHIR `amended`): checked
+/// and re-scored like a new response, audited, in one transaction. The same payload again
+/// changes nothing. A different patient, or a voided response, is 409.
+pub async fn amend(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    principal: &Principal,
+    stored: AdministrationRow,
+    body: NewResponse,
+    source: Source,
+) -> ApiResult<AdministrationRow> {
+    let row = prepare(
+        conn,
+        &mut InstrumentCache::new(&state.builtins),
+        principal,
+        body,
+        source,
+    )
+    .await?;
+    if row.patient != stored.patient {
+        return Err(ApiError::Conflict(
+            "this identifier belongs to a response of another patient".into(),
+        ));
+    }
+    if row.payload_hash == stored.payload_hash {
+        return Ok(stored);
+    }
+    let org = principal.org;
+    let actor = principal.client_id.clone();
+    let id = ResponseId(stored.id);
+    let amended = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let amended = store::amend(conn, org, id, &row).await?.ok_or_else(|| {
+                ApiError::Conflict("the stored response is voided; a voided response cannot be amended".into())
+            })?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    org,
+                    actor: &actor,
+                    action: "response.amended",
+                    resource_type: "response",
+                    resource_id: Some(id.to_string()),
+                    detail: json!({"via": source.as_str(), "instrument": amended.instrument_key, "version": amended.instrument_version}),
+                },
+            )
+            .await?;
+            Ok(amended)
+        })
+        .await?;
+    state.norms.invalidate(org, &amended.instrument_key);
+    if stored.instrument_key != amended.instrument_key {
+        state.norms.invalidate(org, &stored.instrument_key);
+    }
+    Ok(amended)
 }

@@ -42,6 +42,8 @@ pub struct AdministrationRow {
     pub prorated: Option<bool>,
     pub flags: Option<Vec<String>>,
     pub score_error: Option<String>,
+    /// The FHIR identifier's system; None for REST external ids.
+    pub external_system: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -71,6 +73,8 @@ pub struct NewAdministrationRow {
     pub prorated: Option<bool>,
     pub flags: Option<Vec<String>>,
     pub score_error: Option<String>,
+    /// The FHIR identifier's system; None for REST external ids.
+    pub external_system: Option<String>,
 }
 
 impl AdministrationRow {
@@ -109,6 +113,7 @@ impl From<AdministrationRow> for Administration {
             administered_at: r.administered_at,
             session: r.session,
             external_id: r.external_id,
+            external_system: r.external_system,
             answers: match r.answers {
                 serde_json::Value::Object(map) => map,
                 _ => serde_json::Map::new(),
@@ -131,7 +136,8 @@ pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[NewAdministration
     }
     diesel::insert_into(responses::table)
         .values(rows)
-        .on_conflict((responses::org_id, responses::external_id))
+        .on_conflict((responses::org_id, responses::external_system, responses::external_id))
+        .filter_target(responses::external_id.is_not_null())
         .do_nothing()
         .returning(responses::id)
         .get_results(conn)
@@ -151,10 +157,10 @@ pub async fn insert_one_audited(
         "WITH ins AS (
             INSERT INTO responses (org_id, id, instrument_key, instrument_version, patient, clinician, episode,
                 rater, administered_at, session, answers, external_id, payload_hash, source, created_by,
-                total, mean, pomp, subscales, answered, missing, prorated, flags, score_error)
+                total, mean, pomp, subscales, answered, missing, prorated, flags, score_error, external_system)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                $16, $17, $18, $19, $20, $21, $22, $23, $24)
-            ON CONFLICT (org_id, external_id) DO NOTHING
+                $16, $17, $18, $19, $20, $21, $22, $23, $24, $27)
+            ON CONFLICT (org_id, external_system, external_id) WHERE external_id IS NOT NULL DO NOTHING
             RETURNING *
         ), audit AS (
             INSERT INTO audit_events (org_id, id, actor, action, resource_type, resource_id, detail)
@@ -190,6 +196,7 @@ pub async fn insert_one_audited(
     .bind::<Nullable<Text>, _>(&row.score_error)
     .bind::<SqlUuid, _>(Uuid::new_v4())
     .bind::<Text, _>(actor)
+    .bind::<Nullable<Text>, _>(&row.external_system)
     .get_result(conn)
     .await
     .optional()
@@ -214,6 +221,7 @@ pub async fn by_external_ids(
         .filter(
             responses::org_id
                 .eq(org)
+                .and(responses::external_system.is_null())
                 .and(responses::external_id.eq_any(external_ids)),
         )
         .select((responses::external_id, responses::id, responses::payload_hash))
@@ -221,13 +229,18 @@ pub async fn by_external_ids(
         .await
 }
 
+/// The response stored under an idempotency key: `system` None for REST external ids (and
+/// FHIR identifiers without a system), else the FHIR identifier's system.
 pub async fn find_by_external_id(
     conn: &mut AsyncPgConnection,
     org: OrgId,
+    system: Option<&str>,
     external_id: &str,
 ) -> QueryResult<Option<AdministrationRow>> {
+    use diesel::PgExpressionMethods as _;
     responses::table
         .filter(responses::org_id.eq(org).and(responses::external_id.eq(external_id)))
+        .filter(responses::external_system.is_not_distinct_from(system))
         .select(AdministrationRow::as_select())
         .first(conn)
         .await
@@ -309,6 +322,51 @@ pub async fn void(
             responses::status.eq(ResponseStatus::Voided),
             responses::void_reason.eq(reason),
             responses::voided_at.eq(Some(Utc::now())),
+        ))
+        .returning(AdministrationRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Replaces an active response's content with an amended, re-scored one (FHIR `amended`);
+/// id, source, external key and creation stay. `None` when no active row has that id.
+pub async fn amend(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    id: ResponseId,
+    row: &NewAdministrationRow,
+) -> QueryResult<Option<AdministrationRow>> {
+    diesel::update(responses::table)
+        .filter(
+            responses::org_id
+                .eq(org)
+                .and(responses::id.eq(id))
+                .and(responses::status.eq(ResponseStatus::Active)),
+        )
+        .set((
+            (
+                responses::instrument_key.eq(&row.instrument_key),
+                responses::instrument_version.eq(row.instrument_version),
+                responses::clinician.eq(&row.clinician),
+                responses::episode.eq(&row.episode),
+                responses::rater.eq(&row.rater),
+                responses::administered_at.eq(row.administered_at),
+                responses::session.eq(row.session),
+                responses::answers.eq(&row.answers),
+                responses::payload_hash.eq(&row.payload_hash),
+            ),
+            (
+                responses::total.eq(row.total),
+                responses::mean.eq(row.mean),
+                responses::pomp.eq(row.pomp),
+                responses::subscales.eq(&row.subscales),
+                responses::answered.eq(row.answered),
+                responses::missing.eq(row.missing),
+                responses::prorated.eq(row.prorated),
+                responses::flags.eq(&row.flags),
+                responses::score_error.eq(&row.score_error),
+            ),
         ))
         .returning(AdministrationRow::as_returning())
         .get_result(conn)

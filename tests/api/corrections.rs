@@ -247,3 +247,186 @@ async fn a_draft_is_replaced_by_its_path_and_the_path_is_checked_first() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn repeated_member_names_are_422_never_last_one_wins() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write"]).await;
+    let body = r#"{"instrument": "srs", "patient": "p", "administered_at": "2026-03-04T15:20:00Z",
+        "answers": {"1": 9, "2": 9, "3": 9, "4": 9, "1": 1}}"#;
+    let res = app
+        .http
+        .post(app.url("/v1/responses"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(res, 422).await;
+    assert_eq!(pointers(&problem), ["/answers/1"]);
+
+    // A QuestionnaireResponse repeating a linkId: an OperationOutcome naming the item.
+    let qr = json!({"resourceType": "QuestionnaireResponse", "status": "completed",
+        "questionnaire": format!("{}/fhir/r4/Questionnaire/srs", app.address),
+        "subject": {"reference": "Patient/p"}, "authored": "2026-03-04T15:20:00Z",
+        "item": [{"linkId": "1", "answer": [{"valueDecimal": 9.0}]},
+                 {"linkId": "1", "answer": [{"valueDecimal": 1.0}]},
+                 {"linkId": "2", "answer": [{"valueDecimal": 9.0}]}]});
+    let res = app
+        .http
+        .post(app.url("/fhir/r4/QuestionnaireResponse"))
+        .bearer_auth(&token)
+        .header("content-type", "application/fhir+json")
+        .body(qr.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let outcome: Value = res.json().await.unwrap();
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    assert_eq!(
+        outcome["issue"][0]["expression"][0],
+        "QuestionnaireResponse.item[1].linkId"
+    );
+}
+
+fn srs_qr(app: &TestApp, patient: &str, system: &str, value: &str, answers: [f64; 4]) -> Value {
+    json!({"resourceType": "QuestionnaireResponse", "status": "completed",
+        "questionnaire": format!("{}/fhir/r4/Questionnaire/srs|1", app.address),
+        "identifier": {"system": system, "value": value},
+        "subject": {"reference": format!("Patient/{patient}")}, "authored": "2026-03-04T15:20:00Z",
+        "item": answers.iter().enumerate()
+            .map(|(i, v)| json!({"linkId": (i + 1).to_string(), "answer": [{"valueDecimal": v}]}))
+            .collect::<Vec<_>>()})
+}
+
+async fn post_fhir(app: &TestApp, token: &str, body: &Value, header: Option<(&str, &str)>) -> (u16, Value) {
+    let mut req = app
+        .http
+        .post(app.url("/fhir/r4/QuestionnaireResponse"))
+        .bearer_auth(token)
+        .header("content-type", "application/fhir+json");
+    if let Some((k, v)) = header {
+        req = req.header(k, v);
+    }
+    let res = req.body(body.to_string()).send().await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn fhir_identifiers_keep_system_and_value_apart() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let (s1, first) = post_fhir(&app, &token, &srs_qr(&app, "alice", "urn:sys|a", "b", [9.0; 4]), None).await;
+    let (s2, second) = post_fhir(&app, &token, &srs_qr(&app, "bob", "urn:sys", "a|b", [8.0; 4]), None).await;
+    assert_eq!((s1, s2), (201, 201), "two identifiers, two responses");
+    assert_ne!(first["id"], second["id"]);
+    assert_eq!(second["identifier"], json!({"system": "urn:sys", "value": "a|b"}));
+    // entered-in-error with bob's identifier but alice as subject voids nothing.
+    let void = json!({"resourceType": "QuestionnaireResponse", "status": "entered-in-error",
+        "identifier": {"system": "urn:sys", "value": "a|b"}, "subject": {"reference": "Patient/alice"}});
+    let (status, outcome) = post_fhir(&app, &token, &void, None).await;
+    assert_eq!(status, 404);
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    let a = app
+        .get_json(&token, &format!("/v1/responses/{}", first["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(a["status"], "active");
+    // With the right subject it voids bob's, needing nothing but identifier, subject, status.
+    let void = json!({"resourceType": "QuestionnaireResponse", "status": "entered-in-error",
+        "identifier": {"system": "urn:sys", "value": "a|b"}, "subject": {"reference": "Patient/bob"}});
+    let (status, voided) = post_fhir(&app, &token, &void, None).await;
+    assert_eq!(status, 200, "{voided}");
+    assert_eq!(voided["status"], "entered-in-error");
+    assert_eq!(voided["id"], second["id"]);
+}
+
+#[tokio::test]
+async fn if_none_exist_takes_only_an_identifier() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write"]).await;
+    let qr = srs_qr(&app, "p", "urn:ehr", "enc-1", [9.0; 4]);
+    let (status, _) = post_fhir(&app, &token, &qr, Some(("If-None-Exist", "subject=Patient/p"))).await;
+    assert_eq!(status, 400);
+    let (status, created) = post_fhir(&app, &token, &qr, Some(("If-None-Exist", "identifier=urn:ehr|enc-1"))).await;
+    assert_eq!(status, 201);
+    let mut other = srs_qr(&app, "p", "urn:ehr", "enc-2", [8.0; 4]);
+    other["identifier"]["value"] = json!("enc-2");
+    let (status, found) = post_fhir(
+        &app,
+        &token,
+        &other,
+        Some(("If-None-Exist", "identifier=urn:ehr|enc-1")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(found["id"], created["id"]);
+}
+
+#[tokio::test]
+async fn amended_replaces_the_stored_answers_and_rescores() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read", "org:admin"]).await;
+    let (status, created) = post_fhir(&app, &token, &srs_qr(&app, "p", "urn:ehr", "enc-1", [9.0; 4]), None).await;
+    assert_eq!(status, 201);
+    let mut amended = srs_qr(&app, "p", "urn:ehr", "enc-1", [8.0, 8.5, 9.0, 9.0]);
+    amended["status"] = json!("amended");
+    let (status, body) = post_fhir(&app, &token, &amended, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], created["id"]);
+    let id = created["id"].as_str().unwrap();
+    let stored = app.get_json(&token, &format!("/v1/responses/{id}")).await;
+    assert_eq!(stored["score"]["total"], 34.5);
+    assert_eq!(
+        stored["score"]["flags"],
+        json!(["below_cutoff", "item_below_threshold"])
+    );
+    assert_eq!(stored["source"], "fhir");
+    let audit = app.get_json(&token, "/v1/audit-events").await;
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "response.amended")
+    );
+    // Another patient's response cannot be amended through its identifier.
+    let mut foreign = amended.clone();
+    foreign["subject"] = json!({"reference": "Patient/q"});
+    assert_eq!(post_fhir(&app, &token, &foreign, None).await.0, 409);
+}
+
+#[tokio::test]
+async fn idempotency_is_decided_before_validation_and_compares_numbers() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "instruments:write"]).await;
+    let mut definition = crate::instruments::custom_instrument("retiring");
+    definition["key"] = json!("retiring");
+    assert_eq!(app.post_json(&token, "/v1/instruments", definition).await.status(), 201);
+    let publish = app
+        .post_json(&token, "/v1/instruments/retiring/versions/1/publish", json!({}))
+        .await;
+    assert_eq!(publish.status(), 200);
+    let answers: serde_json::Map<String, Value> = (1..=12).map(|i| (format!("q{i}"), json!(3))).collect();
+    let body = json!({"instrument": "retiring", "instrument_version": 1, "patient": "p",
+        "administered_at": "2026-03-04T15:20:00Z", "external_id": "enc-9", "answers": answers});
+    let created = app.post_json(&token, "/v1/responses", body.clone()).await;
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.unwrap()["id"].clone();
+    let retire = app
+        .post_json(&token, "/v1/instruments/retiring/versions/1/retire", json!({}))
+        .await;
+    assert_eq!(retire.status(), 200);
+    // The retry is still the same stored response, and 3.0 is the same answer as 3.
+    let mut retry = body.clone();
+    retry["answers"]["q1"] = json!(3.0);
+    let res = app.post_json(&token, "/v1/responses", retry).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["id"], id);
+    // A different payload is 409 naming the stored response.
+    let mut changed = body.clone();
+    changed["answers"]["q1"] = json!(4);
+    let problem = assert_problem(app.post_json(&token, "/v1/responses", changed).await, 409).await;
+    assert_eq!(problem["existing_id"], id);
+}

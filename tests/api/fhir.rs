@@ -159,7 +159,9 @@ async fn round_trip_questionnaire_to_observation() {
     assert_eq!(native["source"], "fhir");
     assert_eq!(native["clinician"], "dr-9");
     assert_eq!(native["patient"], "p-fhir");
-    assert_eq!(native["external_id"], "urn:ehr:encounters|enc-1");
+    // The identifier's system and value stay apart (never one "system|value" string).
+    assert_eq!(native["external_id"], "enc-1");
+    assert_eq!(native["external_system"], "urn:ehr:encounters");
     assert_eq!(native["score"]["total"], 33.0);
 
     let (_, read) = fhir_get(&app, &token, &format!("/fhir/r4/QuestionnaireResponse/{id}")).await;

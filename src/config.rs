@@ -34,8 +34,43 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// `RAPPORT_CLIENT_STATUS_TTL_SECS`: how long a process trusts its cached "client not revoked".
     pub client_status_ttl: Duration,
-    /// `RAPPORT_CLIENT_REQUEST_TIMEOUT_MS`: a client must send its request head within this (else 408).
+    /// `RAPPORT_CLIENT_REQUEST_TIMEOUT_MS`: a client must send its request head and body
+    /// within this (else 408).
     pub client_request_timeout: Duration,
+    /// `RAPPORT_PUBLIC_URL`: the base of every absolute URL rapport writes (FHIR canonicals,
+    /// `fullUrl`, `Location`, paging links). Default `http://` + the bound address.
+    pub public_url: Option<String>,
+    /// `RAPPORT_TRUST_FORWARDED`: take the base from `Forwarded`/`X-Forwarded-*`/`Host`
+    /// (only behind a proxy that sets them). Default false: those headers are ignored.
+    pub trust_forwarded: bool,
+}
+
+/// The base of absolute URLs, registered as app data by `startup`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicBase {
+    /// Scheme and authority (and a path prefix, if any), without a trailing slash.
+    pub url: String,
+    pub trust_forwarded: bool,
+}
+
+impl PublicBase {
+    /// The base for one request: the configured URL, or with `trust_forwarded` what the
+    /// proxy says, when its scheme is http or https (never `javascript:` or the like).
+    pub fn for_request(&self, req: &actix_web::HttpRequest) -> String {
+        if self.trust_forwarded {
+            let info = req.connection_info();
+            let scheme = info.scheme().to_ascii_lowercase();
+            let host = info.host();
+            let plain_host = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+            if (scheme == "http" || scheme == "https") && plain_host {
+                return format!("{scheme}://{host}");
+            }
+        }
+        self.url.clone()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +97,8 @@ impl Default for Settings {
             workers: None,
             client_status_ttl: Duration::from_secs(30),
             client_request_timeout: Duration::from_secs(10),
+            public_url: None,
+            trust_forwarded: false,
         }
     }
 }
@@ -132,6 +169,31 @@ impl Settings {
         }
         if let Some(v) = non_empty("RAPPORT_WORKERS") {
             s.workers = Some(parse_positive("RAPPORT_WORKERS", &v)?);
+        }
+        if let Some(v) = non_empty("RAPPORT_PUBLIC_URL") {
+            let parsed = url::Url::parse(v.trim()).map_err(|e| ConfigError::Invalid {
+                name: "RAPPORT_PUBLIC_URL",
+                problem: format!("must be an absolute http(s) URL: {e}"),
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(ConfigError::Invalid {
+                    name: "RAPPORT_PUBLIC_URL",
+                    problem: "must be an absolute http(s) URL with a host".into(),
+                });
+            }
+            s.public_url = Some(v.trim().trim_end_matches('/').to_string());
+        }
+        if let Some(v) = non_empty("RAPPORT_TRUST_FORWARDED") {
+            s.trust_forwarded = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "RAPPORT_TRUST_FORWARDED",
+                        problem: "must be true or false".into(),
+                    });
+                }
+            };
         }
         s.bootstrap_client_id = non_empty("RAPPORT_BOOTSTRAP_CLIENT_ID");
         s.bootstrap_client_secret = non_empty("RAPPORT_BOOTSTRAP_CLIENT_SECRET");

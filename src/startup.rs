@@ -48,7 +48,12 @@ impl Application {
         drop(conn);
 
         let listener = TcpListener::bind(&settings.bind)?;
-        let port = listener.local_addr()?.port();
+        let local = listener.local_addr()?;
+        let port = local.port();
+        let public = crate::config::PublicBase {
+            url: settings.public_url.clone().unwrap_or_else(|| format!("http://{local}")),
+            trust_forwarded: settings.trust_forwarded,
+        };
         let state = web::Data::new(AppState {
             jwt: JwtKeys::new(&secret, &settings.jwt_issuer, &settings.jwt_audience)?,
             client_status: ClientStatusCache::new(settings.client_status_ttl),
@@ -60,7 +65,7 @@ impl Application {
             settings: Arc::new(settings.clone()),
             pool,
         });
-        let mut server = HttpServer::new(move || build_app(state.clone()))
+        let mut server = HttpServer::new(move || build_app(state.clone(), public.clone()))
             .listen(listener)?
             .shutdown_timeout(30)
             .client_request_timeout(settings.client_request_timeout)
@@ -92,6 +97,7 @@ impl Application {
 
 fn build_app(
     state: web::Data<AppState>,
+    public: crate::config::PublicBase,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -113,6 +119,7 @@ fn build_app(
     };
     app.app_data(state)
         .app_data(limits)
+        .app_data(public)
         .app_data(web::PathConfig::default().error_handler(|err, req| {
             actix_web::error::InternalError::from_response(err, crate::ops::routes::unmatched(req)).into()
         }))

@@ -19,10 +19,13 @@ use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, FieldError};
 use resources::FHIR_JSON;
 
-/// The public base URL of this service as the caller reached it.
+/// The public base URL of this service: `RAPPORT_PUBLIC_URL` (or the bound address), never
+/// the caller's `Host` unless `RAPPORT_TRUST_FORWARDED` says a proxy sets it.
 pub fn base_url(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
+    match req.app_data::<crate::config::PublicBase>() {
+        Some(base) => base.for_request(req),
+        None => String::new(),
+    }
 }
 
 pub fn fhir_json(status: StatusCode, body: &Value) -> HttpResponse {

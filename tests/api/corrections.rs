@@ -430,3 +430,43 @@ async fn idempotency_is_decided_before_validation_and_compares_numbers() {
     let problem = assert_problem(app.post_json(&token, "/v1/responses", changed).await, 409).await;
     assert_eq!(problem["existing_id"], id);
 }
+
+async fn questionnaire_url(app: &TestApp, token: &str, headers: &[(&str, &str)]) -> String {
+    let mut req = app.http.get(app.url("/fhir/r4/Questionnaire/srs")).bearer_auth(token);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body: Value = req.send().await.unwrap().json().await.unwrap();
+    body["url"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn absolute_urls_come_from_the_configured_base_not_the_callers_headers() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:read"]).await;
+    let forged = [
+        ("host", "evil.example"),
+        ("x-forwarded-proto", "javascript"),
+        ("x-forwarded-host", "evil.example"),
+        ("forwarded", "proto=javascript;host=evil.example"),
+    ];
+    let url = questionnaire_url(&app, &token, &forged).await;
+    assert_eq!(url, format!("{}/fhir/r4/Questionnaire/srs", app.address));
+
+    let configured = TestApp::spawn_with(|s| s.public_url = Some("https://rapport.example".into())).await;
+    let token = configured.token(&["responses:read"]).await;
+    let url = questionnaire_url(&configured, &token, &forged).await;
+    assert_eq!(url, "https://rapport.example/fhir/r4/Questionnaire/srs");
+
+    // Behind a proxy that is trusted, its headers count, but only for http(s).
+    let proxied = TestApp::spawn_with(|s| {
+        s.public_url = Some("https://rapport.example".into());
+        s.trust_forwarded = true;
+    })
+    .await;
+    let token = proxied.token(&["responses:read"]).await;
+    let url = questionnaire_url(&proxied, &token, &[("x-forwarded-proto", "https"), ("x-forwarded-host", "ehr-proxy.example")]).await;
+    assert_eq!(url, "https://ehr-proxy.example/fhir/r4/Questionnaire/srs");
+    let url = questionnaire_url(&proxied, &token, &forged[1..3]).await;
+    assert_eq!(url, "https://rapport.example/fhir/r4/Questionnaire/srs");
+}

@@ -61,10 +61,8 @@ impl PublicBase {
             let info = req.connection_info();
             let scheme = info.scheme().to_ascii_lowercase();
             let host = info.host();
-            let plain_host = !host.is_empty()
-                && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+            let plain_host =
+                !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
             if (scheme == "http" || scheme == "https") && plain_host {
                 return format!("{scheme}://{host}");
             }

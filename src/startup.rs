@@ -141,6 +141,7 @@ fn build_app(
         .wrap(from_fn(crate::ops::middleware::no_store))
         .wrap(from_fn(crate::ops::middleware::reject_nul))
         .wrap(from_fn(crate::ops::middleware::problem_fallback))
+        .wrap(from_fn(crate::ops::middleware::fhir_outcomes))
         .wrap(from_fn(crate::ops::middleware::observe))
         .wrap(from_fn(crate::ops::middleware::head_as_get))
 }

@@ -67,22 +67,45 @@ impl ResponseError for FhirFailure {
     }
 }
 
-/// An `ApiError` as an OperationOutcome with the same status; `expression` turns a JSON
-/// pointer of the internal request into a FHIRPath expression of the posted resource.
-pub fn outcome(error: &ApiError, expression: &dyn Fn(&str) -> String) -> FhirFailure {
-    let status = error.status_code();
-    let code = match status.as_u16() {
+/// The OperationOutcome issue code for an HTTP status.
+fn issue_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
         400 => "structure",
         401 => "login",
         403 => "forbidden",
         404 => "not-found",
+        405 => "not-supported",
+        408 => "timeout",
         409 => "conflict",
         413 => "too-long",
         415 => "not-supported",
         422 => "invalid",
+        429 => "throttled",
         503 => "transient",
         _ => "exception",
+    }
+}
+
+/// A problem+json body (as rendered by `ApiError` or `problem_with_status`) as an
+/// OperationOutcome answer with the same status.
+pub fn outcome_from_problem(status: StatusCode, problem: &Value) -> HttpResponse {
+    let code = issue_code(status);
+    let detail = problem["detail"].as_str().unwrap_or("error");
+    let issues: Vec<Value> = match problem["errors"].as_array() {
+        Some(errors) if !errors.is_empty() => errors
+            .iter()
+            .map(|e| json!({"severity": "error", "code": code, "diagnostics": e["detail"], "expression": [e["pointer"]]}))
+            .collect(),
+        _ => vec![json!({"severity": "error", "code": code, "diagnostics": detail})],
     };
+    fhir_json(status, &json!({"resourceType": "OperationOutcome", "issue": issues}))
+}
+
+/// An `ApiError` as an OperationOutcome with the same status; `expression` turns a JSON
+/// pointer of the internal request into a FHIRPath expression of the posted resource.
+pub fn outcome(error: &ApiError, expression: &dyn Fn(&str) -> String) -> FhirFailure {
+    let status = error.status_code();
+    let code = issue_code(status);
     let issues: Vec<Value> = match error {
         ApiError::Validation(errors) => errors
             .iter()

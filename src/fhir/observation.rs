@@ -16,17 +16,34 @@ use crate::responses::model::Administration;
 use crate::responses::store;
 use crate::state::AppState;
 
+/// A FHIR date or dateTime as the instants it spans: a year, a month, a day (UTC), or one
+/// instant for a full date-time.
 fn parse_date(value: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
         let t = t.with_timezone(&Utc);
         return Some((t, t));
     }
-    let day = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
-    let start = day.and_hms_opt(0, 0, 0)?.and_utc();
-    Some((
-        start,
-        start + chrono::Duration::days(1) - chrono::Duration::microseconds(1),
-    ))
+    let (first, next) = match value.len() {
+        4 => {
+            let year: i32 = value.parse().ok()?;
+            (
+                NaiveDate::from_ymd_opt(year, 1, 1)?,
+                NaiveDate::from_ymd_opt(year + 1, 1, 1)?,
+            )
+        }
+        7 => {
+            let first = NaiveDate::parse_from_str(&format!("{value}-01"), "%Y-%m-%d").ok()?;
+            (first, first.checked_add_months(chrono::Months::new(1))?)
+        }
+        10 => {
+            let day = NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()?;
+            (day, day.succ_opt()?)
+        }
+        _ => return None,
+    };
+    let start = first.and_hms_opt(0, 0, 0)?.and_utc();
+    let end = next.and_hms_opt(0, 0, 0)?.and_utc() - chrono::Duration::microseconds(1);
+    Some((start, end))
 }
 
 /// Score Observations of one patient, as a searchset Bundle with paging links.
@@ -62,6 +79,27 @@ pub async fn search_observations(
     let search = ObservationSearch::parse(req.query_string()).map_err(fail)?;
     let base = base_url(&req);
     let mut conn = crate::db::conn(&state.pool).await.map_err(fail)?;
+    if search.count_only {
+        let total = if search.no_match {
+            0
+        } else {
+            store::count_scored(&mut conn, principal.org, &search.scored)
+                .await
+                .map_err(|e| fail(e.into()))?
+        };
+        audit::record_read(
+            &mut conn,
+            &principal,
+            "observations.counted",
+            "response",
+            None,
+            json!({"via": "fhir"}),
+        )
+        .await
+        .map_err(|e| fail(e.into()))?;
+        let self_url = format!("{base}{}", req.uri());
+        return Ok(fhir_json(StatusCode::OK, &resources::count_bundle(&self_url, total)));
+    }
     let mut rows = if search.no_match {
         Vec::new()
     } else {
@@ -111,20 +149,33 @@ pub async fn search_observations(
     Ok(fhir_json(StatusCode::OK, &resources::bundle(&self_url, next, entries)))
 }
 
-/// The parameters of an Observation search, parsed: what to select, and whether a
-/// parameter already rules out every row (a code that is no score, an id that is no UUID).
+/// The parameters of an Observation search, parsed with FHIR's rules: a repeated
+/// parameter is AND, a comma inside one is OR, `code` takes `system|code`, `date` takes
+/// partial dates. `no_match` when the parameters already rule out every row (a code that
+/// is no score of rapport's, an id that is no UUID, two different subjects).
 #[derive(Debug)]
 pub struct ObservationSearch {
     pub scored: store::ScoredSearch,
     pub no_match: bool,
+    /// `_count=0`: answer the number of matches only.
+    pub count_only: bool,
     /// The parameters as given, for the `next` link.
     params: Vec<(String, String)>,
 }
 
+/// AND of a repeated parameter's OR sets: the values every occurrence allows.
+fn and_any<T: PartialEq + Clone>(current: &mut Option<Vec<T>>, any_of: Vec<T>) {
+    *current = Some(match current.take() {
+        None => any_of,
+        Some(kept) => kept.into_iter().filter(|v| any_of.contains(v)).collect(),
+    });
+}
+
 impl ObservationSearch {
-    /// Parses a query string: `subject=Patient/{id}` (required), `code` (`{key}-total`),
-    /// `date` with `ge`/`gt`/`le`/`lt`/`eq` prefixes (repeatable), `derived-from`, `_count`,
-    /// `_sort`, `_offset`; anything else is a 400 naming the parameter.
+    /// Parses a query string: `subject=Patient/{id}` (required), `code` (`{key}-total`,
+    /// optionally `system|code`), `date` with `ge`/`gt`/`le`/`lt`/`eq` prefixes,
+    /// `derived-from`, `_count` (0-500), `_sort`, `_offset`; anything else is a 400 naming
+    /// the parameter.
     pub fn parse(query: &str) -> Result<ObservationSearch, ApiError> {
         let bad = |m: &str| ApiError::BadRequest(m.to_string());
         let params: Vec<(String, String)> =
@@ -133,28 +184,39 @@ impl ObservationSearch {
             limit: 50,
             ..Default::default()
         };
-        let mut subject = None;
-        let mut no_match = false;
+        let mut subjects: Option<Vec<String>> = None;
+        let mut count_only = false;
         for (name, value) in &params {
             match name.as_str() {
-                "subject" => {
-                    subject = Some(value.strip_prefix("Patient/").unwrap_or(value).to_string());
-                }
-                "code" => {
-                    let code = value.rsplit('|').next().unwrap_or(value);
-                    match code.strip_suffix("-total") {
-                        Some(key) => search.instrument = Some(key.to_string()),
-                        None => no_match = true,
-                    }
-                }
-                "derived-from" => {
-                    let id = value.strip_prefix("QuestionnaireResponse/").unwrap_or(value);
-                    match Uuid::parse_str(id) {
-                        Ok(id) => search.id = Some(id),
-                        Err(_) => no_match = true,
-                    }
+                "subject" => and_any(
+                    &mut subjects,
+                    value
+                        .split(',')
+                        .map(|v| v.strip_prefix("Patient/").unwrap_or(v).to_string())
+                        .collect(),
+                ),
+                "code" => and_any(
+                    &mut search.instruments,
+                    value
+                        .split(',')
+                        .filter_map(|token| {
+                            let code = token.rsplit_once('|').map_or(token, |(_, c)| c);
+                            code.strip_suffix("-total").map(str::to_string)
+                        })
+                        .collect(),
+                ),
+                "derived-from" => and_any(
+                    &mut search.ids,
+                    value
+                        .split(',')
+                        .filter_map(|v| Uuid::parse_str(v.strip_prefix("QuestionnaireResponse/").unwrap_or(v)).ok())
+                        .collect(),
+                ),
+                "date" if value.contains(',') => {
+                    return Err(bad("`date` takes one value per parameter (repeat it for a range)"));
                 }
                 "date" => apply_date(&mut search, value)?,
+                "_count" if value.trim() == "0" => count_only = true,
                 "_count" => search.limit = crate::pagination::limit(Some(value))?,
                 "_offset" => {
                     search.offset = value
@@ -172,10 +234,22 @@ impl ObservationSearch {
                 other => return Err(bad(&format!("unsupported search parameter `{other}`"))),
             }
         }
-        search.patient = subject.ok_or_else(|| bad("`subject=Patient/{id}` is required"))?;
+        let subjects = subjects.ok_or_else(|| bad("`subject=Patient/{id}` is required"))?;
+        // One patient per search: a comma list of several is refused, an AND of two is empty.
+        let mut distinct = subjects.clone();
+        distinct.dedup();
+        if subjects.len() > 1 && params.iter().filter(|(n, _)| n == "subject").count() == 1 {
+            return Err(bad("`subject` names one patient per search"));
+        }
+        let no_match = distinct.len() != 1
+            || search.instruments.as_ref().is_some_and(Vec::is_empty)
+            || search.ids.as_ref().is_some_and(Vec::is_empty)
+            || matches!((search.from, search.to), (Some(f), Some(t)) if f > t);
+        search.patient = distinct.into_iter().next().unwrap_or_default();
         Ok(ObservationSearch {
             scored: search,
             no_match,
+            count_only,
             params,
         })
     }
@@ -188,24 +262,48 @@ impl ObservationSearch {
     }
 }
 
-/// One `date` parameter: a prefix (`eq` when none) and a date or date-time.
+/// One `date` parameter, ANDed with the others: a prefix (`eq` when none) and a date,
+/// partial date or date-time; each bound only ever narrows the range.
 fn apply_date(search: &mut store::ScoredSearch, value: &str) -> Result<(), ApiError> {
     let (prefix, rest) = match (value.get(..2), value.get(2..)) {
         (Some(p @ ("ge" | "gt" | "le" | "lt" | "eq")), Some(rest)) => (p, rest),
         _ => ("eq", value),
     };
     let (start, end) = parse_date(rest).ok_or_else(|| {
-        ApiError::BadRequest("`date` must be a date or date-time with an optional ge/gt/le/lt/eq prefix".into())
+        ApiError::BadRequest(
+            "`date` must be a year, month, date or date-time (2026, 2026-03, 2026-03-04, RFC 3339) with an optional ge/gt/le/lt/eq prefix"
+                .into(),
+        )
     })?;
-    match prefix {
-        "ge" => (search.from, search.from_inclusive) = (Some(start), true),
-        "gt" => (search.from, search.from_inclusive) = (Some(end), false),
-        "le" => (search.to, search.to_inclusive) = (Some(end), true),
-        "lt" => (search.to, search.to_inclusive) = (Some(start), false),
-        _ => {
-            (search.from, search.from_inclusive) = (Some(start), true);
-            (search.to, search.to_inclusive) = (Some(end), true);
+    let mut lower = |at: DateTime<Utc>, inclusive: bool| {
+        let stricter = match search.from {
+            None => true,
+            Some(f) => at > f || (at == f && !inclusive),
+        };
+        if stricter {
+            (search.from, search.from_inclusive) = (Some(at), inclusive);
         }
+    };
+    match prefix {
+        "ge" => lower(start, true),
+        "gt" => lower(end, false),
+        "eq" => lower(start, true),
+        _ => {}
+    }
+    let mut upper = |at: DateTime<Utc>, inclusive: bool| {
+        let stricter = match search.to {
+            None => true,
+            Some(t) => at < t || (at == t && !inclusive),
+        };
+        if stricter {
+            (search.to, search.to_inclusive) = (Some(at), inclusive);
+        }
+    };
+    match prefix {
+        "le" => upper(end, true),
+        "lt" => upper(start, false),
+        "eq" => upper(end, true),
+        _ => {}
     }
     Ok(())
 }
@@ -229,16 +327,11 @@ mod tests {
 
     #[test]
     fn code_names_the_instrument_with_or_without_a_system() {
+        let one = |q: &str| parse(q).scored.instruments;
+        assert_eq!(one("subject=Patient/p&code=srs-total"), Some(vec!["srs".to_string()]));
         assert_eq!(
-            parse("subject=Patient/p&code=srs-total").scored.instrument.as_deref(),
-            Some("srs")
-        );
-        assert_eq!(
-            parse("subject=Patient/p&code=http://x%7Cwai-sr-total")
-                .scored
-                .instrument
-                .as_deref(),
-            Some("wai-sr")
+            one("subject=Patient/p&code=http://x%7Cwai-sr-total"),
+            Some(vec!["wai-sr".to_string()])
         );
         assert!(parse("subject=Patient/p&code=12345-6").no_match);
     }
@@ -266,8 +359,48 @@ mod tests {
             s.next_page_query(),
             "subject=Patient%2Fp&_count=20&_sort=-date&_offset=60"
         );
-        assert!(ObservationSearch::parse("subject=Patient/p&_count=0").is_err());
+        assert!(parse("subject=Patient/p&_count=0").count_only);
+        assert!(ObservationSearch::parse("subject=Patient/p&_count=501").is_err());
         assert!(ObservationSearch::parse("subject=Patient/p&_sort=name").is_err());
+    }
+
+    #[test]
+    fn repeats_are_and_and_commas_are_or() {
+        let or = parse("subject=Patient/p&code=srs-total,wai-sr-total")
+            .scored
+            .instruments;
+        assert_eq!(or, Some(vec!["srs".to_string(), "wai-sr".to_string()]));
+        let and = parse("subject=Patient/p&code=srs-total,wai-sr-total&code=srs-total");
+        assert_eq!(and.scored.instruments, Some(vec!["srs".to_string()]));
+        assert!(parse("subject=Patient/p&code=srs-total&code=wai-sr-total").no_match);
+        assert!(parse("subject=Patient/p&subject=Patient/q").no_match);
+        assert!(!parse("subject=Patient/p&subject=Patient/p").no_match);
+        assert!(ObservationSearch::parse("subject=Patient/p,Patient/q").is_err());
+        // Two date bounds narrow: the later lower bound and the earlier upper bound win.
+        let s = parse("subject=Patient/p&date=ge2026-01&date=ge2026-02-10&date=le2026&date=lt2026-06").scored;
+        assert_eq!(s.from.map(|t| t.to_rfc3339()), Some("2026-02-10T00:00:00+00:00".into()));
+        assert_eq!(s.to.map(|t| t.to_rfc3339()), Some("2026-06-01T00:00:00+00:00".into()));
+        assert!(!s.to_inclusive);
+        assert!(parse("subject=Patient/p&date=ge2026-05&date=lt2026-04").no_match);
+    }
+
+    #[test]
+    fn partial_dates_span_their_period() {
+        let month = parse("subject=Patient/p&date=2026-02").scored;
+        assert_eq!(
+            month.from.map(|t| t.to_rfc3339()),
+            Some("2026-02-01T00:00:00+00:00".into())
+        );
+        assert_eq!(
+            month.to.map(|t| t.to_rfc3339()),
+            Some("2026-02-28T23:59:59.999999+00:00".into())
+        );
+        let year = parse("subject=Patient/p&date=2025").scored;
+        assert_eq!(
+            year.to.map(|t| t.to_rfc3339()),
+            Some("2025-12-31T23:59:59.999999+00:00".into())
+        );
+        assert!(ObservationSearch::parse("subject=Patient/p&date=2026-13").is_err());
     }
 
     #[test]

@@ -95,11 +95,8 @@ pub async fn search_questionnaires(
             continue;
         }
         let loaded = crate::instruments::load(row, &slug).map_err(fail)?;
-        let full_url = format!(
-            "{}/_history/{}",
-            resources::questionnaire_url(&base, &loaded.version.key),
-            loaded.version.version
-        );
+        // The resource's plain URL, never a version-specific one (bdl-8).
+        let full_url = resources::questionnaire_url(&base, &loaded.version.key);
         entries.push((full_url, resources::questionnaire(&base, &loaded)));
     }
     let self_url = format!("{base}{}", req.uri());

@@ -124,6 +124,8 @@ pub fn questionnaire(base: &str, instrument: &LoadedInstrument) -> Value {
     let mut q = json!({
         "resourceType": "Questionnaire",
         "id": v.key,
+        // Versions of one key share an id and fullUrl; versionId tells them apart (bdl-7).
+        "meta": {"versionId": v.version.to_string()},
         "url": questionnaire_url(base, &v.key),
         "version": v.version.to_string(),
         "name": computable_name(&v.key),
@@ -258,6 +260,13 @@ pub fn bundle(self_url: &str, next_url: Option<String>, entries: Vec<(String, Va
             .map(|(full_url, resource)| json!({"fullUrl": full_url, "resource": resource, "search": {"mode": "match"}}))
             .collect();
     }
+    bundle
+}
+
+/// A searchset Bundle that only counts (`_count=0`): `total`, no entries.
+pub fn count_bundle(self_url: &str, total: i64) -> Value {
+    let mut bundle = bundle(self_url, None, Vec::new());
+    bundle["total"] = json!(total);
     bundle
 }
 

@@ -153,3 +153,37 @@ pub async fn head_as_get(
     }
     next.call(req).await
 }
+
+/// Under `/fhir/`, every error is an OperationOutcome: problem+json answers from outside the
+/// FHIR handlers (unknown routes, 405s, extractor and middleware errors) are rewritten, with
+/// the same status and headers, and the problem's detail and field pointers as issues.
+pub async fn fhir_outcomes(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let fhir = req.path().starts_with("/fhir/");
+    let res = next.call(req).await?.map_into_boxed_body();
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(crate::error::PROBLEM_JSON.as_bytes()));
+    if !fhir || !is_problem {
+        return Ok(res);
+    }
+    let (req, res) = res.into_parts();
+    let cause = res.extensions().get::<ErrorCause>().cloned();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap_or_default();
+    let problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let mut fresh = crate::fhir::outcome_from_problem(status, &problem);
+    for (name, value) in &headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fresh.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    if let Some(cause) = cause {
+        fresh.extensions_mut().insert(cause);
+    }
+    Ok(ServiceResponse::new(req, fresh))
+}

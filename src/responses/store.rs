@@ -378,8 +378,10 @@ pub async fn amend(
 #[derive(Debug, Default)]
 pub struct ScoredSearch {
     pub patient: String,
-    pub instrument: Option<String>,
-    pub id: Option<Uuid>,
+    /// Any of these instruments (FHIR `code`, comma = OR); None = every instrument.
+    pub instruments: Option<Vec<String>>,
+    /// Any of these responses (FHIR `derived-from`).
+    pub ids: Option<Vec<Uuid>>,
     pub from: Option<DateTime<Utc>>,
     pub from_inclusive: bool,
     pub to: Option<DateTime<Utc>>,
@@ -389,23 +391,22 @@ pub struct ScoredSearch {
     pub limit: i64,
 }
 
-pub async fn search_scored(
-    conn: &mut AsyncPgConnection,
+/// The filters of a scored search on any selection of `responses`.
+fn scored_filters<'a, ST: 'a>(
+    mut query: responses::BoxedQuery<'a, diesel::pg::Pg, ST>,
     org: OrgId,
-    s: &ScoredSearch,
-) -> QueryResult<Vec<AdministrationRow>> {
-    let mut query = responses::table
+    s: &'a ScoredSearch,
+) -> responses::BoxedQuery<'a, diesel::pg::Pg, ST> {
+    query = query
         .filter(responses::org_id.eq(org))
-        .filter(responses::patient.eq(s.patient.clone()))
+        .filter(responses::patient.eq(&s.patient))
         .filter(responses::status.eq(ResponseStatus::Active))
-        .filter(responses::total.is_not_null())
-        .select(AdministrationRow::as_select())
-        .into_boxed();
-    if let Some(k) = &s.instrument {
-        query = query.filter(responses::instrument_key.eq(k.clone()));
+        .filter(responses::total.is_not_null());
+    if let Some(keys) = &s.instruments {
+        query = query.filter(responses::instrument_key.eq_any(keys));
     }
-    if let Some(id) = s.id {
-        query = query.filter(responses::id.eq(id));
+    if let Some(ids) = &s.ids {
+        query = query.filter(responses::id.eq_any(ids));
     }
     if let Some(from) = s.from {
         query = if s.from_inclusive {
@@ -421,10 +422,31 @@ pub async fn search_scored(
             query.filter(responses::administered_at.lt(to))
         };
     }
-    query = if s.descending {
+    query
+}
+
+/// One page of a scored search (one row more than `limit`, to tell whether a next exists).
+pub async fn search_scored(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    s: &ScoredSearch,
+) -> QueryResult<Vec<AdministrationRow>> {
+    let query = scored_filters(
+        responses::table.select(AdministrationRow::as_select()).into_boxed(),
+        org,
+        s,
+    );
+    let query = if s.descending {
         query.order((responses::administered_at.desc(), responses::seq.desc()))
     } else {
         query.order((responses::administered_at.asc(), responses::seq.asc()))
     };
     query.offset(s.offset).limit(s.limit + 1).load(conn).await
+}
+
+/// How many rows a scored search matches (FHIR `_count=0`).
+pub async fn count_scored(conn: &mut AsyncPgConnection, org: OrgId, s: &ScoredSearch) -> QueryResult<i64> {
+    scored_filters(responses::table.select(diesel::dsl::count_star()).into_boxed(), org, s)
+        .get_result(conn)
+        .await
 }

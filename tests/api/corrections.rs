@@ -465,8 +465,96 @@ async fn absolute_urls_come_from_the_configured_base_not_the_callers_headers() {
     })
     .await;
     let token = proxied.token(&["responses:read"]).await;
-    let url = questionnaire_url(&proxied, &token, &[("x-forwarded-proto", "https"), ("x-forwarded-host", "ehr-proxy.example")]).await;
+    let url = questionnaire_url(
+        &proxied,
+        &token,
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "ehr-proxy.example"),
+        ],
+    )
+    .await;
     assert_eq!(url, "https://ehr-proxy.example/fhir/r4/Questionnaire/srs");
     let url = questionnaire_url(&proxied, &token, &forged[1..3]).await;
     assert_eq!(url, "https://rapport.example/fhir/r4/Questionnaire/srs");
+}
+
+#[tokio::test]
+async fn fhir_errors_and_searches_follow_fhir() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    for (day, total) in [(3, [9.0; 4]), (10, [8.0; 4]), (17, [9.5; 4])] {
+        let mut qr = srs_qr(&app, "p", "urn:ehr", &format!("enc-{day}"), total);
+        qr["authored"] = json!(format!("2026-03-{day:02}T10:00:00Z"));
+        assert_eq!(post_fhir(&app, &token, &qr, None).await.0, 201);
+    }
+    // 404 and 405 under /fhir/r4 are OperationOutcomes.
+    for (method, path, status) in [
+        (reqwest::Method::GET, "/fhir/r4/NoSuchType", 404),
+        (reqwest::Method::DELETE, "/fhir/r4/Observation", 405),
+    ] {
+        let res = app
+            .http
+            .request(method, app.url(path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{path}");
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/fhir+json")
+        );
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["resourceType"], "OperationOutcome", "{path}");
+    }
+    let (app, token) = (&app, token.as_str());
+    let search = |q: &str| {
+        let path = format!("/fhir/r4/Observation?subject=Patient/p&{q}");
+        async move { app.get_json(token, &path).await }
+    };
+    let entries = |b: &Value| b["entry"].as_array().map_or(0, Vec::len);
+    assert_eq!(entries(&search("date=2026-03").await), 3, "a month");
+    assert_eq!(
+        entries(&search("date=ge2026-03-05&date=le2026-03-12").await),
+        1,
+        "AND of two bounds"
+    );
+    assert_eq!(entries(&search("code=srs-total,wai-sr-total").await), 3, "comma is OR");
+    assert_eq!(
+        entries(&search("code=srs-total&code=wai-sr-total").await),
+        0,
+        "repeat is AND"
+    );
+    assert_eq!(
+        entries(&search("code=http://127.0.0.1/fhir/CodeSystem/rapport%7Csrs-total").await),
+        3
+    );
+    let count = search("_count=0").await;
+    assert_eq!(count["total"], 3);
+    assert!(count.get("entry").is_none());
+    let unsupported = app
+        .get(token, "/fhir/r4/Observation?subject=Patient/p&status=final")
+        .await;
+    assert_eq!(unsupported.status(), 400);
+    let outcome: Value = unsupported.json().await.unwrap();
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("`status`")
+    );
+    // fullUrl is the plain resource URL (bdl-8).
+    let page = search("_count=1").await;
+    let full_url = page["entry"][0]["fullUrl"].as_str().unwrap();
+    assert!(!full_url.contains("_history"));
+    let questionnaires = app
+        .get_json(token, "/fhir/r4/Questionnaire?url=x/Questionnaire/srs")
+        .await;
+    assert_eq!(
+        questionnaires["entry"][0]["fullUrl"],
+        format!("{}/fhir/r4/Questionnaire/srs", app.address)
+    );
 }

@@ -263,10 +263,42 @@ fn path_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
 }
 
 fn strip_position(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
-    }
+    let message = message.split(" at line ").next().unwrap_or(message);
+    in_words(message)
+}
+
+/// serde's messages name Rust types (`expected i64`); a client wants words. The value
+/// serde quotes is kept (`got 1000.0`).
+fn in_words(message: &str) -> String {
+    const TYPES: [(&str, &str); 12] = [
+        ("i64", "a whole number"),
+        ("i32", "a whole number"),
+        ("u64", "a whole number from 0"),
+        ("u32", "a whole number from 0"),
+        ("u16", "a whole number from 0"),
+        ("u8", "a whole number from 0"),
+        ("usize", "a whole number from 0"),
+        ("f64", "a number"),
+        ("a string", "text (a JSON string)"),
+        ("a boolean", "true or false"),
+        ("a sequence", "a JSON array"),
+        ("a map", "a JSON object"),
+    ];
+    let Some(rest) = message.strip_prefix("invalid type: ") else {
+        return message.to_string();
+    };
+    let Some((got, expected)) = rest.split_once(", expected ") else {
+        return message.to_string();
+    };
+    let wanted = TYPES
+        .iter()
+        .find(|(t, _)| *t == expected)
+        .map_or(expected, |(_, words)| words);
+    let got = got
+        .replace("floating point ", "the number ")
+        .replace("integer ", "the number ")
+        .replace('`', "");
+    format!("must be {wanted} (got {got})")
 }
 
 /// The field a "missing field `x`" message names (the path stops at its parent; for unknown
@@ -354,6 +386,22 @@ mod tests {
         let e = parse_json::<serde_json::Value>(br#"{"a": [{"x~/": 1, "x~/": 2}]}"#).unwrap_err();
         assert_eq!(pointer(e), "/a/0/x~0~1");
         assert!(parse_json::<serde_json::Value>(br#"{"a": {"1": 1}, "b": {"1": 1}}"#).is_ok());
+    }
+
+    #[test]
+    fn type_errors_are_said_in_words() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Session {
+            session: Option<i64>,
+        }
+        match parse_json::<Session>(br#"{"session": 1e3}"#).unwrap_err() {
+            ApiError::Validation(v) => {
+                assert_eq!(v[0].pointer, "/session");
+                assert_eq!(v[0].detail, "must be a whole number (got the number 1000.0)");
+            }
+            other => panic!("expected 422, got {other:?}"),
+        }
     }
 
     #[test]

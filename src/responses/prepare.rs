@@ -56,12 +56,18 @@ impl<'a> InstrumentCache<'a> {
 }
 
 fn check_reference(errors: &mut Vec<FieldError>, pointer: &str, value: &str) {
-    if value.trim().is_empty() || value.chars().count() > MAX_REFERENCE_CHARS || value.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            pointer,
-            format!("must be 1 to {MAX_REFERENCE_CHARS} characters without control characters"),
-        ));
-    }
+    let detail = if value.contains('\0') {
+        "must not contain NUL (U+0000) characters".to_string()
+    } else if value.chars().any(char::is_control) {
+        "must not contain control characters (tabs, line breaks, ...)".to_string()
+    } else if value.trim().is_empty() {
+        "must not be empty or only spaces".to_string()
+    } else if value.chars().count() > MAX_REFERENCE_CHARS {
+        format!("is longer than {MAX_REFERENCE_CHARS} characters")
+    } else {
+        return;
+    };
+    errors.push(FieldError::new(pointer, detail));
 }
 
 /// Checks and scores one response; the row is ready to insert. Every field problem is

@@ -558,3 +558,20 @@ async fn fhir_errors_and_searches_follow_fhir() {
         format!("{}/fhir/r4/Questionnaire/srs", app.address)
     );
 }
+
+#[tokio::test]
+async fn validation_messages_say_what_is_wrong_in_words() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "org:admin"]).await;
+    let mut body = wai_sr("p", None);
+    body["session"] = json!(1e3);
+    let problem = assert_problem(app.post_json(&token, "/v1/responses", body).await, 422).await;
+    let detail = problem["errors"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("whole number") && !detail.contains("i64"), "{detail}");
+    let problem = assert_problem(
+        app.post_json(&token, "/v1/clients", json!({"name": "a\u{0}b", "scopes": []})).await,
+        422,
+    )
+    .await;
+    assert!(problem["errors"][0]["detail"].as_str().unwrap().contains("NUL"));
+}

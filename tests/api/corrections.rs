@@ -569,7 +569,8 @@ async fn validation_messages_say_what_is_wrong_in_words() {
     let detail = problem["errors"][0]["detail"].as_str().unwrap();
     assert!(detail.contains("whole number") && !detail.contains("i64"), "{detail}");
     let problem = assert_problem(
-        app.post_json(&token, "/v1/clients", json!({"name": "a\u{0}b", "scopes": []})).await,
+        app.post_json(&token, "/v1/clients", json!({"name": "a\u{0}b", "scopes": []}))
+            .await,
         422,
     )
     .await;

@@ -269,4 +269,31 @@ async fn csv_text_cells_cannot_start_a_formula() {
         // Numeric columns are never changed.
         assert_eq!(row["total"], "36.5");
     }
+    // An independent reader: Python's csv module, as an analyst would load the file.
+    let path = std::env::temp_dir().join(format!("rapport-injection-{}.csv", uuid::Uuid::new_v4()));
+    std::fs::write(&path, &text).unwrap();
+    let script = r#"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1], newline="", encoding="utf-8")))
+assert len(rows) == 4, rows
+for r in rows:
+    for c in ("patient", "clinician"):
+        assert r[c][0] == "'" and r[c][1] in "=+-@", (c, r[c])
+    assert float(r["total"]) == 36.5
+print("ok")
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output();
+    let _ = std::fs::remove_file(&path);
+    match out {
+        Ok(out) => assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
+            "python csv check: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!("python3 is needed for the independent CSV check: {e}"),
+    }
 }

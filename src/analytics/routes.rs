@@ -57,6 +57,7 @@ pub async fn instrument_norms(
         (status = 400, description = "Missing `instrument`, `by` other than `session`, or unknown rater", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs `analytics:read` or `responses:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The instrument is not one the caller can see", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["analytics:read"]), ("bearer" = ["responses:read"]))
 )]

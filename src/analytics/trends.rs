@@ -7,10 +7,11 @@ use serde_json::json;
 
 use super::model::*;
 use super::store::{self, SeriesRow};
-use super::{instrument_at, norms_for, rule_name, series_statistics};
+use super::{NormsUsed, instrument_at, norms_for, rule_name, series_statistics};
 use crate::audit;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::instruments::LoadedInstrument;
 use crate::scoring::stats::{self};
 use crate::scoring::{Rater, SubscaleScore};
 use crate::state::AppState;
@@ -45,7 +46,7 @@ fn point(row: &SeriesRow) -> TrendPoint {
         (status = 400, description = "Missing `instrument`, or a bad date or rater", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The organisation has no data for this patient", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The organisation has no data for this patient, or the instrument is not one the caller can see", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["responses:read"]))
 )]
@@ -70,37 +71,8 @@ pub async fn patient_trends(
         }
     }
     let points: Vec<TrendPoint> = rows.iter().map(point).collect();
-    let totals: Vec<f64> = points.iter().map(|p| p.total).collect();
-
-    let mut summary = TrendSummary {
-        n: points.len(),
-        baseline: totals.first().copied(),
-        latest: totals.last().copied(),
-        change: totals
-            .first()
-            .zip(totals.last())
-            .map(|(b, l)| crate::scoring::exact_change(*b, *l)),
-        slope_per_session: None,
-        slope_per_week: None,
-        rci: None,
-        reliable_change: None,
-        norms_source: None,
-        ruptures: Vec::new(),
-        below_cutoff: points
-            .iter()
-            .filter(|p| p.flags.iter().any(|f| f == FLAG_BELOW_CUTOFF))
-            .count(),
-    };
+    let mut summary = describe(&points);
     if let Some(last) = rows.last() {
-        let sessions: Option<Vec<f64>> = points.iter().map(|p| p.session.map(f64::from)).collect();
-        summary.slope_per_session = sessions.and_then(|xs| stats::ols_slope(&xs, &totals));
-        let first_at = points.first().map_or(last.administered_at, |p| p.administered_at);
-        let weeks: Vec<f64> = points
-            .iter()
-            .map(|p| (p.administered_at - first_at).num_milliseconds() as f64 / (7.0 * 24.0 * 3600.0 * 1000.0))
-            .collect();
-        summary.slope_per_week = stats::ols_slope(&weeks, &totals);
-
         let instrument = instrument_at(
             &mut conn,
             &state.builtins,
@@ -110,29 +82,7 @@ pub async fn patient_trends(
         )
         .await?;
         let norms = norms_for(&mut conn, &state.norms, principal.org, &instrument, rater).await?;
-        let (ruptures, change) = series_statistics(&totals, &instrument.definition, &norms);
-        if let Some((rci, class)) = change {
-            summary.rci = Some(rci);
-            summary.reliable_change = Some(class);
-            summary.norms_source = norms.source;
-        }
-        // Rupture indexes point into the series they were found in.
-        let id_at = |i: usize| rows.get(i).map(|r| r.id);
-        summary.ruptures = ruptures
-            .into_iter()
-            .filter_map(|r| {
-                Some(Rupture {
-                    response_id: id_at(r.index)?,
-                    previous_response_id: id_at(r.index.checked_sub(1)?)?,
-                    from: r.from,
-                    to: r.to,
-                    drop: r.drop,
-                    rule: rule_name(r.rule).to_string(),
-                    repaired: r.repaired_by.is_some(),
-                    repaired_by_response_id: r.repaired_by.and_then(id_at),
-                })
-            })
-            .collect();
+        judge(&mut summary, &rows, &instrument, &norms);
     }
     audit::record_read(
         &mut conn,
@@ -150,4 +100,67 @@ pub async fn patient_trends(
         points,
         summary,
     }))
+}
+
+/// What the points alone say: n, baseline, latest, exact change, both slopes, the count
+/// below the cut-off. Norm-dependent fields stay empty (see `judge`).
+fn describe(points: &[TrendPoint]) -> TrendSummary {
+    let totals: Vec<f64> = points.iter().map(|p| p.total).collect();
+    let sessions: Option<Vec<f64>> = points.iter().map(|p| p.session.map(f64::from)).collect();
+    let weeks: Option<Vec<f64>> = points.first().map(|first| {
+        points
+            .iter()
+            .map(|p| (p.administered_at - first.administered_at).num_milliseconds() as f64 / MILLIS_PER_WEEK)
+            .collect()
+    });
+    TrendSummary {
+        n: points.len(),
+        baseline: totals.first().copied(),
+        latest: totals.last().copied(),
+        change: totals
+            .first()
+            .zip(totals.last())
+            .map(|(b, l)| crate::scoring::exact_change(*b, *l)),
+        slope_per_session: sessions.and_then(|xs| stats::ols_slope(&xs, &totals)),
+        slope_per_week: weeks.and_then(|xs| stats::ols_slope(&xs, &totals)),
+        rci: None,
+        reliable_change: None,
+        norms_source: None,
+        ruptures: Vec::new(),
+        below_cutoff: points
+            .iter()
+            .filter(|p| p.flags.iter().any(|f| f == FLAG_BELOW_CUTOFF))
+            .count(),
+    }
+}
+
+const MILLIS_PER_WEEK: f64 = 7.0 * 24.0 * 3600.0 * 1000.0;
+
+/// What the instrument version and its norms say of the series: reliable change and
+/// ruptures (with the response ids of each rupture, its previous point and its repair).
+fn judge(summary: &mut TrendSummary, rows: &[SeriesRow], instrument: &LoadedInstrument, norms: &NormsUsed) {
+    let totals: Vec<f64> = rows.iter().map(|r| r.total.unwrap_or_default()).collect();
+    let (ruptures, change) = series_statistics(&totals, &instrument.definition, norms);
+    if let Some((rci, class)) = change {
+        summary.rci = Some(rci);
+        summary.reliable_change = Some(class);
+        summary.norms_source = norms.source;
+    }
+    // Rupture indexes point into the series they were found in.
+    let id_at = |i: usize| rows.get(i).map(|r| r.id);
+    summary.ruptures = ruptures
+        .into_iter()
+        .filter_map(|r| {
+            Some(Rupture {
+                response_id: id_at(r.index)?,
+                previous_response_id: id_at(r.index.checked_sub(1)?)?,
+                from: r.from,
+                to: r.to,
+                drop: r.drop,
+                rule: rule_name(r.rule).to_string(),
+                repaired: r.repaired_by.is_some(),
+                repaired_by_response_id: r.repaired_by.and_then(id_at),
+            })
+        })
+        .collect();
 }

@@ -232,9 +232,10 @@ async fn next_chunk(mut c: Cursor) -> Option<(Result<bytes::Bytes, ApiError>, Cu
             (String = "application/x-ndjson"),
             (String = "text/csv"),
         )),
-        (status = 400, description = "Missing or unknown instrument, bad filter", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Missing instrument, bad filter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs `export` (and `export:identified` for pseudonymize=false)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The instrument is not one the caller can see", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["export"]))
 )]

@@ -80,37 +80,8 @@ pub async fn prepare(
     source: Source,
 ) -> ApiResult<NewAdministrationRow> {
     let mut errors = Vec::new();
-    check_reference(&mut errors, "/patient", &body.patient);
-    for (pointer, value) in [
-        ("/clinician", &body.clinician),
-        ("/episode", &body.episode),
-        ("/external_id", &body.external_id),
-    ] {
-        if let Some(v) = value {
-            check_reference(&mut errors, pointer, v);
-        }
-    }
-    let administered_at = match DateTime::parse_from_rfc3339(body.administered_at.trim()) {
-        Ok(t) => {
-            let t = t.with_timezone(&Utc);
-            if t > Utc::now() + MAX_CLOCK_SKEW {
-                errors.push(FieldError::new("/administered_at", "lies in the future"));
-            } else if t < earliest_administration() {
-                errors.push(FieldError::new(
-                    "/administered_at",
-                    "must be on or after 1900-01-01 (FHIR dateTime and plausible clinical dates)",
-                ));
-            }
-            Some(t)
-        }
-        Err(_) => {
-            errors.push(FieldError::new(
-                "/administered_at",
-                "must be an RFC 3339 date-time with an offset",
-            ));
-            None
-        }
-    };
+    check_references(&body, &mut errors);
+    let administered_at = check_time(&body.administered_at, &mut errors);
     if let Some(s) = body.session
         && !(1..=MAX_SESSION).contains(&s)
     {
@@ -120,12 +91,13 @@ pub async fn prepare(
         errors.push(FieldError::new("/answers", format!("at most {MAX_ITEMS} answers")));
         return Err(ApiError::Validation(errors));
     }
-    let rater_text = body.rater.clone().unwrap_or_else(|| "patient".into());
-    let rater = Rater::parse(&rater_text);
+    let rater = match body.rater.as_deref() {
+        None => Some(Rater::Patient),
+        Some(text) => Rater::parse(text),
+    };
     if rater.is_none() {
         errors.push(FieldError::new("/rater", "must be patient, clinician or observer"));
     }
-
     let instrument = match cache
         .get(conn, principal.org, &body.instrument, body.instrument_version)
         .await
@@ -137,49 +109,105 @@ pub async fn prepare(
         }
         Err(other) => return Err(other),
     };
-    let mut scored = None;
-    if let Some(instrument) = &instrument {
-        match instrument.status() {
-            InstrumentStatus::Published => {}
-            InstrumentStatus::Retired => errors.push(FieldError::new(
-                "/instrument_version",
-                "this version is retired: it takes no new responses",
-            )),
-            InstrumentStatus::Draft => errors.push(FieldError::new(
-                "/instrument_version",
-                "this version is a draft: publish it first",
-            )),
+    let scored = match &instrument {
+        Some(instrument) => check_against(instrument, rater, &body, &mut errors)?,
+        None => None,
+    };
+    match (instrument, administered_at, rater, scored) {
+        (Some(instrument), Some(at), Some(rater), Some(scored)) if errors.is_empty() => {
+            Ok(into_row(principal, &instrument, body, at, rater, scored, source))
         }
-        if let Some(r) = rater
-            && !instrument.definition.raters.contains(&r)
-        {
-            errors.push(FieldError::new(
-                "/rater",
-                format!("`{}` does not allow this rater", instrument.version.key),
-            ));
-        }
-        match crate::instruments::score_answers(instrument, &body.answers, "") {
-            Ok(s) => scored = Some(s),
-            Err(ApiError::Validation(mut e)) => errors.append(&mut e),
-            Err(other) => return Err(other),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+fn check_references(body: &NewResponse, errors: &mut Vec<FieldError>) {
+    check_reference(errors, "/patient", &body.patient);
+    for (pointer, value) in [
+        ("/clinician", &body.clinician),
+        ("/episode", &body.episode),
+        ("/external_id", &body.external_id),
+    ] {
+        if let Some(v) = value {
+            check_reference(errors, pointer, v);
         }
     }
-    let (Some(instrument), Some(administered_at), Some((score, score_error)), true) =
-        (instrument, administered_at, scored, errors.is_empty())
-    else {
-        return Err(ApiError::Validation(errors));
+}
+
+/// RFC 3339 with an offset, from 1900-01-01 to 5 minutes from now (clock skew).
+fn check_time(text: &str, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+    let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) else {
+        errors.push(FieldError::new(
+            "/administered_at",
+            "must be an RFC 3339 date-time with an offset",
+        ));
+        return None;
     };
+    let t = t.with_timezone(&Utc);
+    if t > Utc::now() + MAX_CLOCK_SKEW {
+        errors.push(FieldError::new("/administered_at", "lies in the future"));
+    } else if t < earliest_administration() {
+        errors.push(FieldError::new(
+            "/administered_at",
+            "must be on or after 1900-01-01 (FHIR dateTime and plausible clinical dates)",
+        ));
+    }
+    Some(t)
+}
 
-    // Only answered items are stored, as the numbers given (already checked against the scale).
-    let answers: serde_json::Map<String, serde_json::Value> = body
-        .answers
-        .iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+type Scored = (Option<crate::scoring::Score>, Option<String>);
+
+/// What the instrument version says of the response: published, allows the rater, and the
+/// answers fit its items and scale (then their score).
+fn check_against(
+    instrument: &LoadedInstrument,
+    rater: Option<Rater>,
+    body: &NewResponse,
+    errors: &mut Vec<FieldError>,
+) -> ApiResult<Option<Scored>> {
+    match instrument.status() {
+        InstrumentStatus::Published => {}
+        InstrumentStatus::Retired => errors.push(FieldError::new(
+            "/instrument_version",
+            "this version is retired: it takes no new responses",
+        )),
+        InstrumentStatus::Draft => errors.push(FieldError::new(
+            "/instrument_version",
+            "this version is a draft: publish it first",
+        )),
+    }
+    if let Some(r) = rater
+        && !instrument.definition.raters.contains(&r)
+    {
+        errors.push(FieldError::new(
+            "/rater",
+            format!("`{}` does not allow this rater", instrument.version.key),
+        ));
+    }
+    match crate::instruments::score_answers(instrument, &body.answers, "") {
+        Ok(scored) => Ok(Some(scored)),
+        Err(ApiError::Validation(mut e)) => {
+            errors.append(&mut e);
+            Ok(None)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+fn into_row(
+    principal: &Principal,
+    instrument: &LoadedInstrument,
+    body: NewResponse,
+    administered_at: DateTime<Utc>,
+    rater: Rater,
+    (score, score_error): Scored,
+    source: Source,
+) -> NewAdministrationRow {
     let payload_hash = canonical_hash(&body, administered_at);
-
-    Ok(NewAdministrationRow {
+    // Only answered items are stored, as the numbers given (already checked against the scale).
+    let answers: serde_json::Map<String, serde_json::Value> =
+        body.answers.into_iter().filter(|(_, v)| !v.is_null()).collect();
+    NewAdministrationRow {
         org_id: principal.org,
         id: Uuid::new_v4(),
         instrument_key: instrument.version.key.clone(),
@@ -187,9 +215,9 @@ pub async fn prepare(
         patient: body.patient,
         clinician: body.clinician,
         episode: body.episode,
-        rater: rater_text,
+        rater: rater.as_str().to_string(),
         administered_at,
-        session: body.session.map(|s| s as i32),
+        session: body.session.and_then(|s| i32::try_from(s).ok()),
         answers: serde_json::Value::Object(answers),
         external_id: body.external_id,
         external_system: body.external_system,
@@ -200,12 +228,12 @@ pub async fn prepare(
         mean: score.as_ref().map(|s| s.mean),
         pomp: score.as_ref().map(|s| s.pomp),
         subscales: score.as_ref().map(|s| json!(s.subscales)),
-        answered: score.as_ref().map(|s| s.answered as i32),
-        missing: score.as_ref().map(|s| s.missing as i32),
+        answered: score.as_ref().and_then(|s| i32::try_from(s.answered).ok()),
+        missing: score.as_ref().and_then(|s| i32::try_from(s.missing).ok()),
         prorated: score.as_ref().map(|s| s.prorated),
         flags: score.as_ref().map(|s| s.flags.clone()),
         score_error,
-    })
+    }
 }
 
 /// The earliest `administered_at` accepted: 1900-01-01T00:00:00Z. Year 0000 parses as RFC

@@ -56,6 +56,40 @@ fn decimal(problems: &mut Problems, pointer: &str, value: f64) -> Option<Decimal
 
 pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldError>> {
     let mut p = Problems(Vec::new());
+    check_identity(spec, &mut p);
+    let raters = check_raters(spec, &mut p);
+    let scale = check_scale(spec, &mut p);
+    let subscale_pos = check_subscales(spec, &mut p);
+    let (items, subscale_items) = check_items(spec, &subscale_pos, &mut p);
+    let (method, missing) = check_scoring(spec, &subscale_items, &mut p);
+    let (cutoff, item_threshold) = check_interpretation(spec, scale, &mut p);
+    let norms = check_norms(spec, &mut p);
+    let rupture = check_rupture(spec, &mut p);
+    match (p.0.is_empty(), scale, method, rupture) {
+        (true, Some(scale), Some(method), Some(rupture)) => Ok(InstrumentDefinition::new(
+            raters,
+            scale,
+            items,
+            spec.subscales
+                .iter()
+                .zip(subscale_items)
+                .map(|(s, items)| SubscaleDef {
+                    key: s.key.clone(),
+                    items,
+                })
+                .collect(),
+            method,
+            missing,
+            cutoff,
+            item_threshold,
+            norms,
+            rupture,
+        )),
+        _ => Err(p.0),
+    }
+}
+
+fn check_identity(spec: &NewInstrument, p: &mut Problems) {
     if !is_valid_key(&spec.key) {
         p.add("/key", "must be 2 to 63 characters of a-z, 0-9 and '-'");
     }
@@ -66,7 +100,9 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
     if let Some(l) = &spec.licence {
         p.text("/licence", l, MAX_LICENCE, false);
     }
+}
 
+fn check_raters(spec: &NewInstrument, p: &mut Problems) -> Vec<Rater> {
     let mut raters = Vec::new();
     if spec.raters.is_empty() {
         p.add("/raters", "name at least one rater");
@@ -82,10 +118,14 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
         }
     }
 
-    // Scale.
-    let min = decimal(&mut p, "/scale/min", spec.scale.min);
-    let max = decimal(&mut p, "/scale/max", spec.scale.max);
-    let step = decimal(&mut p, "/scale/step", spec.scale.step);
+    raters
+}
+
+/// The response scale (min < max, a step dividing the range) and its labels.
+fn check_scale(spec: &NewInstrument, p: &mut Problems) -> Option<Scale> {
+    let min = decimal(p, "/scale/min", spec.scale.min);
+    let max = decimal(p, "/scale/max", spec.scale.max);
+    let step = decimal(p, "/scale/step", spec.scale.step);
     let mut scale = None;
     if let (Some(min), Some(max), Some(step)) = (min, max, step) {
         let mut ok = true;
@@ -119,7 +159,11 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
         p.text(&pointer, label, MAX_TITLE, true);
     }
 
-    // Subscales.
+    scale
+}
+
+/// Subscale keys are unique; their position by key.
+fn check_subscales<'a>(spec: &'a NewInstrument, p: &mut Problems) -> HashMap<&'a str, usize> {
     let mut subscale_pos: HashMap<&str, usize> = HashMap::new();
     for (i, s) in spec.subscales.iter().enumerate() {
         if s.key.trim().is_empty() || s.key.len() > MAX_ID || s.key.contains('\0') {
@@ -133,7 +177,15 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
         p.text(&format!("/subscales/{i}/title"), &s.title, MAX_TITLE, true);
     }
 
-    // Items.
+    subscale_pos
+}
+
+/// Item ids are unique and name declared subscales; every subscale has an item.
+fn check_items(
+    spec: &NewInstrument,
+    subscale_pos: &HashMap<&str, usize>,
+    p: &mut Problems,
+) -> (Vec<ItemDef>, Vec<Vec<usize>>) {
     if spec.items.is_empty() {
         p.add("/items", "an instrument needs at least one item");
     }
@@ -179,7 +231,16 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
         }
     }
 
-    // Scoring and missing-item policy.
+    (items, subscale_items)
+}
+
+/// The scoring method, and a missing-item policy that never lets the whole instrument or a
+/// whole subscale go missing.
+fn check_scoring(
+    spec: &NewInstrument,
+    subscale_items: &[Vec<usize>],
+    p: &mut Problems,
+) -> (Option<Method>, MissingPolicy) {
     let method = match spec.scoring.method.as_str() {
         "sum" => Some(Method::Sum),
         "mean" => Some(Method::Mean),
@@ -215,10 +276,17 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
         }
     }
 
-    // Interpretation.
+    (method, missing)
+}
+
+fn check_interpretation(
+    spec: &NewInstrument,
+    scale: Option<Scale>,
+    p: &mut Problems,
+) -> (Option<Cutoff>, Option<Decimal>) {
     let mut cutoff = None;
     if let Some(c) = &spec.interpretation.cutoff {
-        let value = decimal(&mut p, "/interpretation/cutoff/value", c.value);
+        let value = decimal(p, "/interpretation/cutoff/value", c.value);
         match Comparator::parse(&c.comparator) {
             Some(comparator) => cutoff = value.map(|value| Cutoff { value, comparator }),
             None => p.add("/interpretation/cutoff/comparator", "must be one of lt, le, gt, ge"),
@@ -226,7 +294,7 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
     }
     let mut item_threshold = None;
     if let Some(t) = spec.interpretation.item_threshold {
-        item_threshold = decimal(&mut p, "/interpretation/item_threshold", t);
+        item_threshold = decimal(p, "/interpretation/item_threshold", t);
         if let (Some(t), Some(s)) = (item_threshold, scale)
             && (t < s.min || t > s.max)
         {
@@ -234,7 +302,11 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
         }
     }
 
-    // Norms.
+    (cutoff, item_threshold)
+}
+
+/// Norms are used only when both SD and reliability are given.
+fn check_norms(spec: &NewInstrument, p: &mut Problems) -> Option<Norms> {
     let norms_spec = &spec.norms;
     if let Some(sd) = norms_spec.sd
         && sd <= 0.0
@@ -249,12 +321,13 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
     if let Some(source) = &norms_spec.source {
         p.text("/norms/source", source, MAX_CITATION, false);
     }
-    let norms = match (norms_spec.sd, norms_spec.reliability) {
+    match (norms_spec.sd, norms_spec.reliability) {
         (Some(sd), Some(reliability)) => Some(Norms { sd, reliability }),
         _ => None,
-    };
+    }
+}
 
-    // Rupture rule.
+fn check_rupture(spec: &NewInstrument, p: &mut Problems) -> Option<RuptureRule> {
     let kind = match spec.rupture.rule.as_str() {
         "reliable_drop" => Some(RuptureRuleKind::ReliableDrop),
         "sd_drop" => Some(RuptureRuleKind::SdDrop),
@@ -275,34 +348,13 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
         p.add("/rupture/repair_window", format!("must be 1 to {MAX_REPAIR_WINDOW}"));
     }
 
-    match (p.0.is_empty(), scale, method, kind) {
-        (true, Some(scale), Some(method), Some(kind)) => Ok(InstrumentDefinition::new(
-            raters,
-            scale,
-            items,
-            spec.subscales
-                .iter()
-                .zip(subscale_items)
-                .map(|(s, items)| SubscaleDef {
-                    key: s.key.clone(),
-                    items,
-                })
-                .collect(),
-            method,
-            missing,
-            cutoff,
-            item_threshold,
-            norms,
-            RuptureRule {
-                kind,
-                k: spec.rupture.k,
-                repair_window: spec.rupture.repair_window as usize,
-                min_sd: spec
-                    .rupture
-                    .min_sd
-                    .unwrap_or(crate::scoring::definition::DEFAULT_MIN_SD),
-            },
-        )),
-        _ => Err(p.0),
-    }
+    kind.map(|kind| RuptureRule {
+        kind,
+        k: spec.rupture.k,
+        repair_window: spec.rupture.repair_window as usize,
+        min_sd: spec
+            .rupture
+            .min_sd
+            .unwrap_or(crate::scoring::definition::DEFAULT_MIN_SD),
+    })
 }

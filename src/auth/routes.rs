@@ -189,15 +189,29 @@ async fn grant(
             ));
         }
     };
-    if client_id.contains('\0') || client_secret.contains('\0') || client_id.len() > 200 {
-        let mut f = fail(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "unknown client or wrong secret",
-        );
-        f.basic_challenge = used_basic;
-        return Err(f);
-    }
+    let client = authenticate(&state, client_id, client_secret, used_basic).await?;
+    let granted = granted_scopes(client.scopes(), body.scope.as_deref())?;
+    let ttl = state.settings.token_ttl;
+    let access_token = state
+        .jwt
+        .issue(&client.client_id, client.org_id, &granted, ttl)
+        .map_err(|_| fail(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"))?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer".into(),
+        expires_in: ttl.as_secs(),
+        scope: Scope::join(&granted),
+    })
+}
+
+/// The active client whose secret this is. An unknown client costs the same argon2
+/// verification as a known one (against a dummy hash), so timing tells nothing.
+async fn authenticate(
+    state: &AppState,
+    client_id: String,
+    client_secret: String,
+    used_basic: bool,
+) -> Result<clients_store::ClientRow, OAuthFailure> {
     let invalid_client = || {
         let mut f = fail(
             StatusCode::UNAUTHORIZED,
@@ -207,6 +221,9 @@ async fn grant(
         f.basic_challenge = used_basic;
         f
     };
+    if client_id.contains('\0') || client_secret.contains('\0') || client_id.len() > 200 {
+        return Err(invalid_client());
+    }
     let unavailable = |e: ApiError| {
         fail(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -226,37 +243,27 @@ async fn grant(
     let verified = web::block(move || secrets::verify_secret(&client_secret, &stored_hash))
         .await
         .map_err(|_| fail(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"))?;
-    let client = match client {
-        Some(c) if verified && c.revoked_at.is_none() => c,
-        _ => return Err(invalid_client()),
+    match client {
+        Some(c) if verified && c.revoked_at.is_none() => Ok(c),
+        _ => Err(invalid_client()),
+    }
+}
+
+/// A requested `scope` narrows the client's scopes; one it does not hold is `invalid_scope`.
+fn granted_scopes(held: Vec<Scope>, requested: Option<&str>) -> Result<Vec<Scope>, OAuthFailure> {
+    let Some(requested) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(held);
     };
-    let held = client.scopes();
-    let granted = match body.scope.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => held,
-        Some(requested) => {
-            let requested = Scope::parse_list(requested)
-                .map_err(|s| fail(StatusCode::BAD_REQUEST, "invalid_scope", format!("unknown scope `{s}`")))?;
-            if let Some(s) = requested.iter().find(|s| !held.contains(s)) {
-                return Err(fail(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_scope",
-                    format!("the client does not hold `{s}`"),
-                ));
-            }
-            requested
-        }
-    };
-    let ttl = state.settings.token_ttl;
-    let access_token = state
-        .jwt
-        .issue(&client.client_id, client.org_id, &granted, ttl)
-        .map_err(|_| fail(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"))?;
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer".into(),
-        expires_in: ttl.as_secs(),
-        scope: Scope::join(&granted),
-    })
+    let requested = Scope::parse_list(requested)
+        .map_err(|s| fail(StatusCode::BAD_REQUEST, "invalid_scope", format!("unknown scope `{s}`")))?;
+    if let Some(s) = requested.iter().find(|s| !held.contains(s)) {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            format!("the client does not hold `{s}`"),
+        ));
+    }
+    Ok(requested)
 }
 
 /// Exchange client credentials for an access token (OAuth2 client-credentials grant).

@@ -5,6 +5,7 @@
 
 pub mod metadata;
 pub mod observation;
+pub mod observation_search;
 mod posted;
 pub mod questionnaire;
 pub mod questionnaire_response;

@@ -116,6 +116,56 @@ pub(super) fn parse_posted(qr: &Value) -> Result<Posted, ApiError> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
+    let (instrument, instrument_version) = questionnaire_of(qr, &mut errors);
+    let patient = subject_of(qr);
+    if patient.is_none() {
+        errors.push(FieldError::new(
+            "QuestionnaireResponse.subject",
+            "must reference a Patient (Patient/{id})",
+        ));
+    }
+    let authored = qr.get("authored").and_then(Value::as_str).map(str::to_string);
+    if authored.is_none() {
+        errors.push(FieldError::new("QuestionnaireResponse.authored", "is required"));
+    }
+    let (external_system, external_id) = match identifier_of(qr) {
+        Some(Identifier { system, value }) => (system, Some(value)),
+        None => (None, None),
+    };
+    let (rater, clinician, session) = who_and_when(qr, &mut expressions, &mut errors);
+    let mut answers = BTreeMap::new();
+    if let Some(items) = qr.get("item") {
+        flatten(
+            items,
+            "QuestionnaireResponse",
+            &mut answers,
+            &mut expressions,
+            &mut errors,
+        );
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(Posted {
+        body: NewResponse {
+            instrument: instrument.unwrap_or_default(),
+            instrument_version,
+            patient: patient.unwrap_or_default(),
+            clinician,
+            episode: None,
+            rater,
+            administered_at: authored.unwrap_or_default(),
+            session,
+            answers,
+            external_id,
+            external_system,
+        },
+        expressions,
+    })
+}
+
+/// The instrument key and (optional) version a `questionnaire` canonical names.
+fn questionnaire_of(qr: &Value, errors: &mut Vec<FieldError>) -> (Option<String>, Option<i32>) {
     let canonical = qr.get("questionnaire").and_then(Value::as_str).unwrap_or_default();
     let (url, version) = match canonical.split_once('|') {
         Some((u, v)) => (u, Some(v)),
@@ -139,21 +189,16 @@ pub(super) fn parse_posted(qr: &Value) -> Result<Posted, ApiError> {
             None
         }
     };
-    let patient = subject_of(qr);
-    if patient.is_none() {
-        errors.push(FieldError::new(
-            "QuestionnaireResponse.subject",
-            "must reference a Patient (Patient/{id})",
-        ));
-    }
-    let authored = qr.get("authored").and_then(Value::as_str).map(str::to_string);
-    if authored.is_none() {
-        errors.push(FieldError::new("QuestionnaireResponse.authored", "is required"));
-    }
-    let (external_system, external_id) = match identifier_of(qr) {
-        Some(Identifier { system, value }) => (system, Some(value)),
-        None => (None, None),
-    };
+    (instrument, instrument_version)
+}
+
+/// The rater (from `author`), the rated clinician (the rated-clinician extension, else a
+/// Practitioner author) and the session number (its extension).
+fn who_and_when(
+    qr: &Value,
+    expressions: &mut HashMap<String, String>,
+    errors: &mut Vec<FieldError>,
+) -> (Option<String>, Option<String>, Option<i64>) {
     let author = qr.get("author");
     let author_practitioner = author.and_then(|a| reference_id(a, "Practitioner")).map(str::to_string);
     let rater = if author_practitioner.is_some() {
@@ -187,35 +232,7 @@ pub(super) fn parse_posted(qr: &Value) -> Result<Posted, ApiError> {
             expressions.insert("/session".into(), format!("QuestionnaireResponse.extension[{i}]"));
         }
     }
-    let mut answers = BTreeMap::new();
-    if let Some(items) = qr.get("item") {
-        flatten(
-            items,
-            "QuestionnaireResponse",
-            &mut answers,
-            &mut expressions,
-            &mut errors,
-        );
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    Ok(Posted {
-        body: NewResponse {
-            instrument: instrument.unwrap_or_default(),
-            instrument_version,
-            patient: patient.unwrap_or_default(),
-            clinician,
-            episode: None,
-            rater,
-            administered_at: authored.unwrap_or_default(),
-            session,
-            answers,
-            external_id,
-            external_system,
-        },
-        expressions,
-    })
+    (rater, clinician, session)
 }
 
 /// What a posted QuestionnaireResponse asks for, by its `status`.

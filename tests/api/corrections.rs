@@ -480,14 +480,9 @@ async fn absolute_urls_come_from_the_configured_base_not_the_callers_headers() {
 }
 
 #[tokio::test]
-async fn fhir_errors_and_searches_follow_fhir() {
+async fn every_error_under_fhir_is_an_operation_outcome() {
     let app = TestApp::spawn().await;
-    let token = app.token(&["responses:write", "responses:read"]).await;
-    for (day, total) in [(3, [9.0; 4]), (10, [8.0; 4]), (17, [9.5; 4])] {
-        let mut qr = srs_qr(&app, "p", "urn:ehr", &format!("enc-{day}"), total);
-        qr["authored"] = json!(format!("2026-03-{day:02}T10:00:00Z"));
-        assert_eq!(post_fhir(&app, &token, &qr, None).await.0, 201);
-    }
+    let token = app.token(&["responses:read"]).await;
     // 404 and 405 under /fhir/r4 are OperationOutcomes.
     for (method, path, status) in [
         (reqwest::Method::GET, "/fhir/r4/NoSuchType", 404),
@@ -509,6 +504,17 @@ async fn fhir_errors_and_searches_follow_fhir() {
         );
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["resourceType"], "OperationOutcome", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn observation_search_follows_fhir_semantics() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    for (day, total) in [(3, [9.0; 4]), (10, [8.0; 4]), (17, [9.5; 4])] {
+        let mut qr = srs_qr(&app, "p", "urn:ehr", &format!("enc-{day}"), total);
+        qr["authored"] = json!(format!("2026-03-{day:02}T10:00:00Z"));
+        assert_eq!(post_fhir(&app, &token, &qr, None).await.0, 201);
     }
     let (app, token) = (&app, token.as_str());
     let search = |q: &str| {

@@ -308,7 +308,32 @@ async fn pagination_sees_every_row_once_despite_inserts() {
 }
 
 #[tokio::test]
-async fn filters_and_voiding() {
+async fn list_filters_select_by_patient_clinician_time_and_instrument() {
+    let (app, token, _) = alice_and_bob().await;
+    assert_eq!(
+        patients(app.get_json(&token, "/v1/responses?patient=alice").await),
+        vec!["alice"]
+    );
+    assert_eq!(
+        patients(app.get_json(&token, "/v1/responses?clinician=dr-2").await),
+        vec!["bob"]
+    );
+    assert_eq!(
+        patients(app.get_json(&token, "/v1/responses?from=2026-04-01T00:00:00Z").await),
+        vec!["bob"]
+    );
+    assert_eq!(
+        patients(app.get_json(&token, "/v1/responses?to=2026-04-01T00:00:00Z").await),
+        vec!["alice"]
+    );
+    assert_eq!(
+        patients(app.get_json(&token, "/v1/responses?instrument=srs").await),
+        Vec::<String>::new()
+    );
+}
+
+/// Alice's response (dr-9, March) and Bob's (dr-2, May); the token and Alice's response id.
+async fn alice_and_bob() -> (TestApp, String, String) {
     let app = TestApp::spawn().await;
     let token = app.token(&["responses:write", "responses:read"]).await;
     let a: Value = app
@@ -321,36 +346,17 @@ async fn filters_and_voiding() {
     later["administered_at"] = json!("2026-05-01T10:00:00+02:00");
     later["clinician"] = json!("dr-2");
     app.post_json(&token, "/v1/responses", later).await;
-    let ids = |page: Value| -> Vec<String> {
-        page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["patient"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(
-        ids(app.get_json(&token, "/v1/responses?patient=alice").await),
-        vec!["alice"]
-    );
-    assert_eq!(
-        ids(app.get_json(&token, "/v1/responses?clinician=dr-2").await),
-        vec!["bob"]
-    );
-    assert_eq!(
-        ids(app.get_json(&token, "/v1/responses?from=2026-04-01T00:00:00Z").await),
-        vec!["bob"]
-    );
-    assert_eq!(
-        ids(app.get_json(&token, "/v1/responses?to=2026-04-01T00:00:00Z").await),
-        vec!["alice"]
-    );
-    assert_eq!(
-        ids(app.get_json(&token, "/v1/responses?instrument=srs").await),
-        Vec::<String>::new()
-    );
+    let id = a["id"].as_str().unwrap().to_string();
+    (app, token, id)
+}
 
-    let id = a["id"].as_str().unwrap();
+fn patients(page: Value) -> Vec<String> {
+    item_strings(&page, "patient")
+}
+
+#[tokio::test]
+async fn voiding_needs_a_reason_changes_nothing_twice_and_is_audited() {
+    let (app, token, id) = alice_and_bob().await;
     let void = format!("/v1/responses/{id}/void");
     assert_eq!(
         pointers(&assert_problem(app.post_json(&token, &void, json!({"reason": ""})).await, 422).await),
@@ -379,11 +385,11 @@ async fn filters_and_voiding() {
         "voiding again changes nothing"
     );
     assert_eq!(
-        ids(app.get_json(&token, "/v1/responses?status=voided").await),
+        patients(app.get_json(&token, "/v1/responses?status=voided").await),
         vec!["alice"]
     );
     assert_eq!(
-        ids(app.get_json(&token, "/v1/responses?status=active").await),
+        patients(app.get_json(&token, "/v1/responses?status=active").await),
         vec!["bob"]
     );
     assert_problem(

@@ -125,6 +125,7 @@ diesel::table! {
         flags -> Nullable<Array<Text>>,
         score_error -> Nullable<Text>,
         external_system -> Nullable<Text>,
+        band -> Nullable<Text>,
     }
 }
 

@@ -45,7 +45,7 @@ async fn summaries(
         entry.0 += usize::from(!ruptures.is_empty());
         entry.1 += ruptures.len();
         entry.2 += ruptures.iter().filter(|r| r.repaired_by.is_some()).count();
-        match change.map(|(_, class)| class) {
+        match change.and_then(|c| c.class) {
             Some(ReliableChange::Improved) => entry.3.improved += 1,
             Some(ReliableChange::Unchanged) => entry.3.unchanged += 1,
             Some(ReliableChange::Deteriorated) => entry.3.deteriorated += 1,

@@ -19,7 +19,8 @@ use diesel_async::AsyncPgConnection;
 use crate::error::ApiResult;
 use crate::instruments::LoadedInstrument;
 use crate::scoring::ruptures::{RuptureFound, detect_ruptures};
-use crate::scoring::stats::{self, ReliableChange};
+use crate::scoring::outcome::{Change, assess_change};
+use crate::scoring::stats;
 use crate::scoring::{InstrumentDefinition, Rater, RuptureRuleKind, to_decimal, to_f64};
 use model::{NormsSource, NormsView};
 
@@ -172,16 +173,22 @@ pub fn rule_name(kind: RuptureRuleKind) -> &'static str {
 }
 
 /// Ruptures and reliable change of one series of totals, under one definition and norms.
+/// Ruptures (only where the definition has a rupture rule) and reliable change, in the
+/// instrument's direction, of one series of totals under one definition and norms.
 pub fn series_statistics(
     totals: &[f64],
     definition: &InstrumentDefinition,
     norms: &NormsUsed,
-) -> (Vec<RuptureFound>, Option<(f64, ReliableChange)>) {
-    let ruptures = detect_ruptures(totals, &definition.rupture, norms.s_diff());
-    let change = match (totals.first(), totals.last(), norms.sd, norms.reliability) {
-        (Some(b), Some(l), Some(sd), Some(r)) => stats::reliable_change(*b, *l, sd, r),
-        _ => None,
-    };
+) -> (Vec<RuptureFound>, Option<Change>) {
+    let s_diff = norms.s_diff();
+    let ruptures = definition
+        .rupture
+        .map(|rule| detect_ruptures(totals, &rule, s_diff))
+        .unwrap_or_default();
+    let change = totals
+        .first()
+        .zip(totals.last())
+        .map(|(b, l)| assess_change(definition, *b, *l, s_diff));
     (ruptures, change)
 }
 

@@ -1,4 +1,6 @@
 use chrono::{DateTime, Utc};
+use crate::scoring::Direction;
+use crate::scoring::outcome::ReliableChangeRule;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -42,6 +44,8 @@ pub struct TrendPoint {
     pub pomp: f64,
     pub subscales: std::collections::BTreeMap<String, SubscaleScore>,
     pub flags: Vec<String>,
+    /// The interpretation band of the total (outcome instruments); null without bands.
+    pub band: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -68,11 +72,25 @@ pub struct TrendSummary {
     pub slope_per_session: Option<f64>,
     /// OLS slope of total on weeks since the first point.
     pub slope_per_week: Option<f64>,
+    /// `(latest - baseline) / S_diff`, with its v1 sign whatever the direction; null without norms.
     pub rci: Option<f64>,
+    /// `improved`, `deteriorated` or `unchanged`, in the instrument's direction (a PHQ-9 fall
+    /// of 6 is `improved`); null when it cannot be decided (no norms for the RCI rule).
     pub reliable_change: Option<ReliableChange>,
     pub norms_source: Option<NormsSource>,
+    /// Ruptures, for instruments with a rupture rule (outcome instruments have none).
     pub ruptures: Vec<Rupture>,
     pub below_cutoff: usize,
+    pub direction: Direction,
+    /// `rci` or `points` (the definition's `outcome.reliable_change_points`); null with no points.
+    pub reliable_change_rule: Option<ReliableChangeRule>,
+    pub baseline_band: Option<String>,
+    pub latest_band: Option<String>,
+    /// Improvement from baseline of at least `outcome.response_reduction` x |baseline|;
+    /// null without the rule or with a baseline of 0.
+    pub response: Option<bool>,
+    /// The latest total meets `outcome.remission`; null without the rule.
+    pub remission: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -24,6 +24,7 @@ pub struct SeriesRow {
     pub pomp: Option<f64>,
     pub subscales: Option<serde_json::Value>,
     pub flags: Option<Vec<String>>,
+    pub band: Option<String>,
 }
 
 pub async fn patient_has_data(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> QueryResult<bool> {
@@ -63,6 +64,7 @@ pub async fn series(
             responses::pomp,
             responses::subscales,
             responses::flags,
+            responses::band,
         ))
         .order((responses::administered_at.asc(), responses::seq.asc()))
         .into_boxed();

@@ -13,7 +13,7 @@ use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::instruments::LoadedInstrument;
 use crate::scoring::stats::{self};
-use crate::scoring::{Rater, SubscaleScore};
+use crate::scoring::{Direction, Rater, SubscaleScore};
 use crate::state::AppState;
 
 pub(super) const FLAG_BELOW_CUTOFF: &str = "below_cutoff";
@@ -33,6 +33,7 @@ fn point(row: &SeriesRow) -> TrendPoint {
             .and_then(|v| serde_json::from_value::<BTreeMap<String, SubscaleScore>>(v).ok())
             .unwrap_or_default(),
         flags: row.flags.clone().unwrap_or_default(),
+        band: row.band.clone(),
     }
 }
 
@@ -131,6 +132,12 @@ fn describe(points: &[TrendPoint]) -> TrendSummary {
             .iter()
             .filter(|p| p.flags.iter().any(|f| f == FLAG_BELOW_CUTOFF))
             .count(),
+        direction: Direction::default(),
+        reliable_change_rule: None,
+        baseline_band: points.first().and_then(|p| p.band.clone()),
+        latest_band: points.last().and_then(|p| p.band.clone()),
+        response: None,
+        remission: None,
     }
 }
 
@@ -139,12 +146,19 @@ const MILLIS_PER_WEEK: f64 = 7.0 * 24.0 * 3600.0 * 1000.0;
 /// What the instrument version and its norms say of the series: reliable change and
 /// ruptures (with the response ids of each rupture, its previous point and its repair).
 fn judge(summary: &mut TrendSummary, rows: &[SeriesRow], instrument: &LoadedInstrument, norms: &NormsUsed) {
+    let definition = &instrument.definition;
     let totals: Vec<f64> = rows.iter().map(|r| r.total.unwrap_or_default()).collect();
-    let (ruptures, change) = series_statistics(&totals, &instrument.definition, norms);
-    if let Some((rci, class)) = change {
-        summary.rci = Some(rci);
-        summary.reliable_change = Some(class);
-        summary.norms_source = norms.source;
+    let (ruptures, change) = series_statistics(&totals, definition, norms);
+    summary.direction = definition.direction;
+    if let Some(change) = change {
+        summary.rci = change.rci;
+        summary.norms_source = change.rci.and(norms.source);
+        summary.reliable_change = change.class;
+        summary.reliable_change_rule = Some(change.rule);
+    }
+    if let (Some(b), Some(l)) = (totals.first(), totals.last()) {
+        summary.response = crate::scoring::outcome::response(definition, *b, *l);
+        summary.remission = crate::scoring::outcome::remission(definition, *l);
     }
     // Rupture indexes point into the series they were found in.
     let id_at = |i: usize| rows.get(i).map(|r| r.id);

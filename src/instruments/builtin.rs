@@ -1,5 +1,7 @@
-//! The built-in instruments (WAI-SR, WAI-S, SRS, HAq-II, PDRQ-9; sources in each file's
-//! `citation`), embedded in the binary and upserted at start.
+//! The built-in instruments, embedded in the binary and upserted at start: the alliance
+//! measures WAI-SR, WAI-S, SRS, HAq-II and PDRQ-9 (copyrighted: no item text), and the
+//! outcome measures PHQ-9 and GAD-7 (free to reproduce: item text verbatim, the publisher's
+//! attribution in `licence`). Sources are in each file's `citation`.
 
 use diesel_async::AsyncPgConnection;
 
@@ -10,12 +12,14 @@ use super::model::{InstrumentStatus, InstrumentVersion, NewInstrument};
 use super::{BUILTIN_OWNER, LoadedInstrument, store, validate};
 
 /// (key, definition JSON); all are version 1.
-pub const BUILTINS: [(&str, &str); 5] = [
+pub const BUILTINS: [(&str, &str); 7] = [
     ("wai-sr", include_str!("builtin/wai-sr.json")),
     ("wai-s", include_str!("builtin/wai-s.json")),
     ("srs", include_str!("builtin/srs.json")),
     ("haq-ii", include_str!("builtin/haq-ii.json")),
     ("pdrq-9", include_str!("builtin/pdrq-9.json")),
+    ("phq-9", include_str!("builtin/phq-9.json")),
+    ("gad-7", include_str!("builtin/gad-7.json")),
 ];
 
 pub const BUILTIN_VERSION: i32 = 1;
@@ -77,11 +81,17 @@ pub async fn load_builtins(conn: &mut AsyncPgConnection) -> Result<(), crate::db
 #[cfg(test)]
 mod tests {
     #[test]
-    fn every_builtin_is_valid_and_textless() {
+    fn every_builtin_is_valid_and_only_the_free_ones_have_item_text() {
         let defs = super::definitions().unwrap();
-        assert_eq!(defs.len(), 5);
+        assert_eq!(defs.len(), 7);
         for d in defs {
-            assert!(d.items.iter().all(|i| i.text.is_none()), "{} ships no item text", d.key);
+            let free = matches!(d.key.as_str(), "phq-9" | "gad-7");
+            if free {
+                assert!(d.items.iter().all(|i| i.text.is_some()), "{} ships its item text", d.key);
+                assert!(d.licence.as_deref().is_some_and(|l| l.contains("No permission required")));
+            } else {
+                assert!(d.items.iter().all(|i| i.text.is_none()), "{} ships no item text", d.key);
+            }
             assert!(
                 d.citation.is_some() && d.licence.is_some(),
                 "{} has citation and licence",

@@ -2,6 +2,7 @@
 //! Enumerations are taken as text here so that the validator can name every bad one at
 //! once; `validate` turns a `NewInstrument` into the typed `scoring::InstrumentDefinition`.
 
+use crate::scoring::{Direction, Kind};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -80,6 +81,59 @@ pub struct InterpretationSpec {
     /// `item_below_threshold` is flagged when any item scores under this value.
     #[serde(default)]
     pub item_threshold: Option<f64>,
+    /// Labelled, inclusive ranges of the total, sorted and not overlapping, inside the
+    /// possible totals; a score carries the label of the band holding its total.
+    #[serde(default)]
+    pub bands: Vec<BandSpec>,
+    /// Flags raised when one item's raw answer meets a comparison (an unanswered item
+    /// never raises one).
+    #[serde(default)]
+    pub item_flags: Vec<ItemFlagSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BandSpec {
+    #[schema(example = 10)]
+    pub min: f64,
+    #[schema(example = 14)]
+    pub max: f64,
+    #[schema(example = "moderate")]
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemFlagSpec {
+    /// The item id.
+    #[schema(example = "9")]
+    pub item: String,
+    /// `lt`, `le`, `gt` or `ge`: raised when `raw answer <comparator> value`.
+    #[schema(example = "ge")]
+    pub comparator: String,
+    #[schema(example = 1)]
+    pub value: f64,
+    /// The flag added to the score's `flags`.
+    #[schema(example = "item_9_positive")]
+    pub flag: String,
+}
+
+/// Treatment-outcome rules, each optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeSpec {
+    /// In (0, 1]: response when the improvement from baseline (in the instrument's
+    /// direction) is at least this share of |baseline| (0.5: a 50% reduction).
+    #[serde(default)]
+    #[schema(example = 0.5)]
+    pub response_reduction: Option<f64>,
+    /// Remission when the latest total meets this comparison (PHQ-9: `lt` 5).
+    #[serde(default)]
+    pub remission: Option<CutoffSpec>,
+    /// When set, reliable change is |change| >= these points (not the RCI).
+    #[serde(default)]
+    #[schema(example = 6)]
+    pub reliable_change_points: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
@@ -113,6 +167,10 @@ pub struct RuptureSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = 1.0)]
     pub min_sd: Option<f64>,
+}
+
+fn default_rupture() -> Option<RuptureSpec> {
+    Some(RuptureSpec::default())
 }
 
 impl Default for RuptureSpec {
@@ -151,8 +209,20 @@ pub struct NewInstrument {
     pub interpretation: InterpretationSpec,
     #[serde(default)]
     pub norms: NormsSpec,
+    /// The rupture rule; absent means the default (`reliable_drop`, k 2, window 3), null
+    /// means no rupture detection (outcome instruments normally have none).
+    #[serde(default = "default_rupture")]
+    pub rupture: Option<RuptureSpec>,
+    /// `alliance` (default) or `outcome` (a symptom or functioning measure).
     #[serde(default)]
-    pub rupture: RuptureSpec,
+    pub kind: Kind,
+    /// `higher_is_better` (default) or `lower_is_better`: reliable change, response and the
+    /// alliance-outcome orientation follow it.
+    #[serde(default)]
+    pub direction: Direction,
+    /// Response, remission and fixed-point reliable change; null when none apply.
+    #[serde(default)]
+    pub outcome: Option<OutcomeSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -200,7 +270,10 @@ pub struct InstrumentVersion {
     pub scoring: ScoringSpec,
     pub interpretation: InterpretationSpec,
     pub norms: NormsSpec,
-    pub rupture: RuptureSpec,
+    pub rupture: Option<RuptureSpec>,
+    pub kind: Kind,
+    pub direction: Direction,
+    pub outcome: Option<OutcomeSpec>,
 }
 
 impl InstrumentVersion {
@@ -221,6 +294,9 @@ impl InstrumentVersion {
             interpretation: spec.interpretation,
             norms: spec.norms,
             rupture: spec.rupture,
+            kind: spec.kind,
+            direction: spec.direction,
+            outcome: spec.outcome,
         }
     }
 }

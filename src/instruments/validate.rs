@@ -8,8 +8,8 @@ use rust_decimal::Decimal;
 use super::model::NewInstrument;
 use crate::error::FieldError;
 use crate::scoring::{
-    Comparator, Cutoff, InstrumentDefinition, ItemDef, Method, MissingPolicy, Norms, Rater, RuptureRule,
-    RuptureRuleKind, Scale, SubscaleDef, to_decimal,
+    Band, Comparator, Cutoff, DefinitionParts, InstrumentDefinition, ItemDef, ItemFlag, Method, MissingPolicy,
+    Norms, OutcomeRules, Rater, RuptureRule, RuptureRuleKind, Scale, SubscaleDef, to_decimal,
 };
 
 pub const MAX_ITEMS: usize = 500;
@@ -63,14 +63,20 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
     let (items, subscale_items) = check_items(spec, &subscale_pos, &mut p);
     let (method, missing) = check_scoring(spec, &subscale_items, &mut p);
     let (cutoff, item_threshold) = check_interpretation(spec, scale, &mut p);
+    let bands = check_bands(spec, scale, &mut p);
+    let item_flags = check_item_flags(spec, &items, &mut p);
+    let outcome = check_outcome(spec, &mut p);
     let norms = check_norms(spec, &mut p);
     let rupture = check_rupture(spec, &mut p);
     match (p.0.is_empty(), scale, method, rupture) {
-        (true, Some(scale), Some(method), Some(rupture)) => Ok(InstrumentDefinition::new(
+        (true, Some(scale), Some(method), Some(rupture)) => Ok(InstrumentDefinition::new(DefinitionParts {
+            kind: spec.kind,
+            direction: spec.direction,
             raters,
             scale,
             items,
-            spec.subscales
+            subscales: spec
+                .subscales
                 .iter()
                 .zip(subscale_items)
                 .map(|(s, items)| SubscaleDef {
@@ -82,11 +88,123 @@ pub fn validate(spec: &NewInstrument) -> Result<InstrumentDefinition, Vec<FieldE
             missing,
             cutoff,
             item_threshold,
+            bands,
+            item_flags,
+            outcome,
             norms,
             rupture,
-        )),
+        })),
         _ => Err(p.0),
     }
+}
+
+/// Bands: each `min <= max`, inside the possible totals, sorted and not overlapping.
+fn check_bands(spec: &NewInstrument, scale: Option<Scale>, p: &mut Problems) -> Vec<Band> {
+    let n = Decimal::from(spec.items.len());
+    let possible = scale.map(|s| (s.min * n, s.max * n));
+    let mut bands: Vec<Band> = Vec::new();
+    for (i, b) in spec.interpretation.bands.iter().enumerate() {
+        let at = |field: &str| format!("/interpretation/bands/{i}/{field}");
+        let (Some(min), Some(max)) = (decimal(p, &at("min"), b.min), decimal(p, &at("max"), b.max)) else {
+            continue;
+        };
+        p.text(&at("label"), &b.label, MAX_TITLE, true);
+        if min > max {
+            p.add(at("max"), "must be at least the band's min");
+            continue;
+        }
+        if let Some((lo, hi)) = possible
+            && (min < lo || max > hi)
+        {
+            p.add(
+                at("min"),
+                format!(
+                    "the band must lie within the possible totals {} to {}",
+                    lo.normalize(),
+                    hi.normalize()
+                ),
+            );
+        }
+        if let Some(previous) = bands.last()
+            && min <= previous.max
+        {
+            p.add(
+                at("min"),
+                "must lie above the previous band's max (bands are sorted and do not overlap)",
+            );
+        }
+        bands.push(Band {
+            min,
+            max,
+            label: b.label.clone(),
+        });
+    }
+    bands
+}
+
+/// Item flags name existing items, a comparator and a flag name.
+fn check_item_flags(spec: &NewInstrument, items: &[ItemDef], p: &mut Problems) -> Vec<ItemFlag> {
+    let mut flags = Vec::new();
+    for (i, f) in spec.interpretation.item_flags.iter().enumerate() {
+        let at = |field: &str| format!("/interpretation/item_flags/{i}/{field}");
+        let item = items.iter().position(|it| it.id == f.item);
+        if item.is_none() {
+            p.add(at("item"), format!("no item `{}` in `items`", f.item));
+        }
+        let comparator = Comparator::parse(&f.comparator);
+        if comparator.is_none() {
+            p.add(at("comparator"), "must be one of lt, le, gt, ge");
+        }
+        let value = decimal(p, &at("value"), f.value);
+        let name_ok = !f.flag.is_empty()
+            && f.flag.len() <= MAX_ID
+            && f.flag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !name_ok {
+            p.add(at("flag"), format!("must be 1 to {MAX_ID} characters of a-z, 0-9 and '_'"));
+        }
+        if let (Some(item), Some(comparator), Some(value), true) = (item, comparator, value, name_ok) {
+            flags.push(ItemFlag {
+                item,
+                comparator,
+                value,
+                flag: f.flag.clone(),
+            });
+        }
+    }
+    flags
+}
+
+/// Response reduction in (0, 1], a remission comparison, reliable-change points above 0.
+fn check_outcome(spec: &NewInstrument, p: &mut Problems) -> OutcomeRules {
+    let Some(o) = &spec.outcome else {
+        return OutcomeRules::default();
+    };
+    let mut rules = OutcomeRules::default();
+    if let Some(r) = o.response_reduction {
+        match decimal(p, "/outcome/response_reduction", r) {
+            Some(d) if d > Decimal::ZERO && d <= Decimal::ONE => rules.response_reduction = Some(d),
+            Some(_) => p.add(
+                "/outcome/response_reduction",
+                "must be greater than 0 and at most 1 (0.5: a 50% reduction)",
+            ),
+            None => {}
+        }
+    }
+    if let Some(c) = &o.remission {
+        let value = decimal(p, "/outcome/remission/value", c.value);
+        match Comparator::parse(&c.comparator) {
+            Some(comparator) => rules.remission = value.map(|value| Cutoff { value, comparator }),
+            None => p.add("/outcome/remission/comparator", "must be one of lt, le, gt, ge"),
+        }
+    }
+    if let Some(points) = o.reliable_change_points {
+        match decimal(p, "/outcome/reliable_change_points", points) {
+            Some(d) if d > Decimal::ZERO => rules.reliable_change_points = Some(d),
+            Some(_) => p.add("/outcome/reliable_change_points", "must be greater than 0"),
+            None => {}
+        }
+    }
+    rules
 }
 
 fn check_identity(spec: &NewInstrument, p: &mut Problems) {
@@ -327,8 +445,12 @@ fn check_norms(spec: &NewInstrument, p: &mut Problems) -> Option<Norms> {
     }
 }
 
-fn check_rupture(spec: &NewInstrument, p: &mut Problems) -> Option<RuptureRule> {
-    let kind = match spec.rupture.rule.as_str() {
+/// `Some(None)`: no rupture detection; `None`: the rule is invalid.
+fn check_rupture(spec: &NewInstrument, p: &mut Problems) -> Option<Option<RuptureRule>> {
+    let Some(rupture) = &spec.rupture else {
+        return Some(None);
+    };
+    let kind = match rupture.rule.as_str() {
         "reliable_drop" => Some(RuptureRuleKind::ReliableDrop),
         "sd_drop" => Some(RuptureRuleKind::SdDrop),
         _ => {
@@ -336,25 +458,23 @@ fn check_rupture(spec: &NewInstrument, p: &mut Problems) -> Option<RuptureRule> 
             None
         }
     };
-    if !(spec.rupture.k > 0.0 && spec.rupture.k <= 10.0) {
+    if !(rupture.k > 0.0 && rupture.k <= 10.0) {
         p.add("/rupture/k", "must be greater than 0 and at most 10");
     }
-    if let Some(min_sd) = spec.rupture.min_sd
+    if let Some(min_sd) = rupture.min_sd
         && !(min_sd.is_finite() && (0.0..=1000.0).contains(&min_sd))
     {
         p.add("/rupture/min_sd", "must be 0 to 1000 (points of the total)");
     }
-    if spec.rupture.repair_window == 0 || spec.rupture.repair_window > MAX_REPAIR_WINDOW {
+    if rupture.repair_window == 0 || rupture.repair_window > MAX_REPAIR_WINDOW {
         p.add("/rupture/repair_window", format!("must be 1 to {MAX_REPAIR_WINDOW}"));
     }
-
-    kind.map(|kind| RuptureRule {
-        kind,
-        k: spec.rupture.k,
-        repair_window: spec.rupture.repair_window as usize,
-        min_sd: spec
-            .rupture
-            .min_sd
-            .unwrap_or(crate::scoring::definition::DEFAULT_MIN_SD),
+    kind.map(|kind| {
+        Some(RuptureRule {
+            kind,
+            k: rupture.k,
+            repair_window: rupture.repair_window as usize,
+            min_sd: rupture.min_sd.unwrap_or(crate::scoring::definition::DEFAULT_MIN_SD),
+        })
     })
 }

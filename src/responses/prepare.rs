@@ -232,6 +232,7 @@ fn into_row(
         missing: score.as_ref().and_then(|s| i32::try_from(s.missing).ok()),
         prorated: score.as_ref().map(|s| s.prorated),
         flags: score.as_ref().map(|s| s.flags.clone()),
+        band: score.as_ref().and_then(|s| s.band.clone()),
         score_error,
     }
 }

@@ -44,6 +44,8 @@ pub struct AdministrationRow {
     pub score_error: Option<String>,
     /// The FHIR identifier's system; None for REST external ids.
     pub external_system: Option<String>,
+    /// The score's interpretation band (None without bands or without a score).
+    pub band: Option<String>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -75,6 +77,8 @@ pub struct NewAdministrationRow {
     pub score_error: Option<String>,
     /// The FHIR identifier's system; None for REST external ids.
     pub external_system: Option<String>,
+    /// The score's interpretation band (None without bands or without a score).
+    pub band: Option<String>,
 }
 
 impl AdministrationRow {
@@ -94,6 +98,7 @@ impl AdministrationRow {
             missing: self.missing.unwrap_or_default() as u32,
             prorated: self.prorated.unwrap_or_default(),
             flags: self.flags.clone().unwrap_or_default(),
+            band: self.band.clone(),
         })
     }
 }
@@ -157,9 +162,9 @@ pub async fn insert_one_audited(
         "WITH ins AS (
             INSERT INTO responses (org_id, id, instrument_key, instrument_version, patient, clinician, episode,
                 rater, administered_at, session, answers, external_id, payload_hash, source, created_by,
-                total, mean, pomp, subscales, answered, missing, prorated, flags, score_error, external_system)
+                total, mean, pomp, subscales, answered, missing, prorated, flags, score_error, external_system, band)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                $16, $17, $18, $19, $20, $21, $22, $23, $24, $27)
+                $16, $17, $18, $19, $20, $21, $22, $23, $24, $27, $28)
             ON CONFLICT (org_id, external_system, external_id) WHERE external_id IS NOT NULL DO NOTHING
             RETURNING *
         ), audit AS (
@@ -197,6 +202,7 @@ pub async fn insert_one_audited(
     .bind::<SqlUuid, _>(Uuid::new_v4())
     .bind::<Text, _>(actor)
     .bind::<Nullable<Text>, _>(&row.external_system)
+    .bind::<Nullable<Text>, _>(&row.band)
     .get_result(conn)
     .await
     .optional()
@@ -366,6 +372,7 @@ pub async fn amend(
                 responses::prorated.eq(row.prorated),
                 responses::flags.eq(&row.flags),
                 responses::score_error.eq(&row.score_error),
+                responses::band.eq(&row.band),
             ),
         ))
         .returning(AdministrationRow::as_returning())

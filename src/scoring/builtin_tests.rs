@@ -19,6 +19,10 @@ fn spec(key: &str) -> NewInstrument {
         .unwrap()
 }
 
+pub(crate) fn definition_of(key: &str) -> InstrumentDefinition {
+    def(key)
+}
+
 fn def(key: &str) -> InstrumentDefinition {
     validate(&spec(key)).unwrap()
 }

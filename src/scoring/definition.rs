@@ -32,6 +32,66 @@ impl Rater {
     }
 }
 
+/// What an instrument measures: the relationship, or a symptom or functioning outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    #[default]
+    Alliance,
+    Outcome,
+}
+
+/// Which way is better. Reliable change, response and the alliance-outcome orientation
+/// follow it: for `lower_is_better`, a fall is `improved`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    #[default]
+    HigherIsBetter,
+    LowerIsBetter,
+}
+
+impl Direction {
+    /// +1 or -1: `orientation x (later - earlier)` is positive for an improvement.
+    pub fn orientation(self) -> Decimal {
+        match self {
+            Direction::HigherIsBetter => Decimal::ONE,
+            Direction::LowerIsBetter => Decimal::NEGATIVE_ONE,
+        }
+    }
+}
+
+/// An inclusive range of totals with its label (PHQ-9 10-14: moderate).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    pub min: Decimal,
+    pub max: Decimal,
+    pub label: String,
+}
+
+/// A flag raised when one item's raw answer meets a comparison (PHQ-9 item 9 >= 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemFlag {
+    /// Position in `InstrumentDefinition::items`.
+    pub item: usize,
+    pub comparator: Comparator,
+    pub value: Decimal,
+    pub flag: String,
+}
+
+/// Treatment-outcome rules: response (a reduction from baseline), remission (the latest
+/// total meets a comparison) and a fixed-point reliable change.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct OutcomeRules {
+    /// In (0, 1]: response when the oriented improvement >= this x |baseline|.
+    pub response_reduction: Option<Decimal>,
+    pub remission: Option<Cutoff>,
+    /// Reliable change by |change| >= points instead of the RCI.
+    pub reliable_change_points: Option<Decimal>,
+}
+
 /// Which of total and mean the interpretation cut-off is compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -143,8 +203,11 @@ pub struct RuptureRule {
 /// One point of the total: the `sd_drop` floor when a definition sets none.
 pub const DEFAULT_MIN_SD: f64 = 1.0;
 
+/// Everything a definition holds, as the validator assembles it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct InstrumentDefinition {
+pub struct DefinitionParts {
+    pub kind: Kind,
+    pub direction: Direction,
     pub raters: Vec<Rater>,
     pub scale: Scale,
     pub items: Vec<ItemDef>,
@@ -153,9 +216,33 @@ pub struct InstrumentDefinition {
     pub missing: MissingPolicy,
     pub cutoff: Option<Cutoff>,
     pub item_threshold: Option<Decimal>,
+    pub bands: Vec<Band>,
+    pub item_flags: Vec<ItemFlag>,
+    pub outcome: OutcomeRules,
+    pub norms: Option<Norms>,
+    pub rupture: Option<RuptureRule>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstrumentDefinition {
+    pub kind: Kind,
+    pub direction: Direction,
+    pub raters: Vec<Rater>,
+    pub scale: Scale,
+    pub items: Vec<ItemDef>,
+    pub subscales: Vec<SubscaleDef>,
+    pub method: Method,
+    pub missing: MissingPolicy,
+    pub cutoff: Option<Cutoff>,
+    pub item_threshold: Option<Decimal>,
+    /// Sorted, not overlapping, inside the possible totals.
+    pub bands: Vec<Band>,
+    pub item_flags: Vec<ItemFlag>,
+    pub outcome: OutcomeRules,
     /// Only when both SD and reliability are set.
     pub norms: Option<Norms>,
-    pub rupture: RuptureRule,
+    /// None: no rupture detection (outcome instruments normally have none).
+    pub rupture: Option<RuptureRule>,
     item_index: HashMap<String, usize>,
     /// The nearest double of every scale point, when the scale has at most `MAX_GRID` points.
     grid: Vec<f64>,
@@ -165,19 +252,24 @@ pub struct InstrumentDefinition {
 const MAX_GRID: i64 = 100_000;
 
 impl InstrumentDefinition {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        raters: Vec<Rater>,
-        scale: Scale,
-        items: Vec<ItemDef>,
-        subscales: Vec<SubscaleDef>,
-        method: Method,
-        missing: MissingPolicy,
-        cutoff: Option<Cutoff>,
-        item_threshold: Option<Decimal>,
-        norms: Option<Norms>,
-        rupture: RuptureRule,
-    ) -> Self {
+    pub fn new(parts: DefinitionParts) -> Self {
+        let DefinitionParts {
+            kind,
+            direction,
+            raters,
+            scale,
+            items,
+            subscales,
+            method,
+            missing,
+            cutoff,
+            item_threshold,
+            bands,
+            item_flags,
+            outcome,
+            norms,
+            rupture,
+        } = parts;
         let item_index = items.iter().enumerate().map(|(i, item)| (item.id.clone(), i)).collect();
         let points = ((scale.max - scale.min) / scale.step).trunc();
         let grid = match i64::try_from(points) {
@@ -187,6 +279,8 @@ impl InstrumentDefinition {
             _ => Vec::new(),
         };
         InstrumentDefinition {
+            kind,
+            direction,
             raters,
             scale,
             items,
@@ -195,11 +289,22 @@ impl InstrumentDefinition {
             missing,
             cutoff,
             item_threshold,
+            bands,
+            item_flags,
+            outcome,
             norms,
             rupture,
             item_index,
             grid,
         }
+    }
+
+    /// The label of the band holding `total` (inclusive ranges), if any.
+    pub fn band_of(&self, total: Decimal) -> Option<&str> {
+        self.bands
+            .iter()
+            .find(|b| total >= b.min && total <= b.max)
+            .map(|b| b.label.as_str())
     }
 
     /// The scale point a JSON number denotes, or `None` when it is off the scale or its step.

@@ -11,13 +11,14 @@
 #![allow(clippy::indexing_slicing)]
 
 pub mod definition;
+pub mod outcome;
 pub mod ruptures;
 pub mod score;
 pub mod stats;
 
 pub use definition::{
-    Comparator, Cutoff, InstrumentDefinition, ItemDef, Method, MissingPolicy, Norms, Rater, RuptureRule,
-    RuptureRuleKind, Scale, SubscaleDef,
+    Band, Comparator, Cutoff, DefinitionParts, Direction, InstrumentDefinition, ItemDef, ItemFlag, Kind, Method,
+    MissingPolicy, Norms, OutcomeRules, Rater, RuptureRule, RuptureRuleKind, Scale, SubscaleDef,
 };
 pub use score::{AnswerError, Score, ScoreOutcome, SubscaleScore, score};
 

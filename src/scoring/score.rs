@@ -33,8 +33,11 @@ pub struct Score {
     pub missing: u32,
     pub prorated: bool,
     /// `below_cutoff` (the interpretation cut-off holds for the total or mean, per the method),
-    /// `item_below_threshold` (an item scored under the per-item threshold).
+    /// `item_below_threshold` (an item scored under the per-item threshold), and the
+    /// definition's item flags (e.g. `item_9_positive`) raised by raw answers.
     pub flags: Vec<String>,
+    /// The label of the interpretation band holding the total; null without one.
+    pub band: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +164,15 @@ pub fn score_values(def: &InstrumentDefinition, values: &[Option<Decimal>]) -> S
     {
         flags.push(FLAG_ITEM_BELOW_THRESHOLD.to_string());
     }
+    // Item flags compare the raw answer (before reverse keying); unanswered never raises.
+    for f in &def.item_flags {
+        if let Some(Some(raw)) = values.get(f.item)
+            && f.comparator.holds(*raw, f.value)
+            && !flags.contains(&f.flag)
+        {
+            flags.push(f.flag.clone());
+        }
+    }
 
     ScoreOutcome::Scored(Score {
         total: to_f64(total),
@@ -171,6 +183,7 @@ pub fn score_values(def: &InstrumentDefinition, values: &[Option<Decimal>]) -> S
         missing: missing as u32,
         prorated: missing > 0,
         flags,
+        band: def.band_of(total).map(str::to_string),
     })
 }
 

@@ -26,14 +26,15 @@ pub fn custom_instrument(key: &str) -> Value {
 }
 
 #[tokio::test]
-async fn a_fresh_start_lists_the_five_builtins() {
+async fn a_fresh_start_lists_the_seven_builtins() {
     let app = TestApp::spawn().await;
     let token = app.token(&[]).await; // any authenticated client reads the catalogue
     let res = app.get(&token, "/v1/instruments").await;
     assert_eq!(res.status(), 200);
     let list: Value = res.json().await.unwrap();
     let keys = item_strings(&list, "key");
-    assert_eq!(keys, vec!["haq-ii", "pdrq-9", "srs", "wai-s", "wai-sr"]);
+    // Five alliance measures and (v2) two outcome measures.
+    assert_eq!(keys, vec!["gad-7", "haq-ii", "pdrq-9", "phq-9", "srs", "wai-s", "wai-sr"]);
     let wai: Value = app.get_json(&token, "/v1/instruments/wai-sr/versions/1").await;
     assert_eq!(wai["owner"], "builtin");
     assert_eq!(wai["status"], "published");
@@ -61,7 +62,7 @@ async fn builtins_are_loaded_once_per_start() {
     let second = TestApp::spawn_with(|s| s.database_url = format!("{}/{db}", crate::helpers::SERVER_URL)).await;
     let token = second.admin_token().await;
     let list: Value = second.get_json(&token, "/v1/instruments").await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+    assert_eq!(list["items"].as_array().unwrap().len(), 7);
     std::mem::forget(second); // the first app drops the shared database
 }
 

@@ -42,7 +42,13 @@ pub struct DictionaryColumn {
 pub struct Dictionary {
     pub instrument: String,
     pub instrument_version: i32,
+    /// `alliance` or `outcome`.
+    pub kind: crate::scoring::Kind,
+    /// `higher_is_better` or `lower_is_better`: which way the total improves.
+    pub direction: crate::scoring::Direction,
     pub pseudonymized_columns: Vec<String>,
+    /// How CSV text cells are neutralised against formula injection.
+    pub csv_text_cells: String,
     pub columns: Vec<DictionaryColumn>,
 }
 
@@ -119,6 +125,7 @@ fn dictionary(instrument: &LoadedInstrument) -> Dictionary {
         Some((lo, hi)),
     ));
     columns.push(col("pomp", "number", "Percent of maximum possible", Some((0.0, 100.0))));
+    columns.push(col("band", "string", &band_label(def), None));
     for s in &v.subscales {
         let k = def
             .subscales
@@ -149,18 +156,57 @@ fn dictionary(instrument: &LoadedInstrument) -> Dictionary {
         "true when missing items were prorated",
         None,
     ));
-    columns.push(col(
-        "flags",
-        "string",
-        "Flags joined by ';' (below_cutoff, item_below_threshold)",
-        None,
-    ));
+    columns.push(col("flags", "string", &flags_label(def), None));
     Dictionary {
         instrument: v.key.clone(),
         instrument_version: v.version,
+        kind: def.kind,
+        direction: def.direction,
         pseudonymized_columns: vec!["patient".into(), "clinician".into(), "episode".into()],
+        csv_text_cells: CSV_TEXT_CELLS.into(),
         columns,
     }
+}
+
+const CSV_TEXT_CELLS: &str = "In CSV, a text cell that starts with =, +, -, @, a tab or a carriage return is written \
+with a leading ' so that spreadsheets show it as text instead of running it (OWASP CSV injection); numeric columns \
+are never changed.";
+
+/// The band column in words: each label with its inclusive range of totals.
+fn band_label(def: &crate::scoring::InstrumentDefinition) -> String {
+    if def.bands.is_empty() {
+        return "Interpretation band of the total (this instrument has none: always empty)".into();
+    }
+    let bands: Vec<String> = def
+        .bands
+        .iter()
+        .map(|b| format!("{} {}-{}", b.label, b.min.normalize(), b.max.normalize()))
+        .collect();
+    format!("Interpretation band of the total (inclusive): {}", bands.join(", "))
+}
+
+/// The flags column in words, including the definition's own item flags.
+fn flags_label(def: &crate::scoring::InstrumentDefinition) -> String {
+    let mut names = vec!["below_cutoff".to_string(), "item_below_threshold".to_string()];
+    let item_flags: Vec<String> = def
+        .item_flags
+        .iter()
+        .map(|f| {
+            let item = def.items.get(f.item).map_or("?", |i| i.id.as_str());
+            let comparator = match f.comparator {
+                crate::scoring::Comparator::Lt => "<",
+                crate::scoring::Comparator::Le => "<=",
+                crate::scoring::Comparator::Gt => ">",
+                crate::scoring::Comparator::Ge => ">=",
+            };
+            format!("{} (item {item} answered {comparator} {})", f.flag, f.value.normalize())
+        })
+        .collect();
+    names.extend(item_flags);
+    format!(
+        "Flags joined by ';': {}",
+        names.join(", ")
+    )
 }
 
 /// The data dictionary of the export columns, as JSON or CSV.

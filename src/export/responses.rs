@@ -85,7 +85,7 @@ pub fn csv_header(instrument: &LoadedInstrument) -> Vec<String> {
     .map(|s| s.to_string())
     .collect();
     header.extend(instrument.version.items.iter().map(|i| format!("item_{}", i.id)));
-    header.extend(["total", "mean", "pomp"].iter().map(|s| s.to_string()));
+    header.extend(["total", "mean", "pomp", "band"].iter().map(|s| s.to_string()));
     for s in &instrument.version.subscales {
         header.push(format!("{}_total", s.key));
         header.push(format!("{}_mean", s.key));
@@ -127,6 +127,7 @@ impl Renderer {
                     {
                         // External ids and free text can identify: not in pseudonymised exports.
                         map.remove("external_id");
+                        map.remove("external_system");
                         map.remove("void_reason");
                     }
                     out.extend_from_slice(value.to_string().as_bytes());
@@ -162,6 +163,7 @@ impl Renderer {
                     record.push(number(row.total));
                     record.push(number(row.mean));
                     record.push(number(row.pomp));
+                    record.push(text_cell(row.band.as_deref().unwrap_or_default()));
                     for s in &self.instrument.version.subscales {
                         let sub = score.as_ref().and_then(|sc| sc.subscales.get(&s.key));
                         record.push(number(sub.map(|x| x.total)));

@@ -89,7 +89,9 @@ impl ObservationSearch {
                         .split(',')
                         .filter_map(|token| {
                             let code = token.rsplit_once('|').map_or(token, |(_, c)| c);
-                            code.strip_suffix("-total").map(str::to_string)
+                            code.strip_suffix("-total")
+                                .or_else(|| super::resources::instrument_of_loinc(code))
+                                .map(str::to_string)
                         })
                         .collect(),
                 ),

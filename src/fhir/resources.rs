@@ -204,6 +204,36 @@ pub fn questionnaire_response(base: &str, a: &Administration, instrument: Option
 }
 
 /// A scored response as an Observation (`None` when it has no score).
+pub const LOINC: &str = "http://loinc.org";
+
+/// The LOINC codes of the built-in outcome measures' totals (built-in keys cannot be
+/// redefined by an organisation, so the key alone identifies them).
+const LOINC_TOTALS: [(&str, &str, &str); 2] = [
+    (
+        "phq-9",
+        "44261-6",
+        "Patient Health Questionnaire 9 item (PHQ-9) total score [Reported]",
+    ),
+    (
+        "gad-7",
+        "70274-6",
+        "Generalized anxiety disorder 7 item (GAD-7) total score [Reported.PHQ]",
+    ),
+];
+
+/// The LOINC (code, display) of an instrument's total, when it has one.
+pub fn loinc_total(instrument: &str) -> Option<(&'static str, &'static str)> {
+    LOINC_TOTALS
+        .iter()
+        .find(|(key, _, _)| *key == instrument)
+        .map(|(_, code, display)| (*code, *display))
+}
+
+/// The instrument whose total a LOINC code names.
+pub fn instrument_of_loinc(code: &str) -> Option<&'static str> {
+    LOINC_TOTALS.iter().find(|(_, c, _)| *c == code).map(|(key, _, _)| *key)
+}
+
 pub fn observation(base: &str, a: &Administration, title: &str) -> Option<Value> {
     let score = a.score.as_ref()?;
     let system = code_system(base);
@@ -223,7 +253,7 @@ pub fn observation(base: &str, a: &Administration, title: &str) -> Option<Value>
         "id": a.id.to_string(),
         "status": if a.status == ResponseStatus::Voided { "entered-in-error" } else { "final" },
         "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}]}],
-        "code": {"coding": [{"system": system, "code": format!("{}-total", a.instrument), "display": format!("{title} total")}]},
+        "code": {"coding": total_codings(&system, &a.instrument, title)},
         "subject": {"reference": format!("Patient/{}", a.patient)},
         "effectiveDateTime": a.administered_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "valueQuantity": quantity(score.total),
@@ -240,10 +270,26 @@ pub fn observation(base: &str, a: &Administration, title: &str) -> Option<Value>
     if let Some(p) = performer {
         obs["performer"] = json!([{"reference": p}]);
     }
+    let mut interpretation = Vec::new();
     if score.flags.iter().any(|f| f == "below_cutoff") {
-        obs["interpretation"] = json!([{"coding": [{"system": INTERPRETATION, "code": "L", "display": "Low"}], "text": "below the instrument's cut-off"}]);
+        interpretation.push(json!({"coding": [{"system": INTERPRETATION, "code": "L", "display": "Low"}], "text": "below the instrument's cut-off"}));
+    }
+    if let Some(band) = &score.band {
+        interpretation.push(json!({"text": band}));
+    }
+    if !interpretation.is_empty() {
+        obs["interpretation"] = json!(interpretation);
     }
     Some(obs)
+}
+
+/// rapport's own code of a total, and the LOINC code next to it where one exists.
+fn total_codings(system: &str, instrument: &str, title: &str) -> Vec<Value> {
+    let mut codings = vec![json!({"system": system, "code": format!("{instrument}-total"), "display": format!("{title} total")})];
+    if let Some((code, display)) = loinc_total(instrument) {
+        codings.push(json!({"system": LOINC, "code": code, "display": display}));
+    }
+    codings
 }
 
 pub fn bundle(self_url: &str, next_url: Option<String>, entries: Vec<(String, Value)>) -> Value {

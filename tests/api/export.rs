@@ -76,7 +76,7 @@ async fn both_formats_carry_the_same_data() {
     assert_eq!(
         header_line,
         "id,instrument,instrument_version,patient,clinician,episode,rater,administered_at,session,status,\
-item_1,item_2,item_3,item_4,item_5,item_6,item_7,item_8,item_9,item_10,item_11,item_12,total,mean,pomp,\
+item_1,item_2,item_3,item_4,item_5,item_6,item_7,item_8,item_9,item_10,item_11,item_12,total,mean,pomp,band,\
 task_total,task_mean,goal_total,goal_mean,bond_total,bond_mean,prorated,flags"
     );
     let rows = csv_rows(&text);
@@ -222,7 +222,8 @@ async fn the_dictionary_describes_every_column() {
     let dict: Value = app.get_json(&token, "/v1/exports/dictionary?instrument=wai-s").await;
     let columns = dict["columns"].as_array().unwrap();
     let names: Vec<&str> = columns.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names.len(), 10 + 12 + 3 + 6 + 2);
+    // v2: `band` follows `pomp`.
+    assert_eq!(names.len(), 10 + 12 + 4 + 6 + 2);
     let item4 = columns.iter().find(|c| c["name"] == "item_4").unwrap();
     assert_eq!(
         (item4["reverse_keyed"].as_bool(), item4["subscale"].as_str()),

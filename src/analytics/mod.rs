@@ -18,8 +18,8 @@ use diesel_async::AsyncPgConnection;
 
 use crate::error::ApiResult;
 use crate::instruments::LoadedInstrument;
-use crate::scoring::ruptures::{RuptureFound, detect_ruptures};
 use crate::scoring::outcome::{Change, assess_change};
+use crate::scoring::ruptures::{RuptureFound, detect_ruptures};
 use crate::scoring::stats;
 use crate::scoring::{InstrumentDefinition, Rater, RuptureRuleKind, to_decimal, to_f64};
 use model::{NormsSource, NormsView};

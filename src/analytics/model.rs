@@ -1,6 +1,6 @@
-use chrono::{DateTime, Utc};
 use crate::scoring::Direction;
 use crate::scoring::outcome::ReliableChangeRule;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;

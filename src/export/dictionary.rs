@@ -203,10 +203,7 @@ fn flags_label(def: &crate::scoring::InstrumentDefinition) -> String {
         })
         .collect();
     names.extend(item_flags);
-    format!(
-        "Flags joined by ';': {}",
-        names.join(", ")
-    )
+    format!("Flags joined by ';': {}", names.join(", "))
 }
 
 /// The data dictionary of the export columns, as JSON or CSV.

@@ -285,7 +285,8 @@ pub fn observation(base: &str, a: &Administration, title: &str) -> Option<Value>
 
 /// rapport's own code of a total, and the LOINC code next to it where one exists.
 fn total_codings(system: &str, instrument: &str, title: &str) -> Vec<Value> {
-    let mut codings = vec![json!({"system": system, "code": format!("{instrument}-total"), "display": format!("{title} total")})];
+    let mut codings =
+        vec![json!({"system": system, "code": format!("{instrument}-total"), "display": format!("{title} total")})];
     if let Some((code, display)) = loinc_total(instrument) {
         codings.push(json!({"system": LOINC, "code": code, "display": display}));
     }

@@ -87,8 +87,16 @@ mod tests {
         for d in defs {
             let free = matches!(d.key.as_str(), "phq-9" | "gad-7");
             if free {
-                assert!(d.items.iter().all(|i| i.text.is_some()), "{} ships its item text", d.key);
-                assert!(d.licence.as_deref().is_some_and(|l| l.contains("No permission required")));
+                assert!(
+                    d.items.iter().all(|i| i.text.is_some()),
+                    "{} ships its item text",
+                    d.key
+                );
+                assert!(
+                    d.licence
+                        .as_deref()
+                        .is_some_and(|l| l.contains("No permission required"))
+                );
             } else {
                 assert!(d.items.iter().all(|i| i.text.is_none()), "{} ships no item text", d.key);
             }

@@ -8,8 +8,8 @@ use rust_decimal::Decimal;
 use super::model::NewInstrument;
 use crate::error::FieldError;
 use crate::scoring::{
-    Band, Comparator, Cutoff, DefinitionParts, InstrumentDefinition, ItemDef, ItemFlag, Method, MissingPolicy,
-    Norms, OutcomeRules, Rater, RuptureRule, RuptureRuleKind, Scale, SubscaleDef, to_decimal,
+    Band, Comparator, Cutoff, DefinitionParts, InstrumentDefinition, ItemDef, ItemFlag, Method, MissingPolicy, Norms,
+    OutcomeRules, Rater, RuptureRule, RuptureRuleKind, Scale, SubscaleDef, to_decimal,
 };
 
 pub const MAX_ITEMS: usize = 500;
@@ -158,9 +158,14 @@ fn check_item_flags(spec: &NewInstrument, items: &[ItemDef], p: &mut Problems) -
         let value = decimal(p, &at("value"), f.value);
         let name_ok = !f.flag.is_empty()
             && f.flag.len() <= MAX_ID
-            && f.flag.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && f.flag
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !name_ok {
-            p.add(at("flag"), format!("must be 1 to {MAX_ID} characters of a-z, 0-9 and '_'"));
+            p.add(
+                at("flag"),
+                format!("must be 1 to {MAX_ID} characters of a-z, 0-9 and '_'"),
+            );
         }
         if let (Some(item), Some(comparator), Some(value), true) = (item, comparator, value, name_ok) {
             flags.push(ItemFlag {

@@ -302,3 +302,103 @@ proptest! {
         prop_assert_eq!(s.flags.contains(&FLAG_BELOW_CUTOFF.to_string()), exact < 360);
     }
 }
+
+// Outcome measures (v2): PHQ-9 and GAD-7, scored 0-3 per item, bands on the total.
+
+fn phq9(values: [f64; 9]) -> Score {
+    scored(&def("phq-9"), &nums(&values))
+}
+
+#[test]
+fn phq9_all_zeros_is_minimal_and_all_threes_severe() {
+    let zero = phq9([0.0; 9]);
+    assert_eq!((zero.total, zero.band.as_deref()), (0.0, Some("minimal")));
+    assert!(zero.flags.is_empty());
+    let three = phq9([3.0; 9]);
+    assert_eq!((three.total, three.band.as_deref()), (27.0, Some("severe")));
+    assert_eq!(three.flags, vec!["item_9_positive"]);
+}
+
+#[test]
+fn phq9_item_9_raises_the_safety_flag_whatever_the_total() {
+    let only_nine = phq9([0., 0., 0., 0., 0., 0., 0., 0., 1.]);
+    assert_eq!((only_nine.total, only_nine.band.as_deref()), (1.0, Some("minimal")));
+    assert_eq!(only_nine.flags, vec!["item_9_positive"]);
+    let four = phq9([1., 1., 1., 0., 0., 0., 0., 0., 1.]);
+    assert_eq!((four.total, four.band.as_deref()), (4.0, Some("minimal")));
+    assert_eq!(four.flags, vec!["item_9_positive"]);
+    assert!(phq9([3., 3., 3., 3., 3., 3., 3., 3., 0.]).flags.is_empty());
+}
+
+#[test]
+fn phq9_band_edges() {
+    // A total t made of ones and twos on items 1-8, item 9 unanswered as 0.
+    let with_total = |t: u32| {
+        let mut v = [0.0; 9];
+        let mut left = t;
+        for slot in v.iter_mut().take(8) {
+            let x = left.min(3);
+            *slot = f64::from(x);
+            left -= x;
+        }
+        assert_eq!(left, 0, "{t} fits in eight items");
+        phq9(v)
+    };
+    for (t, band) in [
+        (4, "minimal"),
+        (5, "mild"),
+        (9, "mild"),
+        (10, "moderate"),
+        (14, "moderate"),
+        (15, "moderately severe"),
+        (19, "moderately severe"),
+        (20, "severe"),
+    ] {
+        let s = with_total(t);
+        assert_eq!((s.total, s.band.as_deref()), (f64::from(t), Some(band)), "total {t}");
+    }
+}
+
+#[test]
+fn phq9_allows_no_missing_item() {
+    let mut a = nums(&[0.0; 9]);
+    a.remove("9");
+    assert!(unscored(&def("phq-9"), &a).contains("missing"));
+}
+
+#[test]
+fn gad7_bands() {
+    let gad = |values: [f64; 7]| scored(&def("gad-7"), &nums(&values));
+    assert_eq!(gad([3., 3., 3., 1., 0., 0., 0.]).band.as_deref(), Some("moderate")); // 10
+    assert_eq!(gad([3., 3., 3., 0., 0., 0., 0.]).band.as_deref(), Some("mild")); // 9
+    assert_eq!(gad([3., 3., 3., 3., 2., 0., 0.]).band.as_deref(), Some("moderate")); // 14
+    assert_eq!(gad([3., 3., 3., 3., 3., 0., 0.]).band.as_deref(), Some("severe")); // 15
+    assert_eq!(gad([3.; 7]).band.as_deref(), Some("severe")); // 21
+    assert!(gad([3.; 7]).flags.is_empty(), "GAD-7 has no item flag");
+}
+
+#[test]
+fn an_unanswered_item_never_raises_its_flag() {
+    let mut spec = spec("phq-9");
+    spec.key = "phq-9-missing-allowed".into();
+    spec.scoring.missing.max_total = Some(1);
+    let d = validate(&spec).unwrap();
+    let mut a = nums(&[1.0; 9]);
+    a.insert("9".into(), Value::Null);
+    let s = scored(&d, &a);
+    assert!(s.prorated);
+    assert!(!s.flags.contains(&"item_9_positive".to_string()));
+}
+
+#[test]
+fn alliance_definitions_are_unchanged_by_the_outcome_fields() {
+    let wai = def("wai-sr");
+    assert_eq!((wai.kind, wai.direction), (Kind::Alliance, Direction::HigherIsBetter));
+    assert!(wai.bands.is_empty() && wai.item_flags.is_empty() && wai.rupture.is_some());
+    assert_eq!(wai.outcome, OutcomeRules::default());
+    let s = scored(&wai, &nums(&[1., 2., 3., 4., 5., 1., 2., 3., 4., 5., 1., 2.]));
+    assert_eq!((s.total, s.band.clone()), (33.0, None));
+    let phq = def("phq-9");
+    assert_eq!((phq.kind, phq.direction), (Kind::Outcome, Direction::LowerIsBetter));
+    assert!(phq.rupture.is_none());
+}

@@ -114,11 +114,23 @@ mod tests {
     fn a_fall_is_improvement_when_lower_is_better() {
         let def = phq9_like();
         let c = assess_change(&def, 18.0, 4.0, None);
-        assert_eq!((c.class, c.rule), (Some(ReliableChange::Improved), ReliableChangeRule::Points));
-        assert_eq!(assess_change(&def, 10.0, 16.0, None).class, Some(ReliableChange::Deteriorated));
+        assert_eq!(
+            (c.class, c.rule),
+            (Some(ReliableChange::Improved), ReliableChangeRule::Points)
+        );
+        assert_eq!(
+            assess_change(&def, 10.0, 16.0, None).class,
+            Some(ReliableChange::Deteriorated)
+        );
         // 5 points is short of 6; exactly 6 is reliable.
-        assert_eq!(assess_change(&def, 10.0, 5.0, None).class, Some(ReliableChange::Unchanged));
-        assert_eq!(assess_change(&def, 10.0, 4.0, None).class, Some(ReliableChange::Improved));
+        assert_eq!(
+            assess_change(&def, 10.0, 5.0, None).class,
+            Some(ReliableChange::Unchanged)
+        );
+        assert_eq!(
+            assess_change(&def, 10.0, 4.0, None).class,
+            Some(ReliableChange::Improved)
+        );
     }
 
     #[test]
@@ -127,7 +139,10 @@ mod tests {
         def.outcome.reliable_change_points = None;
         let c = assess_change(&def, 18.0, 8.0, Some(3.0));
         assert!(c.rci.is_some_and(|r| r < -1.96));
-        assert_eq!((c.class, c.rule), (Some(ReliableChange::Improved), ReliableChangeRule::Rci));
+        assert_eq!(
+            (c.class, c.rule),
+            (Some(ReliableChange::Improved), ReliableChangeRule::Rci)
+        );
         assert_eq!(assess_change(&def, 18.0, 8.0, None).class, None);
     }
 
@@ -149,7 +164,10 @@ mod tests {
     fn higher_is_better_outcomes_improve_upwards() {
         let mut def = phq9_like();
         def.direction = Direction::HigherIsBetter;
-        assert_eq!(assess_change(&def, 4.0, 18.0, None).class, Some(ReliableChange::Improved));
+        assert_eq!(
+            assess_change(&def, 4.0, 18.0, None).class,
+            Some(ReliableChange::Improved)
+        );
         assert_eq!(response(&def, 8.0, 12.0), Some(true));
         assert_eq!(response(&def, 18.0, 4.0), Some(false));
     }

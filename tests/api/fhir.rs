@@ -7,7 +7,7 @@ use crate::helpers::TestApp;
 const FHIR: &str = "application/fhir+json";
 
 /// Every resource rapport emits must read as a typed R4 resource with unknown elements refused.
-fn conforms(resource: &Value) -> Resource {
+pub fn conforms(resource: &Value) -> Resource {
     let config = Some(DeserializationConfig {
         mode: DeserializationMode::Strict,
     });

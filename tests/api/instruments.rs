@@ -34,7 +34,10 @@ async fn a_fresh_start_lists_the_seven_builtins() {
     let list: Value = res.json().await.unwrap();
     let keys = item_strings(&list, "key");
     // Five alliance measures and (v2) two outcome measures.
-    assert_eq!(keys, vec!["gad-7", "haq-ii", "pdrq-9", "phq-9", "srs", "wai-s", "wai-sr"]);
+    assert_eq!(
+        keys,
+        vec!["gad-7", "haq-ii", "pdrq-9", "phq-9", "srs", "wai-s", "wai-sr"]
+    );
     let wai: Value = app.get_json(&token, "/v1/instruments/wai-sr/versions/1").await;
     assert_eq!(wai["owner"], "builtin");
     assert_eq!(wai["status"], "published");

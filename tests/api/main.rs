@@ -10,6 +10,7 @@ mod hardening;
 mod helpers;
 mod instruments;
 mod ops;
+mod outcomes;
 mod responses;
 mod tenancy;
 mod tenancy_matrix;

@@ -10,6 +10,7 @@
 // sized them (validated on write); the property tests exercise these bounds.
 #![allow(clippy::indexing_slicing)]
 
+pub mod association;
 pub mod definition;
 pub mod outcome;
 pub mod ruptures;

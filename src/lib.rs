@@ -65,6 +65,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(analytics::clinicians::clinician_summary)
             .service(analytics::clinicians::list_clinicians)
             .service(analytics::routes::trajectory)
+            .service(analytics::alliance_outcome::alliance_outcome)
             .service(
                 scope::scope("/exports")
                     .wrap(actix_web::middleware::Compress::default())

@@ -2,6 +2,7 @@
 //! norms, clinician summaries and the cohort trajectory. SQL selects and groups; every
 //! statistic is computed by the pure functions of `scoring`.
 
+pub mod alliance_outcome;
 pub mod clinicians;
 pub mod model;
 pub mod routes;

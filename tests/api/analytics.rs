@@ -507,7 +507,7 @@ async fn analytics_are_tenant_scoped_and_need_the_read_scope() {
 }
 
 /// WAI-SR answers whose total is `total` (12 items on 1-5).
-fn wai_sr_answers(total: u32) -> Value {
+pub fn wai_sr_answers(total: u32) -> Value {
     let (base, extra) = (total / 12, total % 12);
     (1..=12u32)
         .map(|i| (i.to_string(), json!(base + u32::from(i <= extra))))

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, assert_problem, pointers};
 
 /// PHQ-9 answers whose total is `total` (item 9 stays 0 unless `item9` is given).
-fn phq9_answers(total: u32, item9: u32) -> Value {
+pub fn phq9_answers(total: u32, item9: u32) -> Value {
     let mut left = total - item9;
     let mut answers = serde_json::Map::new();
     for i in 1..=8 {

@@ -6,6 +6,7 @@
 // unchecked indexing. A rare justified exception carries an `#[allow]` with its reason.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing))]
 
+pub mod alerts;
 pub mod analytics;
 pub mod audit;
 pub mod auth;
@@ -21,6 +22,7 @@ pub mod instruments;
 pub mod openapi;
 pub mod ops;
 pub mod organizations;
+pub mod outbox;
 pub mod pagination;
 pub mod responses;
 pub mod schema;
@@ -66,6 +68,9 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(analytics::clinicians::list_clinicians)
             .service(analytics::routes::trajectory)
             .service(analytics::alliance_outcome::alliance_outcome)
+            .service(alerts::routes::list_alerts)
+            .service(alerts::routes::get_alert)
+            .service(alerts::routes::acknowledge_alert)
             .service(
                 scope::scope("/exports")
                     .wrap(actix_web::middleware::Compress::default())

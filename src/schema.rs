@@ -132,6 +132,50 @@ diesel::table! {
 diesel::joinable!(responses -> organizations (org_id));
 
 diesel::table! {
+    outbox_events (org_id, id) {
+        org_id -> Uuid,
+        id -> Uuid,
+        seq -> Int8,
+        kind -> Text,
+        response_id -> Uuid,
+        patient -> Text,
+        instrument_key -> Text,
+        rater -> Text,
+        created_at -> Timestamptz,
+        processed_at -> Nullable<Timestamptz>,
+        attempts -> Int4,
+    }
+}
+
+diesel::table! {
+    alerts (org_id, id) {
+        org_id -> Uuid,
+        id -> Uuid,
+        seq -> Int8,
+        kind -> Text,
+        status -> Text,
+        patient -> Text,
+        clinician -> Nullable<Text>,
+        episode -> Nullable<Text>,
+        instrument_key -> Text,
+        instrument_version -> Int4,
+        rater -> Text,
+        response_id -> Uuid,
+        fingerprint -> Text,
+        detail -> Jsonb,
+        created_at -> Timestamptz,
+        acknowledged_at -> Nullable<Timestamptz>,
+        acknowledged_by -> Nullable<Text>,
+        note -> Nullable<Text>,
+        resolved_at -> Nullable<Timestamptz>,
+        resolved_by_response_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::joinable!(outbox_events -> organizations (org_id));
+diesel::joinable!(alerts -> organizations (org_id));
+
+diesel::table! {
     pseudonym_keys (org_id) {
         org_id -> Uuid,
         secret -> Bytea,

@@ -65,6 +65,8 @@ impl Application {
             settings: Arc::new(settings.clone()),
             pool,
         });
+        // The outbox worker of this instance (alerts after each change to a response).
+        tokio::spawn(crate::outbox::run(state.clone()));
         let mut server = HttpServer::new(move || build_app(state.clone(), public.clone()))
             .listen(listener)?
             .shutdown_timeout(30)

@@ -126,6 +126,8 @@ async fn store_rows(
             .into_iter()
             .filter_map(|(ext, id, hash)| ext.map(|e| (e, (id, hash))))
             .collect();
+        let created: Vec<Uuid> = inserted.iter().copied().collect();
+        store::record_events(conn, org, &created, "response.created").await?;
         if !inserted.is_empty() {
             audit::record(
                 conn,

@@ -76,6 +76,7 @@ pub async fn void(
             let Some(row) = store::void(conn, org, id, reason).await? else {
                 return store::find(conn, org, id).await?.ok_or(ApiError::NotFound);
             };
+            store::record_events(conn, org, &[row.id], "response.voided").await?;
             let detail = match via {
                 Source::Api => json!({}),
                 Source::Fhir => json!({"via": "fhir"}),
@@ -135,6 +136,7 @@ pub async fn amend(
             let amended = store::amend(conn, org, id, &row).await?.ok_or_else(|| {
                 ApiError::Conflict("the stored response is voided; a voided response cannot be amended".into())
             })?;
+            store::record_events(conn, org, &[amended.id], "response.rescored").await?;
             audit::record(
                 conn,
                 AuditEntry {

@@ -172,6 +172,9 @@ pub async fn insert_one_audited(
             SELECT org_id, $25, $26, 'response.created', 'response', id::text,
                 jsonb_build_object('instrument', instrument_key, 'version', instrument_version, 'source', source)
             FROM ins
+        ), outbox AS (
+            INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
+            SELECT org_id, gen_random_uuid(), 'response.created', id, patient, instrument_key, rater FROM ins
         )
         SELECT * FROM ins",
     )
@@ -456,4 +459,24 @@ pub async fn count_scored(conn: &mut AsyncPgConnection, org: OrgId, s: &ScoredSe
     scored_filters(responses::table.select(diesel::dsl::count_star()).into_boxed(), org, s)
         .get_result(conn)
         .await
+}
+
+/// Records outbox events for responses changed in the caller's transaction (`kind` one of
+/// `response.created`, `response.voided`, `response.rescored`): the change and its event
+/// commit together, and workers evaluate alerts after the commit.
+pub async fn record_events(conn: &mut AsyncPgConnection, org: OrgId, ids: &[Uuid], kind: &str) -> QueryResult<usize> {
+    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::sql_query(
+        "INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
+         SELECT org_id, gen_random_uuid(), $3, id, patient, instrument_key, rater
+         FROM responses WHERE org_id = $1 AND id = ANY($2)",
+    )
+    .bind::<SqlUuid, _>(org)
+    .bind::<Array<SqlUuid>, _>(ids)
+    .bind::<Text, _>(kind)
+    .execute(conn)
+    .await
 }

@@ -1,5 +1,6 @@
 //! One integration-test binary (linking once matters on 2 cores); one module per domain.
 
+mod alerts;
 mod alliance_outcome;
 mod analytics;
 mod auth;

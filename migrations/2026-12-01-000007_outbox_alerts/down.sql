@@ -1,0 +1,1 @@
+DROP TABLE alerts; DROP TABLE outbox_events;

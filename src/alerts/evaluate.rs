@@ -1,0 +1,157 @@
+//! What a series says should be alerted, computed from the stored series with the scoring
+//! core's own rupture, cut-off and reliable-change code (the same as trends). Pure: the
+//! caller loads the series and brings the stored alerts to this desired set.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::analytics::{NormsUsed, rule_name, series_statistics};
+use crate::scoring::outcome::{ReliableChangeRule, assess_change};
+use crate::scoring::stats::ReliableChange;
+use crate::scoring::{Comparator, InstrumentDefinition, exact_change};
+
+pub const FLAG_BELOW_CUTOFF: &str = "below_cutoff";
+
+/// One point of a series: an active, scored response in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesPoint {
+    pub id: Uuid,
+    pub instrument_version: i32,
+    pub clinician: Option<String>,
+    pub episode: Option<String>,
+    pub total: f64,
+    pub flags: Vec<String>,
+    pub answers: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    Rupture,
+    BelowCutoff,
+    Deterioration,
+    ItemFlag,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Rupture => "rupture",
+            AlertKind::BelowCutoff => "below_cutoff",
+            AlertKind::Deterioration => "deterioration",
+            AlertKind::ItemFlag => "item_flag",
+        }
+    }
+}
+
+/// An alert the series calls for, named by its fingerprint (the fact it stands for).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub fingerprint: String,
+    pub kind: AlertKind,
+    /// The point that raised it (index into the series).
+    pub point: usize,
+    pub detail: Value,
+    /// The point that resolved it, if any (never for item flags).
+    pub resolved_by: Option<usize>,
+}
+
+fn comparator_name(c: Comparator) -> &'static str {
+    match c {
+        Comparator::Lt => "lt",
+        Comparator::Le => "le",
+        Comparator::Gt => "gt",
+        Comparator::Ge => "ge",
+    }
+}
+
+/// Every alert the series calls for:
+/// - `rupture`, one per rupture point, resolved by its repair;
+/// - `below_cutoff`, one per run of consecutive flagged points, raised at the first and
+///   resolved by the first later point that is not flagged;
+/// - `deterioration`, one each time the class (baseline to that point) becomes
+///   `deteriorated`, resolved by the first later point where it no longer is;
+/// - `item_flag`, one per response and definition flag, never resolved on its own.
+pub fn desired(points: &[SeriesPoint], def: &InstrumentDefinition, norms: &NormsUsed) -> Vec<Desired> {
+    let totals: Vec<f64> = points.iter().map(|p| p.total).collect();
+    let mut out = Vec::new();
+    let id = |i: usize| points.get(i).map_or_else(String::new, |p| p.id.to_string());
+
+    let (ruptures, _) = series_statistics(&totals, def, norms);
+    for r in ruptures {
+        out.push(Desired {
+            fingerprint: format!("rupture:{}", id(r.index)),
+            kind: AlertKind::Rupture,
+            point: r.index,
+            detail: json!({"from": r.from, "to": r.to, "drop": r.drop, "rule": rule_name(r.rule)}),
+            resolved_by: r.repaired_by,
+        });
+    }
+
+    let flagged = |i: usize| {
+        points
+            .get(i)
+            .is_some_and(|p| p.flags.iter().any(|f| f == FLAG_BELOW_CUTOFF))
+    };
+    let mut i = 0;
+    while i < points.len() {
+        if !flagged(i) {
+            i += 1;
+            continue;
+        }
+        let end = (i..points.len()).find(|&j| !flagged(j));
+        out.push(Desired {
+            fingerprint: format!("below_cutoff:{}", id(i)),
+            kind: AlertKind::BelowCutoff,
+            point: i,
+            detail: json!({
+                "total": totals.get(i),
+                "cutoff": def.cutoff.map(|c| crate::scoring::to_f64(c.value)),
+                "comparator": def.cutoff.map(|c| comparator_name(c.comparator)),
+            }),
+            resolved_by: end,
+        });
+        i = end.unwrap_or(points.len());
+    }
+
+    let s_diff = norms.s_diff();
+    let class_at = |k: usize| -> Option<(ReliableChange, ReliableChangeRule)> {
+        let change = assess_change(def, *totals.first()?, *totals.get(k)?, s_diff);
+        change.class.map(|c| (c, change.rule))
+    };
+    let deteriorated = |k: usize| matches!(class_at(k), Some((ReliableChange::Deteriorated, _)));
+    for k in 1..points.len() {
+        if deteriorated(k) && !deteriorated(k - 1) {
+            let rule = class_at(k).map(|(_, r)| match r {
+                ReliableChangeRule::Rci => "rci",
+                ReliableChangeRule::Points => "points",
+            });
+            let (baseline, latest) = (
+                totals.first().copied().unwrap_or_default(),
+                totals.get(k).copied().unwrap_or_default(),
+            );
+            out.push(Desired {
+                fingerprint: format!("deterioration:{}", id(k)),
+                kind: AlertKind::Deterioration,
+                point: k,
+                detail: json!({"baseline": baseline, "latest": latest, "change": exact_change(baseline, latest), "rule": rule}),
+                resolved_by: (k + 1..points.len()).find(|&j| !deteriorated(j)),
+            });
+        }
+    }
+
+    for (i, p) in points.iter().enumerate() {
+        for f in &def.item_flags {
+            if p.flags.contains(&f.flag) {
+                let item = def.items.get(f.item).map(|it| it.id.clone()).unwrap_or_default();
+                out.push(Desired {
+                    fingerprint: format!("item_flag:{}:{}", p.id, f.flag),
+                    kind: AlertKind::ItemFlag,
+                    point: i,
+                    detail: json!({"flag": f.flag, "item": item, "answer": p.answers.get(&item)}),
+                    resolved_by: None,
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,68 @@
+//! Alerts as clients read them (the OpenAPI schema `Alert`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// A fact a clinician should act on, derived from a stored series.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Alert {
+    pub id: Uuid,
+    /// `rupture`, `below_cutoff`, `deterioration` or `item_flag`.
+    pub kind: String,
+    /// `open`, `acknowledged`, `resolved` or `withdrawn` (its source was voided or the series
+    /// no longer says it).
+    pub status: String,
+    pub patient: String,
+    pub clinician: Option<String>,
+    pub episode: Option<String>,
+    pub instrument: String,
+    pub instrument_version: i32,
+    pub rater: String,
+    /// The response that raised it.
+    pub response_id: Uuid,
+    /// rupture `{from, to, drop, rule}`, below_cutoff `{total, cutoff, comparator}`,
+    /// deterioration `{baseline, latest, change, rule}`, item_flag `{flag, item, answer}`.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<String>,
+    pub note: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub resolved_by_response_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertPage {
+    pub items: Vec<Alert>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertQuery {
+    /// `open` (default), `acknowledged`, `resolved`, `withdrawn` or `all`.
+    pub status: Option<String>,
+    /// `rupture`, `below_cutoff`, `deterioration` or `item_flag`.
+    pub kind: Option<String>,
+    pub patient: Option<String>,
+    pub clinician: Option<String>,
+    pub instrument: Option<String>,
+    /// Only alerts raised at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 500)]
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgeRequest {
+    /// Optional, at most 1,000 characters.
+    #[serde(default)]
+    pub note: Option<String>,
+}

@@ -1,0 +1,171 @@
+use actix_web::{HttpResponse, get, post, web};
+use diesel_async::AsyncConnection as _;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::model::{AcknowledgeRequest, Alert, AlertPage, AlertQuery};
+use super::store;
+use crate::audit::{self, AuditEntry};
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::ApiJson;
+use crate::pagination;
+use crate::state::AppState;
+
+const STATUSES: [&str; 4] = ["open", "acknowledged", "resolved", "withdrawn"];
+const KINDS: [&str; 4] = ["rupture", "below_cutoff", "deterioration", "item_flag"];
+const MAX_NOTE: usize = 1_000;
+
+/// The organisation's alerts, oldest first, keyset-paged (`status` defaults to `open`).
+#[utoipa::path(
+    tag = "alerts",
+    params(AlertQuery),
+    responses(
+        (status = 200, description = "A page of alerts", body = AlertPage),
+        (status = 400, description = "Bad `status`, `kind`, `since`, `limit` or `cursor`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["responses:read"]))
+)]
+#[get("/alerts")]
+pub async fn list_alerts(
+    principal: Principal,
+    state: web::Data<AppState>,
+    query: web::Query<AlertQuery>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::ResponsesRead)?;
+    let status = match query.status.as_deref().unwrap_or("open") {
+        "all" => None,
+        s if STATUSES.contains(&s) => Some(s.to_string()),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "`status` must be open, acknowledged, resolved, withdrawn or all".into(),
+            ));
+        }
+    };
+    if query.kind.as_deref().is_some_and(|k| !KINDS.contains(&k)) {
+        return Err(ApiError::BadRequest(
+            "`kind` must be rupture, below_cutoff, deterioration or item_flag".into(),
+        ));
+    }
+    let limit = pagination::limit(query.limit.as_deref())?;
+    let after: Option<i64> = pagination::decode_cursor(query.cursor.as_deref())?;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let rows = store::list(&mut conn, principal.org, &query, status.as_deref(), after, limit).await?;
+    let (rows, next_cursor) = pagination::page(rows, limit, |r| r.seq);
+    audit::record_read(
+        &mut conn,
+        &principal,
+        "alerts.listed",
+        "alert",
+        None,
+        json!({"rows": rows.len(), "filters": {"patient": query.patient.is_some(), "clinician": query.clinician.is_some()}}),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(AlertPage {
+        items: rows.into_iter().map(Alert::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One alert.
+#[utoipa::path(
+    tag = "alerts",
+    params(("id" = Uuid, Path, description = "The alert id")),
+    responses(
+        (status = 200, description = "The alert", body = Alert),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such alert in this organisation", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["responses:read"]))
+)]
+#[get("/alerts/{id}")]
+pub async fn get_alert(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::ResponsesRead)?;
+    let id = id.into_inner();
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let row = store::find(&mut conn, principal.org, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    audit::record_read(
+        &mut conn,
+        &principal,
+        "alert.read",
+        "alert",
+        Some(id.to_string()),
+        json!({}),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(Alert::from(row)))
+}
+
+/// Acknowledge an alert, with an optional note (at most 1,000 characters). Acknowledging
+/// again changes nothing; the event is audited.
+#[utoipa::path(
+    tag = "alerts",
+    params(("id" = Uuid, Path, description = "The alert id")),
+    request_body = AcknowledgeRequest,
+    responses(
+        (status = 200, description = "The acknowledged alert", body = Alert),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `responses:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such alert in this organisation", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Note over 1,000 characters or with NUL", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["responses:write"]))
+)]
+#[post("/alerts/{id}/acknowledge")]
+pub async fn acknowledge_alert(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: ApiJson<serde_json::Value>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::ResponsesWrite)?;
+    let id = id.into_inner();
+    let mut conn = crate::db::conn(&state.pool).await?;
+    // The path decides first: an id the caller cannot see is 404 whatever the body says.
+    store::find(&mut conn, principal.org, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let body: AcknowledgeRequest = crate::extract::from_value(body.0)?;
+    let note = body.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    if let Some(n) = &note
+        && (n.chars().count() > MAX_NOTE || n.contains('\0'))
+    {
+        return Err(ApiError::validation(
+            "/note",
+            "must be at most 1,000 characters, without NUL",
+        ));
+    }
+    let org = principal.org;
+    let row = conn
+        .transaction::<_, ApiError, _>(async move |conn| {
+            let row = store::acknowledge(conn, org, id, &principal.client_id, note.as_deref())
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    org,
+                    actor: &principal.client_id,
+                    action: "alert.acknowledged",
+                    resource_type: "alert",
+                    resource_id: Some(id.to_string()),
+                    detail: json!({"kind": row.kind, "note": note.is_some()}),
+                },
+            )
+            .await?;
+            Ok(row)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(Alert::from(row)))
+}

@@ -1,0 +1,96 @@
+//! The transactional outbox's consumer. Every change to a response wrote an event row in its
+//! own transaction; a worker in every instance takes pending events with `FOR UPDATE SKIP
+//! LOCKED` (so two instances never process one event at once, and a dead instance's locks
+//! go with its connection), re-evaluates each named series under a per-series advisory lock
+//! and marks the events processed in the same transaction. Evaluation is state-based and
+//! idempotent, so an event processed twice after a crash changes nothing.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use actix_web::web;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection as _, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::alerts::store::SeriesKey;
+use crate::error::ApiError;
+use crate::ids::OrgId;
+use crate::schema::outbox_events;
+use crate::state::AppState;
+
+/// Events taken per transaction.
+const BATCH: i64 = 64;
+/// How long an idle worker waits before looking again.
+const IDLE: Duration = Duration::from_millis(100);
+
+/// Runs until the process ends.
+pub async fn run(state: web::Data<AppState>) {
+    loop {
+        match process_pending(&state).await {
+            Ok(0) => tokio::time::sleep(IDLE).await,
+            Ok(_) => {}
+            Err(e) => {
+                let cause = e.cause().map(crate::error::ErrorCause::describe);
+                log::warn!(target: "rapport::outbox", "outbox worker: {e} {cause:?}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Takes up to `BATCH` pending events, evaluates their series and marks them processed, in
+/// one transaction. Returns how many events it processed.
+pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
+    let mut conn = crate::db::conn(&state.pool).await?;
+    conn.transaction::<_, ApiError, _>(async move |conn| {
+        type Event = (OrgId, Uuid, String, String, String);
+        let events: Vec<Event> = outbox_events::table
+            .filter(outbox_events::processed_at.is_null())
+            .order(outbox_events::seq.asc())
+            .limit(BATCH)
+            .select((
+                outbox_events::org_id,
+                outbox_events::id,
+                outbox_events::patient,
+                outbox_events::instrument_key,
+                outbox_events::rater,
+            ))
+            .for_update()
+            .skip_locked()
+            .load(conn)
+            .await?;
+        let series: BTreeSet<SeriesKey> = events
+            .iter()
+            .map(|(org, _, patient, instrument, rater)| SeriesKey {
+                org: *org,
+                patient: patient.clone(),
+                instrument: instrument.clone(),
+                rater: rater.clone(),
+            })
+            .collect();
+        for key in &series {
+            // One evaluation of a series at a time, across instances.
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 42))")
+                .bind::<diesel::sql_types::Text, _>(format!(
+                    "{}|{}|{}|{}",
+                    key.org, key.patient, key.instrument, key.rater
+                ))
+                .execute(conn)
+                .await?;
+            crate::alerts::evaluate_series(conn, state, key).await?;
+        }
+        for (org, id, ..) in &events {
+            diesel::update(outbox_events::table)
+                .filter(outbox_events::org_id.eq(*org).and(outbox_events::id.eq(*id)))
+                .set((
+                    outbox_events::processed_at.eq(Some(chrono::Utc::now())),
+                    outbox_events::attempts.eq(outbox_events::attempts + 1),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        Ok(events.len())
+    })
+    .await
+}

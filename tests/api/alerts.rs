@@ -1,0 +1,299 @@
+//! Alerts from the transactional outbox: raised after the commit by a worker, brought to
+//! what the stored series says, never twice.
+
+use std::time::{Duration, Instant};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::{Value, json};
+
+use crate::analytics::wai_sr_answers;
+use crate::helpers::{TestApp, assert_problem, item_strings};
+use crate::outcomes::phq9_answers;
+
+/// Polls the alert list until `check` holds (the worker runs after the commit); panics after 10 s.
+async fn wait_for(app: &TestApp, token: &str, query: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let page = app.get_json(token, &format!("/v1/alerts?{query}")).await;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if check(&items) {
+            return items;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "alerts never reached the state: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post(app: &TestApp, token: &str, body: Value) -> Value {
+    let res = app.post_json(token, "/v1/responses", body).await;
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+async fn wai(app: &TestApp, token: &str, patient: &str, day: u32, total: u32) -> String {
+    let body = json!({"instrument": "wai-sr", "patient": patient, "clinician": "dr-a",
+        "administered_at": format!("2026-01-{day:02}T10:00:00Z"), "answers": wai_sr_answers(total)});
+    post(app, token, body).await["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_rupture_raises_an_alert_and_its_repair_resolves_it() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    for (day, total) in [(1, 48), (8, 48), (15, 48)] {
+        wai(&app, &token, "p-r", day, total).await;
+    }
+    let crash = wai(&app, &token, "p-r", 22, 12).await;
+    let started = Instant::now();
+    let open = wait_for(&app, &token, "kind=rupture", |a| a.len() == 1).await;
+    println!("rupture alert after {:?}", started.elapsed());
+    let alert = &open[0];
+    assert_eq!(alert["status"], "open");
+    assert_eq!(alert["response_id"], crash.as_str());
+    assert_eq!(alert["patient"], "p-r");
+    assert_eq!(alert["clinician"], "dr-a");
+    assert_eq!(
+        alert["detail"],
+        json!({"from": 48.0, "to": 12.0, "drop": 36.0, "rule": "sd_drop"})
+    );
+    let repair = wai(&app, &token, "p-r", 29, 48).await;
+    let resolved = wait_for(&app, &token, "status=resolved&kind=rupture", |a| a.len() == 1).await;
+    assert_eq!(resolved[0]["id"], alert["id"]);
+    assert_eq!(resolved[0]["resolved_by_response_id"], repair.as_str());
+    assert!(resolved[0]["resolved_at"].is_string());
+}
+
+#[tokio::test]
+async fn voiding_the_ruptured_point_withdraws_its_alert() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    for (day, total) in [(1, 48), (8, 48), (15, 48)] {
+        wai(&app, &token, "p-v", day, total).await;
+    }
+    let crash = wai(&app, &token, "p-v", 22, 12).await;
+    wait_for(&app, &token, "kind=rupture", |a| a.len() == 1).await;
+    let void = app
+        .post_json(
+            &token,
+            &format!("/v1/responses/{crash}/void"),
+            json!({"reason": "wrong patient"}),
+        )
+        .await;
+    assert_eq!(void.status(), 200);
+    let withdrawn = wait_for(&app, &token, "status=withdrawn", |a| a.len() == 1).await;
+    assert_eq!(withdrawn[0]["kind"], "rupture");
+    assert!(
+        wait_for(&app, &token, "", |_| true).await.is_empty(),
+        "no open alert is left"
+    );
+}
+
+#[tokio::test]
+async fn phq9_item_9_raises_an_item_flag_alert_that_a_person_acknowledges() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read", "org:admin"]).await;
+    let created = post(
+        &app,
+        &token,
+        json!({"instrument": "phq-9", "patient": "p-s", "administered_at": "2026-01-05T10:00:00Z",
+        "answers": phq9_answers(4, 1)}),
+    )
+    .await;
+    assert_eq!(
+        created["score"]["flags"],
+        json!(["item_9_positive"]),
+        "the 201 carries the flag at once"
+    );
+    let alerts = wait_for(&app, &token, "kind=item_flag", |a| a.len() == 1).await;
+    let alert = &alerts[0];
+    assert_eq!(
+        alert["detail"],
+        json!({"flag": "item_9_positive", "item": "9", "answer": 1})
+    );
+    let path = format!("/v1/alerts/{}/acknowledge", alert["id"].as_str().unwrap());
+    let long = "x".repeat(1001);
+    assert_problem(app.post_json(&token, &path, json!({"note": long})).await, 422).await;
+    let res = app
+        .post_json(
+            &token,
+            &path,
+            json!({"note": "called the patient; safety plan in place"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let acked: Value = res.json().await.unwrap();
+    assert_eq!(acked["status"], "acknowledged");
+    assert_eq!(acked["note"], "called the patient; safety plan in place");
+    assert!(acked["acknowledged_at"].is_string() && acked["acknowledged_by"].is_string());
+    let again: Value = app
+        .post_json(&token, &path, json!({"note": "second"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again["note"], "called the patient; safety plan in place",
+        "acknowledging twice is harmless"
+    );
+    assert_eq!(again["acknowledged_at"], acked["acknowledged_at"]);
+    let one = app
+        .get_json(&token, &format!("/v1/alerts/{}", alert["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(one["status"], "acknowledged");
+    let events = app.get_json(&token, "/v1/audit-events?limit=500").await;
+    let actions = item_strings(&events, "action");
+    assert_eq!(actions.iter().filter(|a| *a == "alert.acknowledged").count(), 2);
+    assert!(
+        !events.to_string().contains("safety plan"),
+        "the note is not copied into the audit log"
+    );
+}
+
+#[tokio::test]
+async fn below_cutoff_runs_and_deteriorations_are_raised_and_resolved() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let srs = |day: u32, v: f64| {
+        json!({"instrument": "srs", "patient": "p-c", "administered_at": format!("2026-01-{day:02}T10:00:00Z"),
+            "answers": {"1": v, "2": v, "3": v, "4": v}})
+    };
+    post(&app, &token, srs(1, 9.5)).await;
+    post(&app, &token, srs(8, 8.0)).await; // 32 < 36
+    post(&app, &token, srs(15, 8.5)).await; // still below: the same run
+    let open = wait_for(&app, &token, "kind=below_cutoff", |a| a.len() == 1).await;
+    assert_eq!(
+        open[0]["detail"],
+        json!({"total": 32.0, "cutoff": 36.0, "comparator": "lt"})
+    );
+    post(&app, &token, srs(22, 9.5)).await;
+    wait_for(&app, &token, "status=resolved&kind=below_cutoff", |a| a.len() == 1).await;
+
+    // PHQ-9 5 -> 12 is a reliable deterioration (7 >= 6 points, lower is better); 12 -> 6 ends it.
+    let phq = |day: u32, total: u32| {
+        json!({"instrument": "phq-9", "patient": "p-d", "administered_at": format!("2026-01-{day:02}T10:00:00Z"),
+            "answers": phq9_answers(total, 0)})
+    };
+    post(&app, &token, phq(1, 5)).await;
+    post(&app, &token, phq(8, 12)).await;
+    let det = wait_for(&app, &token, "kind=deterioration", |a| a.len() == 1).await;
+    assert_eq!(
+        det[0]["detail"],
+        json!({"baseline": 5.0, "latest": 12.0, "change": 7.0, "rule": "points"})
+    );
+    post(&app, &token, phq(15, 6)).await;
+    wait_for(&app, &token, "status=resolved&kind=deterioration", |a| a.len() == 1).await;
+}
+
+async fn db(app: &TestApp) -> AsyncPgConnection {
+    AsyncPgConnection::establish(&app.database_url).await.unwrap()
+}
+
+#[tokio::test]
+async fn evaluating_an_event_twice_changes_nothing_and_tenants_see_only_their_own() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    for (day, total) in [(1, 48), (8, 48), (15, 48), (22, 12)] {
+        wai(&app, &token, "p-i", day, total).await;
+    }
+    let before = wait_for(&app, &token, "status=all", |a| a.len() == 1).await;
+    // The same event again (as after a crash between evaluation and commit).
+    let mut conn = db(&app).await;
+    diesel::sql_query(
+        "INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
+         SELECT org_id, gen_random_uuid(), kind, response_id, patient, instrument_key, rater
+         FROM outbox_events ORDER BY seq DESC LIMIT 1",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    #[derive(diesel::QueryableByName)]
+    struct Pending {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let started = Instant::now();
+    loop {
+        let p: Pending = diesel::sql_query("SELECT count(*) AS n FROM outbox_events WHERE processed_at IS NULL")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        if p.n == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = app.get_json(&token, "/v1/alerts?status=all").await;
+    assert_eq!(
+        after["items"].as_array().unwrap(),
+        &before,
+        "the second evaluation changed nothing"
+    );
+
+    let (_, other) = app.create_org("other-alerts").await;
+    assert!(
+        app.get_json(&other, "/v1/alerts?status=all").await["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let foreign = app
+        .get(&other, &format!("/v1/alerts/{}", before[0]["id"].as_str().unwrap()))
+        .await;
+    assert_problem(foreign, 404).await;
+}
+
+#[tokio::test]
+async fn two_instances_process_every_event_exactly_once() {
+    let app = TestApp::spawn().await;
+    let db_name = app.db_name.clone();
+    let second = TestApp::spawn_with(|s| s.database_url = format!("{}/{db_name}", crate::helpers::SERVER_URL)).await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let posts = (0..500u32).map(|i| {
+        let target = if i % 2 == 0 { &app } else { &second };
+        let body = json!({"instrument": "phq-9", "patient": format!("p-{}", i % 50),
+            "administered_at": format!("2026-01-{:02}T{:02}:00:00Z", 1 + i / 50, i % 24),
+            "answers": phq9_answers(i % 25, u32::from(i % 7 == 0).min(i % 25))});
+        let token = token.clone();
+        async move { target.post_json(&token, "/v1/responses", body).await.status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(posts).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let mut conn = db(&app).await;
+    #[derive(diesel::QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        events: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        done_once: i64,
+    }
+    let started = Instant::now();
+    loop {
+        let c: Counts = diesel::sql_query(
+            "SELECT count(*) AS events, count(*) FILTER (WHERE processed_at IS NOT NULL AND attempts = 1) AS done_once
+             FROM outbox_events",
+        )
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        if c.done_once == 500 {
+            assert_eq!(c.events, 500);
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} of {} processed",
+            c.done_once,
+            c.events
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Item 9 was answered >= 1 in every seventh response: one item_flag alert each, never two.
+    let flagged = (0..500u32).filter(|i| i % 7 == 0 && i % 25 > 0).count();
+    let page = app.get_json(&token, "/v1/alerts?kind=item_flag&limit=500").await;
+    assert_eq!(page["items"].as_array().unwrap().len(), flagged);
+    std::mem::forget(second);
+}

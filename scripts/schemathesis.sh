@@ -64,9 +64,11 @@ cat >"$WORK/schemathesis.toml" <<TOML
 path = "$WORK/wfc-auth.json"
 peers = ["first-org", "second-org"]
 TOML
+# use_after_free (ST301) is excluded: DELETE /v1/clients/{id} *revokes* a client, and the
+# revoked record stays readable (with `revoked_at`) for the audit trail, as documented.
 "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" run "http://127.0.0.1:$PORT/openapi.json" \
   --checks all \
-  --exclude-checks positive_data_acceptance,ignored_auth \
+  --exclude-checks positive_data_acceptance,ignored_auth,use_after_free \
   --max-examples "$MAX_EXAMPLES" \
   --phases examples,coverage,fuzzing,stateful \
   --request-timeout 10 \

@@ -6,6 +6,9 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pool: IntGaugeVec,
+    outbox_lag: prometheus::Gauge,
+    outbox_processed: prometheus::IntCounter,
+    alerts: IntGaugeVec,
 }
 
 impl Metrics {
@@ -29,6 +32,21 @@ impl Metrics {
             Opts::new("db_pool_connections", "Database pool connections by state"),
             &["state"],
         )?;
+        let outbox_lag = prometheus::Gauge::new(
+            "outbox_lag_seconds",
+            "Age of the oldest unprocessed outbox event (0 when none is pending)",
+        )?;
+        let outbox_processed = prometheus::IntCounter::new(
+            "outbox_events_processed_total",
+            "Outbox events this instance's worker processed",
+        )?;
+        let alerts = IntGaugeVec::new(
+            Opts::new("alerts", "Alerts of every organisation by kind and status"),
+            &["kind", "status"],
+        )?;
+        registry.register(Box::new(outbox_lag.clone()))?;
+        registry.register(Box::new(outbox_processed.clone()))?;
+        registry.register(Box::new(alerts.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool.clone()))?;
@@ -37,7 +55,23 @@ impl Metrics {
             requests,
             latency,
             pool,
+            outbox_lag,
+            outbox_processed,
+            alerts,
         })
+    }
+
+    pub fn outbox_processed(&self, n: usize) {
+        self.outbox_processed.inc_by(n as u64);
+    }
+
+    /// The outbox lag and alert counts, read from the database at scrape time.
+    pub fn set_background(&self, lag_seconds: f64, alerts: &[(String, String, i64)]) {
+        self.outbox_lag.set(lag_seconds);
+        self.alerts.reset();
+        for (kind, status, n) in alerts {
+            self.alerts.with_label_values(&[kind.as_str(), status.as_str()]).set(*n);
+        }
     }
 
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {

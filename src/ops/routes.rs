@@ -44,6 +44,12 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
 )]
 #[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // The background work's figures need the database; without it they keep their last value.
+    if let Ok(mut conn) = crate::db::conn(&state.pool).await
+        && let Ok((lag, alerts)) = crate::outbox::background_figures(&mut conn).await
+    {
+        state.metrics.set_background(lag, &alerts);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render(&state.pool))

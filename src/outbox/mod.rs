@@ -29,7 +29,7 @@ pub async fn run(state: web::Data<AppState>) {
     loop {
         match process_pending(&state).await {
             Ok(0) => tokio::time::sleep(IDLE).await,
-            Ok(_) => {}
+            Ok(n) => state.metrics.outbox_processed(n),
             Err(e) => {
                 let cause = e.cause().map(crate::error::ErrorCause::describe);
                 log::warn!(target: "rapport::outbox", "outbox worker: {e} {cause:?}");
@@ -93,4 +93,38 @@ pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
         Ok(events.len())
     })
     .await
+}
+
+/// The oldest pending event's age in seconds (0 when none), and alert counts by kind and
+/// status over every organisation (for `/metrics`).
+pub async fn background_figures(
+    conn: &mut diesel_async::AsyncPgConnection,
+) -> QueryResult<(f64, Vec<(String, String, i64)>)> {
+    #[derive(diesel::QueryableByName)]
+    struct Lag {
+        #[diesel(sql_type = diesel::sql_types::Double)]
+        seconds: f64,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        kind: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let lag: Lag = diesel::sql_query(
+        "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS seconds
+         FROM outbox_events WHERE processed_at IS NULL",
+    )
+    .get_result(conn)
+    .await?;
+    let counts: Vec<Count> = diesel::sql_query("SELECT kind, status, count(*) AS n FROM alerts GROUP BY kind, status")
+        .load(conn)
+        .await?;
+    Ok((
+        lag.seconds,
+        counts.into_iter().map(|c| (c.kind, c.status, c.n)).collect(),
+    ))
 }

@@ -59,6 +59,20 @@ async fn a_rupture_raises_an_alert_and_its_repair_resolves_it() {
         alert["detail"],
         json!({"from": 48.0, "to": 12.0, "drop": 36.0, "rule": "sd_drop"})
     );
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"alerts{kind="rupture",status="open"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("outbox_lag_seconds 0") && metrics.contains("outbox_events_processed_total"));
     let repair = wai(&app, &token, "p-r", 29, 48).await;
     let resolved = wait_for(&app, &token, "status=resolved&kind=rupture", |a| a.len() == 1).await;
     assert_eq!(resolved[0]["id"], alert["id"]);

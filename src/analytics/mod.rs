@@ -4,6 +4,7 @@
 
 pub mod alliance_outcome;
 pub mod clinicians;
+pub mod courses;
 pub mod model;
 pub mod routes;
 pub mod store;

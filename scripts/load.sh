@@ -83,7 +83,11 @@ end
 LUA
 
 echo "== wrk: single ingest (${DURATION}s, c=$CONCURRENCY)"
+# The outbox lag (age of the oldest unprocessed event, from /metrics) sampled meanwhile.
+( while :; do curl -fs "http://127.0.0.1:$PORT/metrics" 2>/dev/null | awk '/^outbox_lag_seconds/ {print $2}'; sleep 0.25; done ) >"$OUT/lag.txt" &
+LAG_PID=$!
 wrk -t"$THREADS" -c"$CONCURRENCY" -d"${DURATION}s" --latency -s "$OUT/single.lua" "http://127.0.0.1:$PORT" | tee "$OUT/single.txt"
+kill "$LAG_PID" 2>/dev/null || true
 echo "== wrk: batch ingest, 100 per request (${DURATION}s, c=$CONCURRENCY)"
 wrk -t"$THREADS" -c"$CONCURRENCY" -d"${DURATION}s" --latency -s "$OUT/batch.lua" "http://127.0.0.1:$PORT" | tee "$OUT/batch.txt"
 
@@ -115,3 +119,6 @@ awk -v a="$single" -v b="$pgs" -v p="$(p99 "$OUT/single.txt")" -v e="$(errors "$
   'BEGIN {printf "| single ingest, rows/s | %.0f | %.0f | %.0f%% | %s | %s |\n", a, b, 100*a/b, p, e}'
 awk -v a="$batch" -v b="$pgb" -v p="$(p99 "$OUT/batch.txt")" -v e="$(errors "$OUT/batch.txt")" \
   'BEGIN {printf "| batch ingest (100/request), rows/s | %.0f | %.0f | %.0f%% | %s | %s |\n", a*100, b*100, 100*a/b, p, e}'
+if [ -s "$OUT/lag.txt" ]; then
+  sort -g "$OUT/lag.txt" | awk '{a[NR]=$1} END {printf "| outbox lag during single ingest (%d samples) | p50 %.3f s | p99 %.3f s | max %.3f s |\n", NR, a[int(NR*0.5)+0], a[int(NR*0.99)+0], a[NR]}'
+fi

@@ -61,12 +61,15 @@ impl Application {
             migration_versions: db::embedded_migration_versions(),
             builtins: crate::instruments::builtin::BuiltinCatalogue::load()?,
             norms: Default::default(),
+            worker_norms: Default::default(),
             routes: crate::ops::route_table::RouteTable::from_openapi(&crate::openapi::document()),
             settings: Arc::new(settings.clone()),
             pool,
         });
         // The outbox worker of this instance (alerts after each change to a response).
-        tokio::spawn(crate::outbox::run(state.clone()));
+        for _ in 0..crate::outbox::WORKERS {
+            tokio::spawn(crate::outbox::run(state.clone()));
+        }
         let mut server = HttpServer::new(move || build_app(state.clone(), public.clone()))
             .listen(listener)?
             .shutdown_timeout(30)

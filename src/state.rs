@@ -17,5 +17,10 @@ pub struct AppState {
     pub migration_versions: Vec<String>,
     pub builtins: crate::instruments::builtin::BuiltinCatalogue,
     pub norms: crate::analytics::NormsCache,
+    /// The outbox worker's organisation norms: the same 5-minute cache, but not cleared by
+    /// each new response (clearing it on every ingest made every alert evaluation recompute
+    /// the organisation's norms over all its patients). Alerts may use norms up to 5
+    /// minutes old; trends on the instance that took a response use fresh ones.
+    pub worker_norms: crate::analytics::NormsCache,
     pub routes: crate::ops::route_table::RouteTable,
 }

@@ -17,13 +17,14 @@ use store::{SeriesKey, Upsert};
 /// Brings the stored alerts of one series to what the series now says.
 pub async fn evaluate_series(conn: &mut AsyncPgConnection, state: &AppState, key: &SeriesKey) -> ApiResult<usize> {
     let points = store::series(conn, key).await?;
+    let existing = store::count_in_series(conn, key).await?;
     let mut keep = Vec::new();
     if let Some(last) = points.last() {
         let instrument =
             crate::analytics::instrument_at(conn, &state.builtins, key.org, &key.instrument, last.instrument_version)
                 .await?;
         let rater = crate::scoring::Rater::parse(&key.rater).unwrap_or(crate::scoring::Rater::Patient);
-        let norms = crate::analytics::norms_for(conn, &state.norms, key.org, &instrument, rater).await?;
+        let norms = crate::analytics::norms_for(conn, &state.worker_norms, key.org, &instrument, rater).await?;
         for d in evaluate::desired(&points, &instrument.definition, &norms) {
             let Some(point) = points.get(d.point) else { continue };
             let resolved_by = d.resolved_by.and_then(|i| points.get(i)).map(|p| p.id);
@@ -42,6 +43,9 @@ pub async fn evaluate_series(conn: &mut AsyncPgConnection, state: &AppState, key
             keep.push(d.fingerprint);
         }
     }
-    store::withdraw_others(conn, key, &keep).await?;
+    // Most changes call for no alert: then a series without alerts needs no write at all.
+    if existing > 0 {
+        store::withdraw_others(conn, key, &keep).await?;
+    }
     Ok(keep.len())
 }

@@ -180,6 +180,18 @@ pub async fn withdraw_others(conn: &mut AsyncPgConnection, key: &SeriesKey, keep
         .await
 }
 
+/// How many alerts (any status) the series has.
+pub async fn count_in_series(conn: &mut AsyncPgConnection, key: &SeriesKey) -> QueryResult<i64> {
+    alerts::table
+        .filter(alerts::org_id.eq(key.org))
+        .filter(alerts::patient.eq(&key.patient))
+        .filter(alerts::instrument_key.eq(&key.instrument))
+        .filter(alerts::rater.eq(&key.rater))
+        .count()
+        .get_result(conn)
+        .await
+}
+
 pub async fn find(conn: &mut AsyncPgConnection, org: OrgId, id: Uuid) -> QueryResult<Option<AlertRow>> {
     alerts::table
         .filter(alerts::org_id.eq(org).and(alerts::id.eq(id)))

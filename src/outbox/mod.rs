@@ -24,6 +24,10 @@ const BATCH: i64 = 64;
 /// How long an idle worker waits before looking again.
 const IDLE: Duration = Duration::from_millis(100);
 
+/// Worker tasks per instance: events of different series are evaluated in parallel (one
+/// series at a time, whatever the worker or instance, under its advisory lock).
+pub const WORKERS: usize = 2;
+
 /// Runs until the process ends.
 pub async fn run(state: web::Data<AppState>) {
     loop {
@@ -80,9 +84,15 @@ pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
                 .await?;
             crate::alerts::evaluate_series(conn, state, key).await?;
         }
+        // One statement per organisation (every tenant query names its organisation).
+        let mut by_org: std::collections::BTreeMap<OrgId, Vec<Uuid>> = std::collections::BTreeMap::new();
         for (org, id, ..) in &events {
+            by_org.entry(*org).or_default().push(*id);
+        }
+        for (org, ids) in by_org {
             diesel::update(outbox_events::table)
-                .filter(outbox_events::org_id.eq(*org).and(outbox_events::id.eq(*id)))
+                .filter(outbox_events::org_id.eq(org))
+                .filter(outbox_events::id.eq_any(&ids))
                 .set((
                     outbox_events::processed_at.eq(Some(chrono::Utc::now())),
                     outbox_events::attempts.eq(outbox_events::attempts + 1),

@@ -60,7 +60,12 @@ pub async fn list_alerts(
         "alerts.listed",
         "alert",
         None,
-        json!({"rows": rows.len(), "filters": {"patient": query.patient.is_some(), "clinician": query.clinician.is_some()}}),
+        json!({"rows": rows.len(), "filters": audit::filters_used(&[
+            ("patient", query.patient.is_some()),
+            ("clinician", query.clinician.is_some()),
+            ("instrument", query.instrument.is_some()),
+            ("kind", query.kind.is_some()),
+        ])}),
     )
     .await?;
     Ok(HttpResponse::Ok().json(AlertPage {

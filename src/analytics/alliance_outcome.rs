@@ -279,15 +279,12 @@ pub async fn alliance_outcome(
         all.retain(|course| course.clinician.as_deref() == Some(c.as_str()));
     }
     let (correlation, lagged, tertiles, clinicians) = analyse(&all, &outcome_instrument.definition, min_patients);
-    let filters: Vec<&str> = [
+    let filters = audit::filters_used(&[
         ("rater", q.rater.is_some()),
         ("clinician", q.clinician.is_some()),
         ("from", q.from.is_some()),
         ("to", q.to.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, used)| used.then_some(name))
-    .collect();
+    ]);
     audit::record_read(
         &mut conn,
         &principal,

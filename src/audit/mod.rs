@@ -30,3 +30,13 @@ pub async fn record_read(
     )
     .await
 }
+
+/// The names of the filters a read used, for its audit detail: which filters, never their
+/// values (they can name patients).
+pub fn filters_used<'a>(filters: &[(&'a str, bool)]) -> Vec<&'a str> {
+    filters
+        .iter()
+        .filter(|(_, used)| *used)
+        .map(|(name, _)| *name)
+        .collect()
+}

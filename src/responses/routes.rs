@@ -160,15 +160,12 @@ pub async fn list_responses(
     let rows = store::list(&mut conn, principal.org, &query, after, limit).await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |r| r.seq);
     // The filters name patients: the audit detail records which filters were used, not values.
-    let filters: Vec<&str> = [
+    let filters = audit::filters_used(&[
         ("patient", query.patient.is_some()),
         ("clinician", query.clinician.is_some()),
         ("episode", query.episode.is_some()),
         ("instrument", query.instrument.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, used)| used.then_some(name))
-    .collect();
+    ]);
     audit::record_read(
         &mut conn,
         &principal,

@@ -131,12 +131,16 @@ pub async fn amend(
     let org = principal.org;
     let actor = principal.client_id.clone();
     let id = ResponseId(stored.id);
+    let previous = stored.clone();
     let amended = conn
         .transaction::<_, ApiError, _>(async move |conn| {
             let amended = store::amend(conn, org, id, &row).await?.ok_or_else(|| {
                 ApiError::Conflict("the stored response is voided; a voided response cannot be amended".into())
             })?;
             store::record_events(conn, org, &[amended.id], "response.rescored").await?;
+            if previous.instrument_key != amended.instrument_key || previous.rater != amended.rater {
+                store::record_event_for_old_series(conn, &previous).await?;
+            }
             audit::record(
                 conn,
                 AuditEntry {

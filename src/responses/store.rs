@@ -480,3 +480,20 @@ pub async fn record_events(conn: &mut AsyncPgConnection, org: OrgId, ids: &[Uuid
     .execute(conn)
     .await
 }
+
+/// An outbox event for the series a response *left* (an amendment moved it to another
+/// instrument or rater): that series is re-evaluated too.
+pub async fn record_event_for_old_series(conn: &mut AsyncPgConnection, old: &AdministrationRow) -> QueryResult<usize> {
+    use diesel::sql_types::{Text, Uuid as SqlUuid};
+    diesel::sql_query(
+        "INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
+         VALUES ($1, gen_random_uuid(), 'response.rescored', $2, $3, $4, $5)",
+    )
+    .bind::<SqlUuid, _>(old.org_id)
+    .bind::<SqlUuid, _>(old.id)
+    .bind::<Text, _>(&old.patient)
+    .bind::<Text, _>(&old.instrument_key)
+    .bind::<Text, _>(&old.rater)
+    .execute(conn)
+    .await
+}

@@ -311,3 +311,32 @@ async fn two_instances_process_every_event_exactly_once() {
     assert_eq!(page["items"].as_array().unwrap().len(), flagged);
     std::mem::forget(second);
 }
+
+#[tokio::test]
+async fn an_amendment_that_moves_a_response_to_another_instrument_reevaluates_the_old_series() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let qr = |status: &str, key: &str, answers: &[f64]| {
+        json!({"resourceType": "QuestionnaireResponse", "status": status,
+            "questionnaire": format!("{}/fhir/r4/Questionnaire/{key}|1", app.address),
+            "identifier": {"system": "urn:ehr", "value": "enc-move"},
+            "subject": {"reference": "Patient/p-m"}, "authored": "2026-01-05T10:00:00Z",
+            "item": answers.iter().enumerate()
+                .map(|(i, v)| json!({"linkId": (i + 1).to_string(), "answer": [{"valueDecimal": v}]}))
+                .collect::<Vec<_>>()})
+    };
+    let post = |body: Value| {
+        app.http
+            .post(app.url("/fhir/r4/QuestionnaireResponse"))
+            .bearer_auth(&token)
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+    };
+    assert_eq!(post(qr("completed", "srs", &[8.0; 4])).await.unwrap().status(), 201);
+    wait_for(&app, &token, "kind=below_cutoff", |a| a.len() == 1).await;
+    // The same identifier, amended into a PHQ-9: the SRS series no longer has the point.
+    assert_eq!(post(qr("amended", "phq-9", &[0.0; 9])).await.unwrap().status(), 200);
+    let withdrawn = wait_for(&app, &token, "status=withdrawn", |a| a.len() == 1).await;
+    assert_eq!(withdrawn[0]["kind"], "below_cutoff");
+}

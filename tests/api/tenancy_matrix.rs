@@ -9,6 +9,7 @@ use crate::instruments::custom_instrument;
 
 struct Ids {
     client: String,
+    alert: String,
     response: String,
     key: String,
     patient: String,
@@ -23,6 +24,8 @@ fn fill(template: &str, ids: &Ids, unknown: bool) -> String {
         random.clone()
     } else if is_client {
         ids.client.clone()
+    } else if template.starts_with("/v1/alerts") {
+        ids.alert.clone()
     } else {
         ids.response.clone()
     };
@@ -80,8 +83,26 @@ async fn foreign_ids_answer_exactly_like_unknown_ones_on_every_route() {
         .json()
         .await
         .unwrap();
+    // An alert of the first organisation: a PHQ-9 with item 9 answered raises one.
+    let phq9: serde_json::Map<String, Value> = (1..=9).map(|i| (i.to_string(), json!(1))).collect();
+    let flagged = json!({"instrument": "phq-9", "patient": "tenant-patient", "administered_at": "2026-03-04T15:20:00Z",
+        "answers": phq9});
+    assert_eq!(app.post_json(&first, "/v1/responses", flagged).await.status(), 201);
+    let started = std::time::Instant::now();
+    let alert = loop {
+        let page = app.get_json(&first, "/v1/alerts").await;
+        if let Some(id) = page["items"][0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "no alert: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let ids = Ids {
         client: client["id"].as_str().unwrap().into(),
+        alert,
         response: response["id"].as_str().unwrap().into(),
         key: key.into(),
         patient: "tenant-patient".into(),

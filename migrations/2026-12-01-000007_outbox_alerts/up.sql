@@ -16,6 +16,9 @@ CREATE TABLE outbox_events (
     PRIMARY KEY (org_id, id)
 );
 CREATE INDEX outbox_events_pending ON outbox_events (seq) WHERE processed_at IS NULL;
+-- The pending events of one series (a worker takes them all: one evaluation serves them).
+CREATE INDEX outbox_events_pending_series ON outbox_events (org_id, patient, instrument_key, rater)
+    WHERE processed_at IS NULL;
 
 -- Alerts derived from a series (organisation, patient, instrument, rater): `fingerprint`
 -- names the fact (a rupture at a response, a below-cut-off run from a response, ...), so

@@ -73,6 +73,12 @@ pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
                 rater: rater.clone(),
             })
             .collect();
+        let taken: BTreeSet<Uuid> = events.iter().map(|(_, id, ..)| *id).collect();
+        let coalesced: Vec<(OrgId, Uuid)> = pending_of(conn, &series)
+            .await?
+            .into_iter()
+            .filter(|(_, id)| !taken.contains(id))
+            .collect();
         for key in &series {
             // One evaluation of a series at a time, across instances.
             diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 42))")
@@ -89,6 +95,11 @@ pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
         for (org, id, ..) in &events {
             by_org.entry(*org).or_default().push(*id);
         }
+        // Coalesce: the other pending events of these series are served by the same
+        // evaluations, which read the series after these rows were locked.
+        for (org, id) in &coalesced {
+            by_org.entry(*org).or_default().push(*id);
+        }
         for (org, ids) in by_org {
             diesel::update(outbox_events::table)
                 .filter(outbox_events::org_id.eq(org))
@@ -100,9 +111,43 @@ pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
                 .execute(conn)
                 .await?;
         }
-        Ok(events.len())
+        Ok(events.len() + coalesced.len())
     })
     .await
+}
+
+/// Locks the other pending events of these series (`SKIP LOCKED`: one another worker holds
+/// is left to it).
+async fn pending_of(
+    conn: &mut diesel_async::AsyncPgConnection,
+    series: &BTreeSet<SeriesKey>,
+) -> QueryResult<Vec<(OrgId, Uuid)>> {
+    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
+    #[derive(diesel::QueryableByName)]
+    struct Pending {
+        #[diesel(sql_type = SqlUuid)]
+        org_id: Uuid,
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    let orgs: Vec<Uuid> = series.iter().map(|k| k.org.0).collect();
+    let patients: Vec<&str> = series.iter().map(|k| k.patient.as_str()).collect();
+    let instruments: Vec<&str> = series.iter().map(|k| k.instrument.as_str()).collect();
+    let raters: Vec<&str> = series.iter().map(|k| k.rater.as_str()).collect();
+    let rows: Vec<Pending> = diesel::sql_query(
+        "SELECT e.org_id, e.id FROM outbox_events e
+         JOIN unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS s(org_id, patient, instrument_key, rater)
+           ON e.org_id = s.org_id AND e.patient = s.patient AND e.instrument_key = s.instrument_key AND e.rater = s.rater
+         WHERE e.processed_at IS NULL
+         FOR UPDATE OF e SKIP LOCKED",
+    )
+    .bind::<Array<SqlUuid>, _>(&orgs)
+    .bind::<Array<Text>, _>(&patients)
+    .bind::<Array<Text>, _>(&instruments)
+    .bind::<Array<Text>, _>(&raters)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (OrgId(r.org_id), r.id)).collect())
 }
 
 /// The oldest pending event's age in seconds (0 when none), and alert counts by kind and

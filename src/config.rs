@@ -43,7 +43,16 @@ pub struct Settings {
     /// `RAPPORT_TRUST_FORWARDED`: take the base from `Forwarded`/`X-Forwarded-*`/`Host`
     /// (only behind a proxy that sets them). Default false: those headers are ignored.
     pub trust_forwarded: bool,
+    /// `RAPPORT_WEBHOOK_RETRY_SECS`: the waits before each retry of a failed webhook delivery
+    /// (comma-separated seconds, fractions allowed). Default 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+    pub webhook_retry: Vec<Duration>,
+    /// `RAPPORT_WEBHOOK_ALLOW_PRIVATE`: allow http and private, loopback and link-local webhook
+    /// targets (tests and closed networks). Default false.
+    pub webhook_allow_private: bool,
 }
+
+/// The Standard Webhooks retry schedule (seconds before each retry).
+pub const DEFAULT_WEBHOOK_RETRY_SECS: [u64; 7] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000];
 
 /// The base of absolute URLs, registered as app data by `startup`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +106,11 @@ impl Default for Settings {
             client_request_timeout: Duration::from_secs(10),
             public_url: None,
             trust_forwarded: false,
+            webhook_retry: DEFAULT_WEBHOOK_RETRY_SECS
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+            webhook_allow_private: false,
         }
     }
 }
@@ -182,16 +196,13 @@ impl Settings {
             s.public_url = Some(v.trim().trim_end_matches('/').to_string());
         }
         if let Some(v) = non_empty("RAPPORT_TRUST_FORWARDED") {
-            s.trust_forwarded = match v.trim() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        name: "RAPPORT_TRUST_FORWARDED",
-                        problem: "must be true or false".into(),
-                    });
-                }
-            };
+            s.trust_forwarded = parse_bool("RAPPORT_TRUST_FORWARDED", &v)?;
+        }
+        if let Some(v) = non_empty("RAPPORT_WEBHOOK_ALLOW_PRIVATE") {
+            s.webhook_allow_private = parse_bool("RAPPORT_WEBHOOK_ALLOW_PRIVATE", &v)?;
+        }
+        if let Some(v) = non_empty("RAPPORT_WEBHOOK_RETRY_SECS") {
+            s.webhook_retry = parse_schedule("RAPPORT_WEBHOOK_RETRY_SECS", &v)?;
         }
         s.bootstrap_client_id = non_empty("RAPPORT_BOOTSTRAP_CLIENT_ID");
         s.bootstrap_client_secret = non_empty("RAPPORT_BOOTSTRAP_CLIENT_SECRET");
@@ -203,6 +214,31 @@ impl Settings {
         }
         Ok(s)
     }
+}
+
+fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            name,
+            problem: "must be true or false".into(),
+        }),
+    }
+}
+
+/// Comma-separated non-negative seconds (fractions allowed), each at most a day.
+fn parse_schedule(name: &'static str, value: &str) -> Result<Vec<Duration>, ConfigError> {
+    value
+        .split(',')
+        .map(|part| match part.trim().parse::<f64>() {
+            Ok(secs) if secs.is_finite() && (0.0..=86_400.0).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+            _ => Err(ConfigError::Invalid {
+                name,
+                problem: format!("`{}` is not a number of seconds between 0 and 86400", part.trim()),
+            }),
+        })
+        .collect()
 }
 
 fn parse_positive(name: &'static str, value: &str) -> Result<usize, ConfigError> {
@@ -255,5 +291,27 @@ mod tests {
         assert!(from(&[("RAPPORT_DB_POOL_SIZE", "0")]).is_err());
         assert!(from(&[("RAPPORT_BODY_LIMIT", "lots")]).is_err());
         assert!(from(&[("RAPPORT_CLIENT_STATUS_TTL_SECS", "61")]).is_err());
+    }
+
+    #[test]
+    fn the_webhook_retry_schedule_is_read_and_checked() {
+        assert_eq!(from(&[]).unwrap().webhook_retry.len(), 7);
+        let s = from(&[("RAPPORT_WEBHOOK_RETRY_SECS", "0.5, 2,10")]).unwrap();
+        assert_eq!(
+            s.webhook_retry,
+            vec![
+                Duration::from_millis(500),
+                Duration::from_secs(2),
+                Duration::from_secs(10)
+            ]
+        );
+        assert!(from(&[("RAPPORT_WEBHOOK_RETRY_SECS", "5,soon")]).is_err());
+        assert!(from(&[("RAPPORT_WEBHOOK_RETRY_SECS", "-1")]).is_err());
+        assert!(from(&[("RAPPORT_WEBHOOK_ALLOW_PRIVATE", "yes")]).is_err());
+        assert!(
+            from(&[("RAPPORT_WEBHOOK_ALLOW_PRIVATE", "true")])
+                .unwrap()
+                .webhook_allow_private
+        );
     }
 }

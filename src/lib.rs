@@ -30,6 +30,7 @@ pub mod scoring;
 pub mod startup;
 pub mod state;
 pub mod validation;
+pub mod webhooks;
 
 pub use startup::Application;
 
@@ -71,6 +72,14 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(alerts::routes::list_alerts)
             .service(alerts::routes::get_alert)
             .service(alerts::routes::acknowledge_alert)
+            .service(webhooks::routes::create_webhook)
+            .service(webhooks::routes::list_webhooks)
+            .service(webhooks::routes::get_webhook)
+            .service(webhooks::routes::delete_webhook)
+            .service(webhooks::routes::rotate_secret)
+            .service(webhooks::routes::test_webhook)
+            .service(webhooks::routes::list_deliveries)
+            .service(webhooks::routes::retry_delivery)
             .service(
                 scope::scope("/exports")
                     .wrap(actix_web::middleware::Compress::default())

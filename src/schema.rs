@@ -184,3 +184,41 @@ diesel::table! {
 }
 
 diesel::joinable!(pseudonym_keys -> organizations (org_id));
+
+diesel::table! {
+    webhook_endpoints (org_id, id) {
+        org_id -> Uuid,
+        id -> Uuid,
+        url -> Text,
+        events -> Array<Text>,
+        description -> Nullable<Text>,
+        payload -> Text,
+        status -> Text,
+        secret -> Text,
+        previous_secret -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        disabled_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (org_id, id) {
+        org_id -> Uuid,
+        id -> Uuid,
+        seq -> Int8,
+        endpoint_id -> Uuid,
+        event_id -> Uuid,
+        event_type -> Text,
+        body -> Text,
+        status -> Text,
+        attempts -> Int4,
+        last_status -> Nullable<Int4>,
+        last_error -> Nullable<Text>,
+        next_attempt_at -> Timestamptz,
+        created_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(webhook_endpoints -> organizations (org_id));

@@ -70,6 +70,11 @@ impl Application {
         for _ in 0..crate::outbox::WORKERS {
             tokio::spawn(crate::outbox::run(state.clone()));
         }
+        // Its webhook delivery workers.
+        let webhook_client = crate::webhooks::deliver::client(settings.webhook_allow_private)?;
+        for _ in 0..crate::webhooks::deliver::WORKERS {
+            tokio::spawn(crate::webhooks::deliver::run(state.clone(), webhook_client.clone()));
+        }
         let mut server = HttpServer::new(move || build_app(state.clone(), public.clone()))
             .listen(listener)?
             .shutdown_timeout(30)

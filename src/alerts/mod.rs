@@ -14,11 +14,17 @@ use crate::error::ApiResult;
 use crate::state::AppState;
 use store::{SeriesKey, Upsert};
 
-/// Brings the stored alerts of one series to what the series now says.
-pub async fn evaluate_series(conn: &mut AsyncPgConnection, state: &AppState, key: &SeriesKey) -> ApiResult<usize> {
+/// Brings the stored alerts of one series to what the series now says. Returns the alerts
+/// that were raised or resolved by it, with their webhook event types.
+pub async fn evaluate_series(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    key: &SeriesKey,
+) -> ApiResult<Vec<(&'static str, store::AlertRow)>> {
     let points = store::series(conn, key).await?;
     let existing = store::count_in_series(conn, key).await?;
     let mut keep = Vec::new();
+    let mut changes = Vec::new();
     if let Some(last) = points.last() {
         let instrument =
             crate::analytics::instrument_at(conn, &state.builtins, key.org, &key.instrument, last.instrument_version)
@@ -28,7 +34,7 @@ pub async fn evaluate_series(conn: &mut AsyncPgConnection, state: &AppState, key
         for d in evaluate::desired(&points, &instrument.definition, &norms) {
             let Some(point) = points.get(d.point) else { continue };
             let resolved_by = d.resolved_by.and_then(|i| points.get(i)).map(|p| p.id);
-            store::upsert(
+            let upserted = store::upsert(
                 conn,
                 key,
                 &Upsert {
@@ -40,6 +46,9 @@ pub async fn evaluate_series(conn: &mut AsyncPgConnection, state: &AppState, key
                 },
             )
             .await?;
+            for event in upserted.events() {
+                changes.push((event, upserted.alert.clone()));
+            }
             keep.push(d.fingerprint);
         }
     }
@@ -47,5 +56,5 @@ pub async fn evaluate_series(conn: &mut AsyncPgConnection, state: &AppState, key
     if existing > 0 {
         store::withdraw_others(conn, key, &keep).await?;
     }
-    Ok(keep.len())
+    Ok(changes)
 }

@@ -123,12 +123,40 @@ pub struct Upsert<'a> {
     pub resolved_by: Option<Uuid>,
 }
 
+/// An alert after its upsert, with the status it had before (None: it is new).
+#[derive(Debug, QueryableByName)]
+pub struct Upserted {
+    #[diesel(embed)]
+    pub alert: AlertRow,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub previous_status: Option<String>,
+}
+
+impl Upserted {
+    /// The webhook events this change is: `alert.created` for a new alert (or one that is
+    /// back after being withdrawn), `alert.resolved` when it became resolved.
+    pub fn events(&self) -> Vec<&'static str> {
+        let now = self.alert.status.as_str();
+        let mut events = Vec::new();
+        match self.previous_status.as_deref() {
+            None => events.push("alert.created"),
+            Some("withdrawn") if now != "withdrawn" => events.push("alert.created"),
+            _ => {}
+        }
+        if now == "resolved" && self.previous_status.as_deref() != Some("resolved") {
+            events.push("alert.resolved");
+        }
+        events
+    }
+}
+
 /// Brings one alert to what the series says: created open (or resolved), resolved when a
 /// resolving point exists, re-opened when that point went away, and left alone otherwise
 /// (acknowledgements stay). Applying the same state twice changes nothing.
-pub async fn upsert(conn: &mut AsyncPgConnection, key: &SeriesKey, a: &Upsert<'_>) -> QueryResult<usize> {
+pub async fn upsert(conn: &mut AsyncPgConnection, key: &SeriesKey, a: &Upsert<'_>) -> QueryResult<Upserted> {
     diesel::sql_query(
-        "INSERT INTO alerts (org_id, id, kind, status, patient, clinician, episode, instrument_key,
+        "WITH before AS (SELECT status FROM alerts WHERE org_id = $1 AND fingerprint = $10)
+         INSERT INTO alerts (org_id, id, kind, status, patient, clinician, episode, instrument_key,
             instrument_version, rater, response_id, fingerprint, detail, resolved_at, resolved_by_response_id)
          VALUES ($1, gen_random_uuid(), $2, CASE WHEN $12::uuid IS NULL THEN 'open' ELSE 'resolved' END, $3, $4, $5,
             $6, $7, $8, $9, $10, $11, CASE WHEN $12::uuid IS NULL THEN NULL ELSE now() END, $12)
@@ -147,7 +175,8 @@ pub async fn upsert(conn: &mut AsyncPgConnection, key: &SeriesKey, a: &Upsert<'_
                 WHEN alerts.resolved_by_response_id IS NOT DISTINCT FROM EXCLUDED.resolved_by_response_id
                     THEN alerts.resolved_at
                 ELSE now() END,
-            resolved_by_response_id = EXCLUDED.resolved_by_response_id",
+            resolved_by_response_id = EXCLUDED.resolved_by_response_id
+         RETURNING alerts.*, (SELECT status FROM before) AS previous_status",
     )
     .bind::<SqlUuid, _>(key.org)
     .bind::<Text, _>(a.kind)
@@ -161,7 +190,7 @@ pub async fn upsert(conn: &mut AsyncPgConnection, key: &SeriesKey, a: &Upsert<'_
     .bind::<Text, _>(a.fingerprint)
     .bind::<Jsonb, _>(a.detail)
     .bind::<Nullable<SqlUuid>, _>(a.resolved_by)
-    .execute(conn)
+    .get_result(conn)
     .await
 }
 

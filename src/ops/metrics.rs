@@ -9,6 +9,8 @@ pub struct Metrics {
     outbox_lag: prometheus::Gauge,
     outbox_processed: prometheus::IntCounter,
     alerts: IntGaugeVec,
+    webhook_deliveries: IntGaugeVec,
+    webhook_attempts: IntCounterVec,
 }
 
 impl Metrics {
@@ -44,6 +46,22 @@ impl Metrics {
             Opts::new("alerts", "Alerts of every organisation by kind and status"),
             &["kind", "status"],
         )?;
+        let webhook_deliveries = IntGaugeVec::new(
+            Opts::new(
+                "webhook_deliveries",
+                "Webhook deliveries of every organisation by status",
+            ),
+            &["status"],
+        )?;
+        let webhook_attempts = IntCounterVec::new(
+            Opts::new(
+                "webhook_attempts_total",
+                "Webhook delivery attempts this instance made, by outcome (delivered, retry, failed, gone, disabled)",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(webhook_deliveries.clone()))?;
+        registry.register(Box::new(webhook_attempts.clone()))?;
         registry.register(Box::new(outbox_lag.clone()))?;
         registry.register(Box::new(outbox_processed.clone()))?;
         registry.register(Box::new(alerts.clone()))?;
@@ -58,11 +76,25 @@ impl Metrics {
             outbox_lag,
             outbox_processed,
             alerts,
+            webhook_deliveries,
+            webhook_attempts,
         })
     }
 
     pub fn outbox_processed(&self, n: usize) {
         self.outbox_processed.inc_by(n as u64);
+    }
+
+    pub fn webhook_attempt(&self, outcome: &str) {
+        self.webhook_attempts.with_label_values(&[outcome]).inc();
+    }
+
+    /// Webhook deliveries by status, read from the database at scrape time.
+    pub fn set_deliveries(&self, counts: &[(String, i64)]) {
+        self.webhook_deliveries.reset();
+        for (status, n) in counts {
+            self.webhook_deliveries.with_label_values(&[status.as_str()]).set(*n);
+        }
     }
 
     /// The outbox lag and alert counts, read from the database at scrape time.

@@ -49,6 +49,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         && let Ok((lag, alerts)) = crate::outbox::background_figures(&mut conn).await
     {
         state.metrics.set_background(lag, &alerts);
+        if let Ok(deliveries) = crate::webhooks::store::counts_by_status(&mut conn).await {
+            state.metrics.set_deliveries(&deliveries);
+        }
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -5,15 +5,16 @@
 //! and marks the events processed in the same transaction. Evaluation is state-based and
 //! idempotent, so an event processed twice after a crash changes nothing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use actix_web::web;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection as _, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::alerts::store::SeriesKey;
+use crate::alerts::store::{AlertRow, SeriesKey};
 use crate::error::ApiError;
 use crate::ids::OrgId;
 use crate::schema::outbox_events;
@@ -43,42 +44,57 @@ pub async fn run(state: web::Data<AppState>) {
     }
 }
 
-/// Takes up to `BATCH` pending events, evaluates their series and marks them processed, in
-/// one transaction. Returns how many events it processed.
+/// One outbox row, as a worker takes it.
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = outbox_events)]
+pub struct PendingEvent {
+    pub org_id: OrgId,
+    pub id: Uuid,
+    pub kind: String,
+    pub response_id: Uuid,
+    pub patient: String,
+    pub instrument_key: String,
+    pub rater: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl PendingEvent {
+    fn series(&self) -> SeriesKey {
+        SeriesKey {
+            org: self.org_id,
+            patient: self.patient.clone(),
+            instrument: self.instrument_key.clone(),
+            rater: self.rater.clone(),
+        }
+    }
+}
+
+/// Takes up to `BATCH` pending events, evaluates their series, queues their webhook
+/// messages and marks them processed, in one transaction. Returns how many events it
+/// processed.
 pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
     let mut conn = crate::db::conn(&state.pool).await?;
     conn.transaction::<_, ApiError, _>(async move |conn| {
-        type Event = (OrgId, Uuid, String, String, String);
-        let events: Vec<Event> = outbox_events::table
+        let mut events: Vec<PendingEvent> = outbox_events::table
             .filter(outbox_events::processed_at.is_null())
             .order(outbox_events::seq.asc())
             .limit(BATCH)
-            .select((
-                outbox_events::org_id,
-                outbox_events::id,
-                outbox_events::patient,
-                outbox_events::instrument_key,
-                outbox_events::rater,
-            ))
+            .select(PendingEvent::as_select())
             .for_update()
             .skip_locked()
             .load(conn)
             .await?;
-        let series: BTreeSet<SeriesKey> = events
-            .iter()
-            .map(|(org, _, patient, instrument, rater)| SeriesKey {
-                org: *org,
-                patient: patient.clone(),
-                instrument: instrument.clone(),
-                rater: rater.clone(),
-            })
-            .collect();
-        let taken: BTreeSet<Uuid> = events.iter().map(|(_, id, ..)| *id).collect();
-        let coalesced: Vec<(OrgId, Uuid)> = pending_of(conn, &series)
+        let series: BTreeSet<SeriesKey> = events.iter().map(PendingEvent::series).collect();
+        let taken: BTreeSet<Uuid> = events.iter().map(|e| e.id).collect();
+        // Coalesce: the other pending events of these series are served by the same
+        // evaluations, which read the series after these rows were locked.
+        let coalesced: Vec<PendingEvent> = pending_of(conn, &series)
             .await?
             .into_iter()
-            .filter(|(_, id)| !taken.contains(id))
+            .filter(|e| !taken.contains(&e.id))
             .collect();
+        events.extend(coalesced);
+        let mut alert_changes: BTreeMap<OrgId, Vec<(&'static str, AlertRow)>> = BTreeMap::new();
         for key in &series {
             // One evaluation of a series at a time, across instances.
             diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 42))")
@@ -88,30 +104,31 @@ pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
                 ))
                 .execute(conn)
                 .await?;
-            crate::alerts::evaluate_series(conn, state, key).await?;
+            let changes = crate::alerts::evaluate_series(conn, state, key).await?;
+            if !changes.is_empty() {
+                alert_changes.entry(key.org).or_default().extend(changes);
+            }
         }
         // One statement per organisation (every tenant query names its organisation).
-        let mut by_org: std::collections::BTreeMap<OrgId, Vec<Uuid>> = std::collections::BTreeMap::new();
-        for (org, id, ..) in &events {
-            by_org.entry(*org).or_default().push(*id);
+        let mut by_org: BTreeMap<OrgId, Vec<&PendingEvent>> = BTreeMap::new();
+        for event in &events {
+            by_org.entry(event.org_id).or_default().push(event);
         }
-        // Coalesce: the other pending events of these series are served by the same
-        // evaluations, which read the series after these rows were locked.
-        for (org, id) in &coalesced {
-            by_org.entry(*org).or_default().push(*id);
-        }
-        for (org, ids) in by_org {
+        for (org, org_events) in &by_org {
+            let alerts = alert_changes.remove(org).unwrap_or_default();
+            crate::webhooks::publish_changes(conn, *org, org_events, &alerts).await?;
+            let ids: Vec<Uuid> = org_events.iter().map(|e| e.id).collect();
             diesel::update(outbox_events::table)
-                .filter(outbox_events::org_id.eq(org))
+                .filter(outbox_events::org_id.eq(*org))
                 .filter(outbox_events::id.eq_any(&ids))
                 .set((
-                    outbox_events::processed_at.eq(Some(chrono::Utc::now())),
+                    outbox_events::processed_at.eq(Some(Utc::now())),
                     outbox_events::attempts.eq(outbox_events::attempts + 1),
                 ))
                 .execute(conn)
                 .await?;
         }
-        Ok(events.len() + coalesced.len())
+        Ok(events.len())
     })
     .await
 }
@@ -121,21 +138,15 @@ pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
 async fn pending_of(
     conn: &mut diesel_async::AsyncPgConnection,
     series: &BTreeSet<SeriesKey>,
-) -> QueryResult<Vec<(OrgId, Uuid)>> {
+) -> QueryResult<Vec<PendingEvent>> {
     use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
-    #[derive(diesel::QueryableByName)]
-    struct Pending {
-        #[diesel(sql_type = SqlUuid)]
-        org_id: Uuid,
-        #[diesel(sql_type = SqlUuid)]
-        id: Uuid,
-    }
     let orgs: Vec<Uuid> = series.iter().map(|k| k.org.0).collect();
     let patients: Vec<&str> = series.iter().map(|k| k.patient.as_str()).collect();
     let instruments: Vec<&str> = series.iter().map(|k| k.instrument.as_str()).collect();
     let raters: Vec<&str> = series.iter().map(|k| k.rater.as_str()).collect();
-    let rows: Vec<Pending> = diesel::sql_query(
-        "SELECT e.org_id, e.id FROM outbox_events e
+    diesel::sql_query(
+        "SELECT e.org_id, e.id, e.kind, e.response_id, e.patient, e.instrument_key, e.rater, e.created_at
+         FROM outbox_events e
          JOIN unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS s(org_id, patient, instrument_key, rater)
            ON e.org_id = s.org_id AND e.patient = s.patient AND e.instrument_key = s.instrument_key AND e.rater = s.rater
          WHERE e.processed_at IS NULL
@@ -146,8 +157,7 @@ async fn pending_of(
     .bind::<Array<Text>, _>(&instruments)
     .bind::<Array<Text>, _>(&raters)
     .load(conn)
-    .await?;
-    Ok(rows.into_iter().map(|r| (OrgId(r.org_id), r.id)).collect())
+    .await
 }
 
 /// The oldest pending event's age in seconds (0 when none), and alert counts by kind and

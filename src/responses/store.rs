@@ -220,6 +220,15 @@ pub async fn find(conn: &mut AsyncPgConnection, org: OrgId, id: ResponseId) -> Q
         .optional()
 }
 
+/// The stored rows among `ids` (any order).
+pub async fn find_many(conn: &mut AsyncPgConnection, org: OrgId, ids: &[Uuid]) -> QueryResult<Vec<AdministrationRow>> {
+    responses::table
+        .filter(responses::org_id.eq(org).and(responses::id.eq_any(ids)))
+        .select(AdministrationRow::as_select())
+        .load(conn)
+        .await
+}
+
 /// (external_id, id, payload hash) of stored rows with these external ids.
 pub async fn by_external_ids(
     conn: &mut AsyncPgConnection,

@@ -16,3 +16,4 @@ mod outcomes;
 mod responses;
 mod tenancy;
 mod tenancy_matrix;
+mod webhooks;

@@ -10,6 +10,8 @@ use crate::instruments::custom_instrument;
 struct Ids {
     client: String,
     alert: String,
+    webhook: String,
+    delivery: String,
     response: String,
     key: String,
     patient: String,
@@ -26,10 +28,13 @@ fn fill(template: &str, ids: &Ids, unknown: bool) -> String {
         ids.client.clone()
     } else if template.starts_with("/v1/alerts") {
         ids.alert.clone()
+    } else if template.starts_with("/v1/webhooks") {
+        ids.webhook.clone()
     } else {
         ids.response.clone()
     };
     path = path.replace("{id}", &id);
+    path = path.replace("{delivery_id}", if unknown { &random } else { &ids.delivery });
     path = path.replace("{key}", if unknown { "no-such-instrument" } else { &ids.key });
     path = path.replace("{v}", "1");
     path = path.replace("{patient}", if unknown { "no-such-patient" } else { &ids.patient });
@@ -100,9 +105,29 @@ async fn foreign_ids_answer_exactly_like_unknown_ones_on_every_route() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
+    // A webhook endpoint (a public address literal: nothing to resolve) and a delivery.
+    let webhook: Value = app
+        .post_json(
+            &first,
+            "/v1/webhooks",
+            json!({"url": "https://93.184.215.14/hook", "events": ["alert.created"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let webhook = webhook["id"].as_str().unwrap().to_string();
+    let delivery: Value = app
+        .post_json(&first, &format!("/v1/webhooks/{webhook}/test"), json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
     let ids = Ids {
         client: client["id"].as_str().unwrap().into(),
         alert,
+        webhook: webhook.clone(),
+        delivery: delivery["id"].as_str().unwrap().into(),
         response: response["id"].as_str().unwrap().into(),
         key: key.into(),
         patient: "tenant-patient".into(),
@@ -153,10 +178,18 @@ async fn foreign_ids_answer_exactly_like_unknown_ones_on_every_route() {
         "/v1/responses",
         "/v1/instruments",
         "/v1/audit-events",
+        "/v1/webhooks",
         "/v1/clinicians?instrument=tenant-scale&min_patients=1",
     ] {
         let text = app.get(&other, list).await.text().await.unwrap();
-        for id in [&ids.client, &ids.response, &ids.patient, &ids.clinician, &ids.key] {
+        for id in [
+            &ids.client,
+            &ids.response,
+            &ids.patient,
+            &ids.clinician,
+            &ids.key,
+            &ids.webhook,
+        ] {
             assert!(!text.contains(id.as_str()), "{list} shows {id}");
         }
     }

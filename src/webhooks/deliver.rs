@@ -1,0 +1,194 @@
+//! Delivery workers: every instance runs them. A worker locks due deliveries (`FOR UPDATE
+//! SKIP LOCKED`), signs and sends each one, and records what came of it before it commits.
+//! An instance that dies mid-attempt takes its locks with it: another worker sends those
+//! messages again at once, with the same `webhook-id` (at least once; duplicates only after
+//! a crash).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use diesel_async::AsyncConnection as _;
+use rand::Rng as _;
+
+use super::signature;
+use super::store::{self, Claimed, Outcome};
+use super::target::{self, CheckedResolver};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Deliveries taken at once by one worker (sent concurrently).
+const BATCH: i64 = 16;
+/// No answer within this is a failed attempt.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this much of an answer's body is read (and then dropped).
+const MAX_ANSWER: usize = 64 * 1024;
+/// How long an idle worker waits before looking again.
+const IDLE: Duration = Duration::from_millis(200);
+/// Worker tasks per instance.
+pub const WORKERS: usize = 1;
+
+/// The HTTP client of the delivery workers: rustls, no redirects, no proxy (the address
+/// connected must be the address checked), 10 s for the whole attempt, and a resolver
+/// that never hands out a forbidden address.
+pub fn client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT)
+        .dns_resolver(Arc::new(CheckedResolver { allow_private }))
+        .user_agent(concat!("rapport-webhooks/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Runs until the process ends.
+pub async fn run(state: web::Data<AppState>, client: reqwest::Client) {
+    loop {
+        match deliver_due(&state, &client).await {
+            Ok(0) => tokio::time::sleep(IDLE).await,
+            Ok(_) => {}
+            Err(e) => {
+                let cause = e.cause().map(crate::error::ErrorCause::describe);
+                log::warn!(target: "rapport::webhooks", "delivery worker: {e} {cause:?}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Sends every due delivery this worker could take, in one transaction that holds their
+/// row locks until the outcomes are recorded; returns how many it took.
+pub async fn deliver_due(state: &AppState, client: &reqwest::Client) -> Result<usize, ApiError> {
+    let mut conn = crate::db::conn(&state.pool).await?;
+    conn.transaction::<_, ApiError, _>(async |conn| {
+        let claimed = store::claim(conn, BATCH).await?;
+        let settings = &state.settings;
+        let attempts: Vec<_> = claimed
+            .iter()
+            .map(|c| attempt(client, c, &settings.webhook_retry, settings.webhook_allow_private))
+            .collect();
+        let outcomes: Vec<Outcome> = futures_util::future::join_all(attempts).await;
+        for (c, outcome) in claimed.iter().zip(&outcomes) {
+            state.metrics.webhook_attempt(outcome_label(outcome));
+            store::record(conn, c, outcome).await?;
+        }
+        Ok(claimed.len())
+    })
+    .await
+}
+
+fn outcome_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Delivered { .. } => "delivered",
+        Outcome::Gone => "gone",
+        Outcome::Failed { retry_in: Some(_), .. } => "retry",
+        Outcome::Failed { retry_in: None, .. } => "failed",
+        Outcome::EndpointDisabled => "disabled",
+    }
+}
+
+/// The wait before the next attempt after `attempts_before + 1` failed ones: the schedule's
+/// entry ±10%, or `None` when the schedule is spent.
+pub fn next_wait(schedule: &[Duration], attempts_before: i32) -> Option<Duration> {
+    let base = schedule.get(usize::try_from(attempts_before).ok()?)?;
+    Some(base.mul_f64(rand::thread_rng().gen_range(0.9..=1.1)))
+}
+
+/// One attempt at one delivery.
+async fn attempt(client: &reqwest::Client, c: &Claimed, schedule: &[Duration], allow_private: bool) -> Outcome {
+    if c.endpoint_status != "active" {
+        return Outcome::EndpointDisabled;
+    }
+    let failed = |status: Option<i32>, error: String| Outcome::Failed {
+        status,
+        error,
+        retry_in: next_wait(schedule, c.attempts),
+    };
+    let url = match url::Url::parse(&c.url) {
+        Ok(url) => url,
+        Err(e) => return failed(None, format!("the endpoint's URL does not parse: {e}")),
+    };
+    if let Err(refused) = target::check_literal(&url, allow_private) {
+        return failed(None, refused);
+    }
+    let id = c.event_id.to_string();
+    let timestamp = chrono::Utc::now().timestamp();
+    let mut secrets = vec![c.secret.as_str()];
+    secrets.extend(c.previous_secret.as_deref());
+    let sent = client
+        .post(url)
+        .header("webhook-id", &id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header(
+            "webhook-signature",
+            signature::sign(&secrets, &id, timestamp, c.body.as_bytes()),
+        )
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(c.body.clone())
+        .send()
+        .await;
+    let mut answer = match sent {
+        Ok(answer) => answer,
+        Err(e) => return failed(None, describe(&e)),
+    };
+    let status = answer.status();
+    // Read a little of the answer (a receiver may wait for that), never more than 64 KiB.
+    let mut read = 0usize;
+    while read < MAX_ANSWER {
+        match answer.chunk().await {
+            Ok(Some(chunk)) => read += chunk.len(),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let code = i32::from(status.as_u16());
+    if status.is_success() {
+        Outcome::Delivered { status: code }
+    } else if status == reqwest::StatusCode::GONE {
+        Outcome::Gone
+    } else {
+        failed(Some(code), format!("answered {status}"))
+    }
+}
+
+/// A sentence for a failed request: timeout, refused address or connection error, with the
+/// innermost cause (never the body sent).
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!("no answer within {} s", TIMEOUT.as_secs());
+    }
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if e.is_connect() {
+        format!("could not connect: {cause}")
+    } else {
+        format!("request failed: {cause}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_followed_with_ten_percent_jitter_then_ends() {
+        let schedule: Vec<Duration> = crate::config::DEFAULT_WEBHOOK_RETRY_SECS
+            .iter()
+            .map(|s| Duration::from_secs(*s))
+            .collect();
+        for (i, base) in schedule.iter().enumerate() {
+            for _ in 0..50 {
+                let wait = next_wait(&schedule, i as i32).unwrap();
+                assert!(
+                    wait >= base.mul_f64(0.9) && wait <= base.mul_f64(1.1),
+                    "{wait:?} vs {base:?}"
+                );
+            }
+        }
+        // A first attempt plus one retry per entry: after the eighth failure, no more.
+        assert_eq!(next_wait(&schedule, 7), None);
+        assert_eq!(next_wait(&[], 0), None);
+    }
+}

@@ -3,6 +3,7 @@
 #
 #   scripts/load.sh            # 30 s per phase, concurrency 32
 #   DURATION=10 scripts/load.sh
+#   OUTBOX_WORKERS=0 scripts/load.sh   # the same, with nobody processing the outbox (A/B)
 #
 # Starts rapport (release) on a loopback port against a fresh database, mints a token,
 # then measures with wrk (a Lua script gives every request a unique external_id, which
@@ -37,7 +38,7 @@ cleanup() {
 trap cleanup EXIT
 
 DATABASE_URL="$PGURL/$DB?sslmode=disable" RAPPORT_BIND="127.0.0.1:$PORT" RUST_LOG=warn \
-  RAPPORT_DB_POOL_SIZE=${POOL_SIZE:-32} \
+  RAPPORT_DB_POOL_SIZE=${POOL_SIZE:-32} RAPPORT_OUTBOX_WORKERS=${OUTBOX_WORKERS:-2} \
   RAPPORT_BOOTSTRAP_CLIENT_ID=load-admin RAPPORT_BOOTSTRAP_CLIENT_SECRET=load-secret \
   "$BIN" serve >"$OUT/server.log" 2>&1 &
 PID=$!

@@ -49,6 +49,9 @@ pub struct Settings {
     /// `RAPPORT_WEBHOOK_ALLOW_PRIVATE`: allow http and private, loopback and link-local webhook
     /// targets (tests and closed networks). Default false.
     pub webhook_allow_private: bool,
+    /// `RAPPORT_OUTBOX_WORKERS`: outbox (alert and webhook) worker tasks in this instance,
+    /// default 2. 0 leaves the outbox to other instances (a dedicated worker deployment).
+    pub outbox_workers: usize,
 }
 
 /// The Standard Webhooks retry schedule (seconds before each retry).
@@ -111,6 +114,7 @@ impl Default for Settings {
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
             webhook_allow_private: false,
+            outbox_workers: 2,
         }
     }
 }
@@ -200,6 +204,12 @@ impl Settings {
         }
         if let Some(v) = non_empty("RAPPORT_WEBHOOK_ALLOW_PRIVATE") {
             s.webhook_allow_private = parse_bool("RAPPORT_WEBHOOK_ALLOW_PRIVATE", &v)?;
+        }
+        if let Some(v) = non_empty("RAPPORT_OUTBOX_WORKERS") {
+            s.outbox_workers = v.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "RAPPORT_OUTBOX_WORKERS",
+                problem: "must be a whole number (0 leaves the outbox to other instances)".into(),
+            })?;
         }
         if let Some(v) = non_empty("RAPPORT_WEBHOOK_RETRY_SECS") {
             s.webhook_retry = parse_schedule("RAPPORT_WEBHOOK_RETRY_SECS", &v)?;

@@ -66,8 +66,10 @@ impl Application {
             settings: Arc::new(settings.clone()),
             pool,
         });
-        // The outbox worker of this instance (alerts after each change to a response).
-        for _ in 0..crate::outbox::WORKERS {
+        // The outbox workers of this instance (alerts and webhook messages after each change
+        // to a response): events of different series are evaluated in parallel, one series
+        // at a time whatever the worker or instance, under its advisory lock.
+        for _ in 0..settings.outbox_workers {
             tokio::spawn(crate::outbox::run(state.clone()));
         }
         // Its webhook delivery workers.

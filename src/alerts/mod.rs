@@ -1,6 +1,6 @@
 //! Alerts: facts a clinician should act on (a rupture, a run below the cut-off, a reliable
 //! deterioration, a safety item), derived from the stored series and never edited by hand.
-//! The outbox worker calls `evaluate_series` after each change; the same evaluation twice
+//! The outbox worker calls `evaluate_many` for the series its events name; the same evaluation twice
 //! changes nothing.
 
 pub mod evaluate;
@@ -11,18 +11,40 @@ pub mod store;
 use diesel_async::AsyncPgConnection;
 
 use crate::error::ApiResult;
+use crate::ids::OrgId;
 use crate::state::AppState;
 use store::{SeriesKey, Upsert};
 
-/// Brings the stored alerts of one series to what the series now says. Returns the alerts
-/// that were raised or resolved by it, with their webhook event types.
-pub async fn evaluate_series(
+/// Brings the stored alerts of each series to what the series now says, under each one's
+/// evaluation lock. Returns the alerts that were raised or resolved, with their webhook
+/// event types and organisations.
+pub async fn evaluate_many(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    keys: &[SeriesKey],
+) -> ApiResult<Vec<(OrgId, &'static str, store::AlertRow)>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    store::lock_series(conn, keys).await?;
+    let read = store::series_many(conn, keys).await?;
+    let mut changes = Vec::new();
+    for (key, (points, existing)) in keys.iter().zip(read) {
+        let found = evaluate_points(conn, state, key, &points, existing).await?;
+        changes.extend(found.into_iter().map(|(event, row)| (key.org, event, row)));
+    }
+    Ok(changes)
+}
+
+/// Brings the stored alerts of one series (its `points`, holding `existing` alerts) to what
+/// the points say.
+async fn evaluate_points(
     conn: &mut AsyncPgConnection,
     state: &AppState,
     key: &SeriesKey,
+    points: &[evaluate::SeriesPoint],
+    existing: i64,
 ) -> ApiResult<Vec<(&'static str, store::AlertRow)>> {
-    let points = store::series(conn, key).await?;
-    let existing = store::count_in_series(conn, key).await?;
     let mut keep = Vec::new();
     let mut changes = Vec::new();
     if let Some(last) = points.last() {
@@ -31,7 +53,7 @@ pub async fn evaluate_series(
                 .await?;
         let rater = crate::scoring::Rater::parse(&key.rater).unwrap_or(crate::scoring::Rater::Patient);
         let norms = crate::analytics::norms_for(conn, &state.worker_norms, key.org, &instrument, rater).await?;
-        for d in evaluate::desired(&points, &instrument.definition, &norms) {
+        for d in evaluate::desired(points, &instrument.definition, &norms) {
             let Some(point) = points.get(d.point) else { continue };
             let resolved_by = d.resolved_by.and_then(|i| points.get(i)).map(|p| p.id);
             let upserted = store::upsert(

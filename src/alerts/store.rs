@@ -9,8 +9,7 @@ use uuid::Uuid;
 use super::evaluate::SeriesPoint;
 use super::model::{Alert, AlertQuery};
 use crate::ids::OrgId;
-use crate::responses::model::ResponseStatus;
-use crate::schema::{alerts, responses};
+use crate::schema::alerts;
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = alerts)]
@@ -68,50 +67,111 @@ pub struct SeriesKey {
     pub rater: String,
 }
 
-/// The series' active, scored responses in time order (ties by insertion).
-pub async fn series(conn: &mut AsyncPgConnection, key: &SeriesKey) -> QueryResult<Vec<SeriesPoint>> {
-    type Row = (
-        Uuid,
-        i32,
-        Option<String>,
-        Option<String>,
-        Option<f64>,
-        Option<Vec<String>>,
-        serde_json::Value,
-    );
-    let rows: Vec<Row> = responses::table
-        .filter(responses::org_id.eq(key.org))
-        .filter(responses::patient.eq(&key.patient))
-        .filter(responses::instrument_key.eq(&key.instrument))
-        .filter(responses::rater.eq(&key.rater))
-        .filter(responses::status.eq(ResponseStatus::Active))
-        .filter(responses::total.is_not_null())
-        .select((
-            responses::id,
-            responses::instrument_version,
-            responses::clinician,
-            responses::episode,
-            responses::total,
-            responses::flags,
-            responses::answers,
-        ))
-        .order((responses::administered_at.asc(), responses::seq.asc()))
-        .load(conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(id, instrument_version, clinician, episode, total, flags, answers)| SeriesPoint {
-                id,
-                instrument_version,
-                clinician,
-                episode,
-                total: total.unwrap_or_default(),
-                flags: flags.unwrap_or_default(),
-                answers,
-            },
-        )
-        .collect())
+/// The series of a batch, with what evaluating each needs: its active, scored responses in
+/// time order (ties by insertion) and how many alerts it holds. Two statements for the whole batch, whatever its size.
+pub async fn series_many(
+    conn: &mut AsyncPgConnection,
+    keys: &[SeriesKey],
+) -> QueryResult<Vec<(Vec<SeriesPoint>, i64)>> {
+    use diesel::sql_types::{Array, BigInt, Double, Int4};
+    #[derive(QueryableByName)]
+    struct Point {
+        #[diesel(sql_type = BigInt)]
+        ord: i64,
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+        #[diesel(sql_type = Int4)]
+        instrument_version: i32,
+        #[diesel(sql_type = Nullable<Text>)]
+        clinician: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        episode: Option<String>,
+        #[diesel(sql_type = Nullable<Double>)]
+        total: Option<f64>,
+        #[diesel(sql_type = Nullable<Array<Text>>)]
+        flags: Option<Vec<String>>,
+        #[diesel(sql_type = Jsonb)]
+        answers: serde_json::Value,
+    }
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        ord: i64,
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    const SERIES: &str = "unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+        AS s(org_id, patient, instrument_key, rater, ord)";
+    let orgs: Vec<Uuid> = keys.iter().map(|k| k.org.0).collect();
+    let patients: Vec<&str> = keys.iter().map(|k| k.patient.as_str()).collect();
+    let instruments: Vec<&str> = keys.iter().map(|k| k.instrument.as_str()).collect();
+    let raters: Vec<&str> = keys.iter().map(|k| k.rater.as_str()).collect();
+    let points: Vec<Point> = diesel::sql_query(format!(
+        "SELECT s.ord, r.id, r.instrument_version, r.clinician, r.episode, r.total, r.flags, r.answers
+         FROM {SERIES}
+         JOIN responses r ON r.org_id = s.org_id AND r.patient = s.patient
+            AND r.instrument_key = s.instrument_key AND r.rater = s.rater
+         WHERE r.status = 'active' AND r.total IS NOT NULL
+         ORDER BY s.ord, r.administered_at, r.seq"
+    ))
+    .bind::<Array<SqlUuid>, _>(&orgs)
+    .bind::<Array<Text>, _>(&patients)
+    .bind::<Array<Text>, _>(&instruments)
+    .bind::<Array<Text>, _>(&raters)
+    .load(conn)
+    .await?;
+    let counts: Vec<Count> = diesel::sql_query(format!(
+        "SELECT s.ord, count(*) AS n
+         FROM {SERIES}
+         JOIN alerts a ON a.org_id = s.org_id AND a.patient = s.patient
+            AND a.instrument_key = s.instrument_key AND a.rater = s.rater
+         GROUP BY s.ord"
+    ))
+    .bind::<Array<SqlUuid>, _>(&orgs)
+    .bind::<Array<Text>, _>(&patients)
+    .bind::<Array<Text>, _>(&instruments)
+    .bind::<Array<Text>, _>(&raters)
+    .load(conn)
+    .await?;
+    let mut out: Vec<(Vec<SeriesPoint>, i64)> = keys.iter().map(|_| (Vec::new(), 0)).collect();
+    // `ord` is 1-based over `keys`.
+    let slot = |ord: i64| usize::try_from(ord - 1).ok();
+    for p in points {
+        if let Some((series, _)) = slot(p.ord).and_then(|i| out.get_mut(i)) {
+            series.push(SeriesPoint {
+                id: p.id,
+                instrument_version: p.instrument_version,
+                clinician: p.clinician,
+                episode: p.episode,
+                total: p.total.unwrap_or_default(),
+                flags: p.flags.unwrap_or_default(),
+                answers: p.answers,
+            });
+        }
+    }
+    for c in counts {
+        if let Some((_, n)) = slot(c.ord).and_then(|i| out.get_mut(i)) {
+            *n = c.n;
+        }
+    }
+    Ok(out)
+}
+
+/// Takes the evaluation lock of every series in `keys` (one at a time across instances),
+/// in one statement and in a fixed order, so two workers never wait on each other in a cycle.
+pub async fn lock_series(conn: &mut AsyncPgConnection, keys: &[SeriesKey]) -> QueryResult<()> {
+    let names: Vec<String> = keys
+        .iter()
+        .map(|k| format!("{}|{}|{}|{}", k.org, k.patient, k.instrument, k.rater))
+        .collect();
+    diesel::sql_query(
+        "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 42)))
+         FROM (SELECT unnest($1::text[]) AS k ORDER BY 1) AS keys",
+    )
+    .bind::<diesel::sql_types::Array<Text>, _>(&names)
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// One alert the series calls for, ready to upsert.
@@ -206,18 +266,6 @@ pub async fn withdraw_others(conn: &mut AsyncPgConnection, key: &SeriesKey, keep
         .filter(alerts::fingerprint.ne_all(keep))
         .set(alerts::status.eq("withdrawn"))
         .execute(conn)
-        .await
-}
-
-/// How many alerts (any status) the series has.
-pub async fn count_in_series(conn: &mut AsyncPgConnection, key: &SeriesKey) -> QueryResult<i64> {
-    alerts::table
-        .filter(alerts::org_id.eq(key.org))
-        .filter(alerts::patient.eq(&key.patient))
-        .filter(alerts::instrument_key.eq(&key.instrument))
-        .filter(alerts::rater.eq(&key.rater))
-        .count()
-        .get_result(conn)
         .await
 }
 

@@ -24,17 +24,23 @@ use crate::state::AppState;
 const BATCH: i64 = 64;
 /// How long an idle worker waits before looking again.
 const IDLE: Duration = Duration::from_millis(100);
-
-/// Worker tasks per instance: events of different series are evaluated in parallel (one
-/// series at a time, whatever the worker or instance, under its advisory lock).
-pub const WORKERS: usize = 2;
+/// How long a worker that found less than a full batch waits before the next: events
+/// gather meanwhile, so under load one transaction serves many of them (a worker that
+/// looped at once would spend the cores on many tiny transactions). Adds at most this to
+/// an alert's delay.
+const GATHER: Duration = Duration::from_millis(50);
 
 /// Runs until the process ends.
 pub async fn run(state: web::Data<AppState>) {
     loop {
         match process_pending(&state).await {
             Ok(0) => tokio::time::sleep(IDLE).await,
-            Ok(n) => state.metrics.outbox_processed(n),
+            Ok(n) => {
+                state.metrics.outbox_processed(n);
+                if n < BATCH as usize {
+                    tokio::time::sleep(GATHER).await;
+                }
+            }
             Err(e) => {
                 let cause = e.cause().map(crate::error::ErrorCause::describe);
                 log::warn!(target: "rapport::outbox", "outbox worker: {e} {cause:?}");
@@ -94,20 +100,10 @@ pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
             .filter(|e| !taken.contains(&e.id))
             .collect();
         events.extend(coalesced);
+        let keys: Vec<SeriesKey> = series.into_iter().collect();
         let mut alert_changes: BTreeMap<OrgId, Vec<(&'static str, AlertRow)>> = BTreeMap::new();
-        for key in &series {
-            // One evaluation of a series at a time, across instances.
-            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 42))")
-                .bind::<diesel::sql_types::Text, _>(format!(
-                    "{}|{}|{}|{}",
-                    key.org, key.patient, key.instrument, key.rater
-                ))
-                .execute(conn)
-                .await?;
-            let changes = crate::alerts::evaluate_series(conn, state, key).await?;
-            if !changes.is_empty() {
-                alert_changes.entry(key.org).or_default().extend(changes);
-            }
+        for (org, event, row) in crate::alerts::evaluate_many(conn, state, &keys).await? {
+            alert_changes.entry(org).or_default().push((event, row));
         }
         // One statement per organisation (every tenant query names its organisation).
         let mut by_org: BTreeMap<OrgId, Vec<&PendingEvent>> = BTreeMap::new();

@@ -273,7 +273,7 @@ async fn an_alert_is_sent_signed_and_a_failing_receiver_gets_retries_with_the_sa
 }
 
 #[tokio::test]
-async fn response_events_in_id_only_form_and_a_resolved_alert() {
+async fn response_events_in_id_only_form() {
     let app = open_app("0.2").await;
     let admin = app.admin_token().await;
     let receiver = Receiver::start(&[], 204).await;
@@ -284,8 +284,7 @@ async fn response_events_in_id_only_form_and_a_resolved_alert() {
             "events": ["response.created", "response.voided", "alert.resolved", "response.created"]}),
     )
     .await;
-    // Moderate, then minimal: the below-cut-off style deterioration alerts aside, a response
-    // pair is enough for created and voided.
+    // One response, then its voiding: one message each.
     let res = app.post_json(&admin, "/v1/responses", phq9("p-ids", 1, 12, 0)).await;
     let first: Value = res.json().await.unwrap();
     let id = first["id"].as_str().unwrap();
@@ -311,9 +310,68 @@ async fn response_events_in_id_only_form_and_a_resolved_alert() {
         assert_eq!(data["id"], id);
         assert_eq!(data["instrument"], "phq-9");
     }
-    // Only what was subscribed: no alert.created although item 9 was 0 and nothing else fired.
+    // Nothing else (item 9 was 0: no alert to resolve either).
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.got().len(), 2);
+}
+
+#[tokio::test]
+async fn a_rupture_is_announced_when_raised_and_again_when_its_repair_resolves_it() {
+    let app = open_app("0.2").await;
+    let admin = app.admin_token().await;
+    let receiver = Receiver::start(&[], 200).await;
+    let hook = register(
+        &app,
+        &admin,
+        json!({"url": receiver.url, "events": ["alert.created", "alert.resolved"]}),
+    )
+    .await;
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let wai = |day: u32, total: u32| {
+        json!({"instrument": "wai-sr", "patient": "p-rw", "clinician": "dr-a",
+            "administered_at": format!("2026-01-{day:02}T10:00:00Z"), "answers": crate::analytics::wai_sr_answers(total)})
+    };
+    for (day, total) in [(1, 48), (8, 48), (15, 48), (22, 12)] {
+        assert_eq!(
+            app.post_json(&admin, "/v1/responses", wai(day, total)).await.status(),
+            201
+        );
+    }
+    let rupture_message =
+        |kind: &'static str| move |r: &Received| r.json()["type"] == kind && r.json()["data"]["kind"] == "rupture";
+    let got = receiver
+        .wait(Duration::from_secs(10), |g| {
+            g.iter().any(rupture_message("alert.created"))
+        })
+        .await;
+    let raised = got.iter().find(|r| rupture_message("alert.created")(r)).unwrap().json();
+    assert_eq!(raised["data"]["status"], "open");
+    let repair: Value = app
+        .post_json(&admin, "/v1/responses", wai(29, 48))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let got = receiver
+        .wait(Duration::from_secs(10), |g| {
+            g.iter().any(rupture_message("alert.resolved"))
+        })
+        .await;
+    let message = got.iter().find(|r| rupture_message("alert.resolved")(r)).unwrap();
+    let resolved = message.json();
+    assert_eq!(resolved["data"]["id"], raised["data"]["id"]);
+    assert_eq!(resolved["data"]["status"], "resolved");
+    assert_eq!(resolved["data"]["resolved_by_response_id"], repair["id"]);
+    assert!(verified(&secret, message));
+    capture("alert-resolved", &[&secret], message);
+    // Each fact once: one created and one resolved message for the rupture.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let about_rupture = receiver
+        .got()
+        .iter()
+        .filter(|r| r.json()["data"]["kind"] == "rupture")
+        .count();
+    assert_eq!(about_rupture, 2);
 }
 
 #[tokio::test]

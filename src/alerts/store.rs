@@ -67,6 +67,46 @@ pub struct SeriesKey {
     pub rater: String,
 }
 
+/// A batch of series as four parallel arrays (organisations, patients, instruments, raters),
+/// bound as `$1`..`$4` of a query that unnests them: one statement serves the batch.
+pub struct SeriesArrays<'a> {
+    orgs: Vec<Uuid>,
+    patients: Vec<&'a str>,
+    instruments: Vec<&'a str>,
+    raters: Vec<&'a str>,
+}
+
+impl<'a> SeriesArrays<'a> {
+    pub fn of(keys: impl IntoIterator<Item = &'a SeriesKey>) -> Self {
+        let mut arrays = SeriesArrays {
+            orgs: Vec::new(),
+            patients: Vec::new(),
+            instruments: Vec::new(),
+            raters: Vec::new(),
+        };
+        for k in keys {
+            arrays.orgs.push(k.org.0);
+            arrays.patients.push(&k.patient);
+            arrays.instruments.push(&k.instrument);
+            arrays.raters.push(&k.rater);
+        }
+        arrays
+    }
+
+    pub fn query(
+        &self,
+        sql: &str,
+    ) -> diesel::query_builder::BoxedSqlQuery<'_, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+        use diesel::sql_types::Array;
+        diesel::sql_query(sql)
+            .into_boxed()
+            .bind::<Array<SqlUuid>, _>(&self.orgs)
+            .bind::<Array<Text>, _>(&self.patients)
+            .bind::<Array<Text>, _>(&self.instruments)
+            .bind::<Array<Text>, _>(&self.raters)
+    }
+}
+
 /// The series of a batch, with what evaluating each needs: its active, scored responses in
 /// time order (ties by insertion) and how many alerts it holds. Two statements for the whole batch, whatever its size.
 pub async fn series_many(
@@ -102,37 +142,28 @@ pub async fn series_many(
     }
     const SERIES: &str = "unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
         AS s(org_id, patient, instrument_key, rater, ord)";
-    let orgs: Vec<Uuid> = keys.iter().map(|k| k.org.0).collect();
-    let patients: Vec<&str> = keys.iter().map(|k| k.patient.as_str()).collect();
-    let instruments: Vec<&str> = keys.iter().map(|k| k.instrument.as_str()).collect();
-    let raters: Vec<&str> = keys.iter().map(|k| k.rater.as_str()).collect();
-    let points: Vec<Point> = diesel::sql_query(format!(
-        "SELECT s.ord, r.id, r.instrument_version, r.clinician, r.episode, r.total, r.flags, r.answers
+    let arrays = SeriesArrays::of(keys);
+    let points: Vec<Point> = arrays
+        .query(&format!(
+            "SELECT s.ord, r.id, r.instrument_version, r.clinician, r.episode, r.total, r.flags, r.answers
          FROM {SERIES}
          JOIN responses r ON r.org_id = s.org_id AND r.patient = s.patient
             AND r.instrument_key = s.instrument_key AND r.rater = s.rater
          WHERE r.status = 'active' AND r.total IS NOT NULL
          ORDER BY s.ord, r.administered_at, r.seq"
-    ))
-    .bind::<Array<SqlUuid>, _>(&orgs)
-    .bind::<Array<Text>, _>(&patients)
-    .bind::<Array<Text>, _>(&instruments)
-    .bind::<Array<Text>, _>(&raters)
-    .load(conn)
-    .await?;
-    let counts: Vec<Count> = diesel::sql_query(format!(
-        "SELECT s.ord, count(*) AS n
+        ))
+        .load(conn)
+        .await?;
+    let counts: Vec<Count> = arrays
+        .query(&format!(
+            "SELECT s.ord, count(*) AS n
          FROM {SERIES}
          JOIN alerts a ON a.org_id = s.org_id AND a.patient = s.patient
             AND a.instrument_key = s.instrument_key AND a.rater = s.rater
          GROUP BY s.ord"
-    ))
-    .bind::<Array<SqlUuid>, _>(&orgs)
-    .bind::<Array<Text>, _>(&patients)
-    .bind::<Array<Text>, _>(&instruments)
-    .bind::<Array<Text>, _>(&raters)
-    .load(conn)
-    .await?;
+        ))
+        .load(conn)
+        .await?;
     let mut out: Vec<(Vec<SeriesPoint>, i64)> = keys.iter().map(|_| (Vec::new(), 0)).collect();
     // `ord` is 1-based over `keys`.
     let slot = |ord: i64| usize::try_from(ord - 1).ok();

@@ -135,23 +135,15 @@ async fn pending_of(
     conn: &mut diesel_async::AsyncPgConnection,
     series: &BTreeSet<SeriesKey>,
 ) -> QueryResult<Vec<PendingEvent>> {
-    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
-    let orgs: Vec<Uuid> = series.iter().map(|k| k.org.0).collect();
-    let patients: Vec<&str> = series.iter().map(|k| k.patient.as_str()).collect();
-    let instruments: Vec<&str> = series.iter().map(|k| k.instrument.as_str()).collect();
-    let raters: Vec<&str> = series.iter().map(|k| k.rater.as_str()).collect();
-    diesel::sql_query(
-        "SELECT e.org_id, e.id, e.kind, e.response_id, e.patient, e.instrument_key, e.rater, e.created_at
-         FROM outbox_events e
-         JOIN unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS s(org_id, patient, instrument_key, rater)
-           ON e.org_id = s.org_id AND e.patient = s.patient AND e.instrument_key = s.instrument_key AND e.rater = s.rater
-         WHERE e.processed_at IS NULL
-         FOR UPDATE OF e SKIP LOCKED",
-    )
-    .bind::<Array<SqlUuid>, _>(&orgs)
-    .bind::<Array<Text>, _>(&patients)
-    .bind::<Array<Text>, _>(&instruments)
-    .bind::<Array<Text>, _>(&raters)
+    crate::alerts::store::SeriesArrays::of(series)
+        .query(
+            "SELECT e.org_id, e.id, e.kind, e.response_id, e.patient, e.instrument_key, e.rater, e.created_at
+             FROM outbox_events e
+             JOIN unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS s(org_id, patient, instrument_key, rater)
+               ON e.org_id = s.org_id AND e.patient = s.patient AND e.instrument_key = s.instrument_key AND e.rater = s.rater
+             WHERE e.processed_at IS NULL
+             FOR UPDATE OF e SKIP LOCKED",
+        )
     .load(conn)
     .await
 }

@@ -59,15 +59,7 @@ async fn a_rupture_raises_an_alert_and_its_repair_resolves_it() {
         alert["detail"],
         json!({"from": 48.0, "to": 12.0, "drop": 36.0, "rule": "sd_drop"})
     );
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.public_text("/metrics").await;
     assert!(
         metrics.contains(r#"alerts{kind="rupture",status="open"} 1"#),
         "{metrics}"

@@ -329,17 +329,7 @@ async fn logs_hold_no_secret_token_reference_or_answer() {
     );
     let http = reqwest::Client::new();
     let base = app.address.clone();
-    let token: Value = http
-        .post(format!("{base}/v1/oauth/token"))
-        .basic_auth(ADMIN_ID, Some(ADMIN_SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_string();
+    let token = crate::helpers::binary_admin_token(&http, &base).await;
     let created: Value = http
         .post(format!("{base}/v1/clients"))
         .bearer_auth(&token)

@@ -299,6 +299,18 @@ impl TestApp {
         self.get(token, path).await.json().await.expect("JSON body")
     }
 
+    /// An unauthenticated GET's body as text (`/metrics`).
+    pub async fn public_text(&self, path: &str) -> String {
+        let res = self.http.get(self.url(path)).send().await.expect("GET");
+        res.text().await.expect("a text body")
+    }
+
+    /// An unauthenticated GET's body as JSON (`/openapi.json`).
+    pub async fn public_json(&self, path: &str) -> Value {
+        let res = self.http.get(self.url(path)).send().await.expect("GET");
+        res.json().await.expect("a JSON body")
+    }
+
     pub async fn post_json(&self, token: &str, path: &str, body: Value) -> Response {
         self.http
             .post(self.url(path))
@@ -392,6 +404,21 @@ pub fn start_binary(database_url: &str, env: &[(&str, &str)], stderr: std::proce
         address,
         printed,
     }
+}
+
+/// A token for the bootstrap administrator from a running binary's token endpoint.
+pub async fn binary_admin_token(http: &Client, address: &str) -> String {
+    let answer: Value = http
+        .post(format!("{address}/v1/oauth/token"))
+        .basic_auth(ADMIN_ID, Some(ADMIN_SECRET))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("POST the token endpoint")
+        .json()
+        .await
+        .expect("a token answer");
+    answer["access_token"].as_str().expect("an access token").to_string()
 }
 
 pub async fn count_rows(conn: &mut AsyncPgConnection, table: &str) -> i64 {

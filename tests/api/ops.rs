@@ -25,15 +25,7 @@ async fn health_readiness_metrics_and_docs() {
     assert_eq!(echoed.headers()["x-request-id"], "trace-abc-123");
 
     let _ = app.http.get(app.url("/v1/clients")).send().await.unwrap();
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.public_text("/metrics").await;
     assert!(
         metrics.contains(r#"http_requests_total{method="GET",route="/readyz",status="200"}"#),
         "{metrics}"
@@ -47,15 +39,7 @@ async fn health_readiness_metrics_and_docs() {
     let html = docs.text().await.unwrap();
     assert!(html.contains("swagger-ui"));
     assert!(!html.contains("cdn"), "the docs UI is served from the binary");
-    let spec: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = app.public_json("/openapi.json").await;
     assert!(spec["paths"]["/v1/oauth/token"].is_object());
 }
 

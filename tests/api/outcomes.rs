@@ -236,15 +236,7 @@ async fn phq9_in_fhir_carries_item_text_loinc_and_its_band() {
 #[tokio::test]
 async fn the_openapi_document_describes_the_outcome_fields() {
     let app = TestApp::spawn().await;
-    let doc: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.public_json("/openapi.json").await;
     let schemas = &doc["components"]["schemas"];
     for (schema, fields) in [
         ("NewInstrument", &["kind", "direction", "outcome", "rupture"][..]),

@@ -191,6 +191,19 @@ async fn deliveries(app: &TestApp, token: &str, webhook: &str) -> Vec<Value> {
     page["items"].as_array().cloned().unwrap_or_default()
 }
 
+/// Waits until the endpoint's newest delivery has `status`; returns it.
+async fn wait_for_delivery(app: &TestApp, token: &str, webhook: &str, status: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let log = deliveries(app, token, webhook).await;
+        if <[Value]>::first(&log).is_some_and(|d| d["status"] == status) {
+            return log[0].clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never {status}: {log:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_alert_is_sent_signed_and_a_failing_receiver_gets_retries_with_the_same_id() {
     let app = open_app("0.3,0.3,0.3").await;
@@ -245,6 +258,8 @@ async fn an_alert_is_sent_signed_and_a_failing_receiver_gets_retries_with_the_sa
     assert_eq!(message["data"]["response_id"], created["id"]);
     assert_eq!(message["data"]["detail"]["flag"], "item_9_positive");
 
+    // The worker records the outcome after the receiver answered: wait for it.
+    wait_for_delivery(&app, &admin, hook["id"].as_str().unwrap(), "delivered").await;
     let log = deliveries(&app, &admin, hook["id"].as_str().unwrap()).await;
     assert_eq!(log.len(), 1, "{log:?}");
     assert_eq!(log[0]["status"], "delivered");
@@ -253,15 +268,7 @@ async fn an_alert_is_sent_signed_and_a_failing_receiver_gets_retries_with_the_sa
     assert_eq!(log[0]["type"], "alert.created");
     assert_eq!(log[0]["event_id"].as_str(), Some(got[0].id.as_str()));
     assert!(log[0]["next_attempt_at"].is_null());
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.public_text("/metrics").await;
     assert!(
         metrics.contains("webhook_deliveries{status=\"delivered\"} 1"),
         "{metrics}"
@@ -474,18 +481,10 @@ async fn a_failed_delivery_is_retried_by_hand_and_other_organisations_see_nothin
         .unwrap();
     let delivery = queued["id"].as_str().unwrap().to_string();
     // A first attempt and one retry: then `failed`.
-    let started = Instant::now();
-    loop {
-        let log = deliveries(&app, &admin, &hook_id).await;
-        if log[0]["status"] == "failed" {
-            assert_eq!(log[0]["attempts"], 2);
-            assert_eq!(log[0]["last_status"], 500);
-            assert!(log[0]["last_error"].as_str().unwrap().contains("500"));
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "{log:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let log = wait_for_delivery(&app, &admin, &hook_id, "failed").await;
+    assert_eq!(log["attempts"], 2);
+    assert_eq!(log["last_status"], 500);
+    assert!(log["last_error"].as_str().unwrap().contains("500"));
     let failed_only = app
         .get_json(&admin, &format!("/v1/webhooks/{hook_id}/deliveries?status=failed"))
         .await;
@@ -510,8 +509,7 @@ async fn a_failed_delivery_is_retried_by_hand_and_other_organisations_see_nothin
     let got = receiver.wait(Duration::from_secs(10), |g| g.len() >= 3).await;
     assert_eq!(got[2].answered, 200);
     assert_eq!(got[2].id, got[0].id);
-    let log = deliveries(&app, &admin, &hook_id).await;
-    assert_eq!(log[0]["status"], "delivered");
+    wait_for_delivery(&app, &admin, &hook_id, "delivered").await;
     assert_problem(app.post_json(&admin, &retry_path, json!({})).await, 409).await;
 }
 
@@ -609,18 +607,10 @@ async fn the_address_connected_is_checked_at_each_delivery() {
             .post_json(&admin, &format!("/v1/webhooks/{id}/test"), json!({}))
             .await;
         assert_eq!(queued.status(), 202, "{n}");
-        let started = Instant::now();
-        loop {
-            let log = deliveries(&app, &admin, &id.to_string()).await;
-            if log[0]["status"] == "failed" {
-                let error = log[0]["last_error"].as_str().unwrap();
-                assert!(error.contains("loopback"), "{error}");
-                assert!(log[0]["last_status"].is_null());
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "{log:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let log = wait_for_delivery(&app, &admin, &id.to_string(), "failed").await;
+        let error = log["last_error"].as_str().unwrap();
+        assert!(error.contains("loopback"), "{n}: {error}");
+        assert!(log["last_status"].is_null());
     }
     assert!(receiver.got().is_empty(), "{:?}", receiver.got());
 }
@@ -637,26 +627,10 @@ async fn a_delivery_survives_a_restart_of_rapport() {
         ("RUST_LOG", "error"),
     ];
     let http = reqwest::Client::new();
-    let token = |address: String| {
-        let http = http.clone();
-        async move {
-            let answer: Value = http
-                .post(format!("{address}/v1/oauth/token"))
-                .basic_auth(ADMIN_ID, Some(ADMIN_SECRET))
-                .form(&[("grant_type", "client_credentials")])
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            answer["access_token"].as_str().unwrap().to_string()
-        }
-    };
     // The receiver is down for rapport's first life: every attempt fails.
     let receiver = Receiver::start(&[], 503).await;
     let mut first = start_binary(&url, &env, std::process::Stdio::null());
-    let admin = token(first.address.clone()).await;
+    let admin = crate::helpers::binary_admin_token(&http, &first.address).await;
     let hook: Value = http
         .post(format!("{}/v1/webhooks", first.address))
         .bearer_auth(&admin)

@@ -217,3 +217,91 @@ async fn postgres_stopped_mid_load_answers_503_and_recovers() {
     assert_eq!(audited.n, rows, "each stored response has its audit event");
     drop(conn);
 }
+
+/// SIGKILL under load: every response that was answered 201 is stored, with its audit event
+/// and its outbox event (the client's list of acknowledged ids against the tables).
+#[tokio::test]
+async fn sigkill_under_load_loses_no_acknowledged_response() {
+    use diesel_async::RunQueryDsl;
+    let db = crate::helpers::unique_db_name();
+    let url = format!("{}/{db}", crate::helpers::SERVER_URL);
+    let mut app = crate::helpers::start_binary(
+        &url,
+        &[
+            ("RAPPORT_BOOTSTRAP_CLIENT_ID", crate::helpers::ADMIN_ID),
+            ("RAPPORT_BOOTSTRAP_CLIENT_SECRET", crate::helpers::ADMIN_SECRET),
+            ("RUST_LOG", "error"),
+        ],
+        std::process::Stdio::null(),
+    );
+    let http = reqwest::Client::new();
+    let token = crate::helpers::binary_admin_token(&http, &app.address).await;
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let writers: Vec<_> = (0..16)
+        .map(|w| {
+            let (http, token, address, acknowledged) =
+                (http.clone(), token.clone(), app.address.clone(), acknowledged.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let sent = http
+                        .post(format!("{address}/v1/responses"))
+                        .bearer_auth(&token)
+                        .json(&wai_sr(&format!("p-{w}-{i}"), Some(&format!("kill-{w}-{i}"))))
+                        .send()
+                        .await;
+                    let Ok(res) = sent else { break };
+                    if res.status() == 201
+                        && let Ok(body) = res.json::<Value>().await
+                        && let Some(id) = body["id"].as_str()
+                    {
+                        acknowledged.lock().unwrap().push(id.to_string());
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.child.kill().unwrap();
+    app.child.wait().unwrap();
+    for w in writers {
+        let _ = w.await;
+    }
+    let ids: Vec<uuid::Uuid> = acknowledged
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert!(ids.len() > 50, "the load ran: {} acknowledged", ids.len());
+    #[derive(diesel::QueryableByName)]
+    struct Missing {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        responses: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        audit: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        outbox: i64,
+    }
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    let missing: Missing = diesel::sql_query(
+        "SELECT
+            count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM responses r WHERE r.id = a.id)) AS responses,
+            count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM audit_events e
+                WHERE e.action = 'response.created' AND e.resource_id = a.id::text)) AS audit,
+            count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM outbox_events o
+                WHERE o.kind = 'response.created' AND o.response_id = a.id)) AS outbox
+         FROM unnest($1::uuid[]) AS a(id)",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&ids)
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+    crate::helpers::drop_database_blocking(db);
+    assert_eq!(
+        (missing.responses, missing.audit, missing.outbox),
+        (0, 0, 0),
+        "of {} acknowledged responses",
+        ids.len()
+    );
+}

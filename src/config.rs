@@ -52,6 +52,8 @@ pub struct Settings {
     /// `RAPPORT_OUTBOX_WORKERS`: outbox (alert and webhook) worker tasks in this instance,
     /// default 2. 0 leaves the outbox to other instances (a dedicated worker deployment).
     pub outbox_workers: usize,
+    /// `RAPPORT_WRITE_BATCH`: the most single responses one group commit writes (default 256).
+    pub write_batch: usize,
 }
 
 /// The Standard Webhooks retry schedule (seconds before each retry).
@@ -115,6 +117,7 @@ impl Default for Settings {
                 .collect(),
             webhook_allow_private: false,
             outbox_workers: 2,
+            write_batch: 256,
         }
     }
 }
@@ -210,6 +213,9 @@ impl Settings {
                 name: "RAPPORT_OUTBOX_WORKERS",
                 problem: "must be a whole number (0 leaves the outbox to other instances)".into(),
             })?;
+        }
+        if let Some(v) = non_empty("RAPPORT_WRITE_BATCH") {
+            s.write_batch = parse_positive("RAPPORT_WRITE_BATCH", &v)?;
         }
         if let Some(v) = non_empty("RAPPORT_WEBHOOK_RETRY_SECS") {
             s.webhook_retry = parse_schedule("RAPPORT_WEBHOOK_RETRY_SECS", &v)?;

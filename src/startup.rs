@@ -63,6 +63,13 @@ impl Application {
             norms: Default::default(),
             worker_norms: Default::default(),
             routes: crate::ops::route_table::RouteTable::from_openapi(&crate::openapi::document()),
+            writer: crate::responses::writer::Writer::start(
+                db::create_pool(&Settings {
+                    pool_size: 1,
+                    ..settings.clone()
+                })?,
+                settings.write_batch,
+            ),
             settings: Arc::new(settings.clone()),
             pool,
         });

@@ -23,4 +23,6 @@ pub struct AppState {
     /// minutes old; trends on the instance that took a response use fresh ones.
     pub worker_norms: crate::analytics::NormsCache,
     pub routes: crate::ops::route_table::RouteTable,
+    /// The group-commit writer of single responses (its own connection).
+    pub writer: crate::responses::writer::Writer,
 }

@@ -9,6 +9,7 @@ pub mod prepare;
 pub mod routes;
 pub mod service;
 pub mod store;
+pub mod writer;
 
 pub use batch::ingest_batch;
 pub use prepare::{InstrumentCache, prepare};
@@ -33,22 +34,29 @@ pub enum Ingested {
     Duplicate(AdministrationRow),
 }
 
-/// Stores one prepared response with its audit event (one statement, so both or neither).
-/// On an external_id already stored, the stored row decides: same payload -> duplicate,
-/// different -> 409.
+/// Stores one prepared response with its audit and outbox events through the group-commit
+/// writer (answered after the commit). On an external_id already stored, the stored row
+/// decides: same payload -> duplicate, different -> 409.
 pub async fn ingest_one(
     conn: &mut AsyncPgConnection,
+    writer: &writer::Writer,
     principal: &Principal,
     row: NewAdministrationRow,
 ) -> ApiResult<Ingested> {
-    if let Some(created) = store::insert_one_audited(conn, &row, &principal.client_id).await? {
+    let (org, system, external_id, hash) = (
+        row.org_id,
+        row.external_system.clone(),
+        row.external_id.clone(),
+        row.payload_hash.clone(),
+    );
+    if let Some(created) = writer.insert(row, &principal.client_id).await? {
         return Ok(Ingested::Created(created));
     }
-    let external_id = row.external_id.as_deref().unwrap_or_default();
-    let existing = store::find_by_external_id(conn, row.org_id, row.external_system.as_deref(), external_id)
+    let external_id = external_id.unwrap_or_default();
+    let existing = store::find_by_external_id(conn, org, system.as_deref(), &external_id)
         .await?
         .ok_or_else(|| ApiError::internal("external_id conflict without a stored row"))?;
-    if existing.payload_hash == row.payload_hash {
+    if existing.payload_hash == hash {
         Ok(Ingested::Duplicate(existing))
     } else {
         Err(conflict(existing.id))

@@ -52,7 +52,7 @@ pub async fn ingest(
         }
         Err(e) => return Err(e),
     };
-    let ingested = ingest_one(conn, principal, row).await?;
+    let ingested = ingest_one(conn, &state.writer, principal, row).await?;
     if let Ingested::Created(row) = &ingested {
         state.norms.invalidate(principal.org, &row.instrument_key);
     }

@@ -481,3 +481,45 @@ async fn scopes_and_tenant_isolation_on_every_response_route() {
     let still: Value = app.get_json(&token, &format!("/v1/responses/{id}")).await;
     assert_eq!(still["status"], "active");
 }
+
+/// Concurrent posts land in one group commit: what each gets is what it would get alone —
+/// one 201, the same payload again is 200 with the stored id, another payload is 409.
+#[tokio::test]
+async fn concurrent_posts_of_one_external_id_answer_as_they_would_alone() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write"]).await;
+    let posts = (0..24).map(|i| {
+        let mut body = wai_sr("p-group", Some("ext-group-1"));
+        if i % 3 == 2 {
+            body["answers"]["1"] = json!(5);
+        }
+        let (app, token) = (&app, token.clone());
+        async move {
+            let res = app.post_json(&token, "/v1/responses", body).await;
+            let status = res.status().as_u16();
+            (i, status, res.json::<Value>().await.unwrap())
+        }
+    });
+    let answers = futures_util::future::join_all(posts).await;
+    let created: Vec<_> = answers.iter().filter(|(_, s, _)| *s == 201).collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    let (first, _, stored) = created[0];
+    let id = stored["id"].as_str().unwrap();
+    let first_differs = first % 3 == 2;
+    for (i, status, body) in &answers {
+        if i == first {
+            continue;
+        }
+        let same_payload = (i % 3 == 2) == first_differs;
+        if same_payload {
+            assert_eq!(*status, 200, "{i}: {body}");
+            assert_eq!(body["id"], id);
+        } else {
+            assert_eq!(*status, 409, "{i}: {body}");
+            assert_eq!(body["existing_id"], id);
+        }
+    }
+    let mut conn = app.db().await;
+    assert_eq!(crate::helpers::count_rows(&mut conn, "responses").await, 1);
+    assert_eq!(crate::helpers::count_rows(&mut conn, "outbox_events").await, 1);
+}

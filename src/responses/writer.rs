@@ -1,0 +1,168 @@
+//! The group-commit writer of single responses: requests queue their prepared row; one task
+//! takes everything queued (up to `RAPPORT_WRITE_BATCH`), writes the rows, their audit
+//! events and their outbox events with multi-row statements in one transaction on a
+//! connection of its own, and answers each request after the commit. Nothing waits on a
+//! timer: an idle writer commits a single request at once, and groups grow only while a
+//! commit is under way.
+//!
+//! Each request gets what it would have got alone: a row whose `external_id` is already
+//! stored (before, or by an earlier row of the same group) comes back `None`, and the
+//! caller resolves it as a duplicate or a conflict. A group that fails for another reason
+//! than the database is written again row by row, so one bad row fails only its own
+//! request; a lost database fails the group with 503 and acknowledges nothing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::store::{self, AdministrationRow, NewAdministrationRow};
+use crate::db::DbPool;
+use crate::error::{ApiError, ApiResult};
+use crate::ids::OrgId;
+use crate::schema::{audit_events, responses};
+
+type Reply = oneshot::Sender<ApiResult<Option<AdministrationRow>>>;
+
+struct Job {
+    row: NewAdministrationRow,
+    actor: String,
+    reply: Reply,
+}
+
+/// The handle requests hold (cheap to clone).
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer task over `pool` (a pool of its own, one connection), taking at
+    /// most `batch` requests per transaction.
+    pub fn start(pool: DbPool, batch: usize) -> Writer {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(run(pool, jobs, batch.max(1)));
+        Writer { queue }
+    }
+
+    /// Stores one row with its audit and outbox events once its group has committed:
+    /// the stored row, or `None` when its external_id was already stored.
+    pub async fn insert(&self, row: NewAdministrationRow, actor: &str) -> ApiResult<Option<AdministrationRow>> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            row,
+            actor: actor.to_string(),
+            reply,
+        };
+        self.queue
+            .send(job)
+            .map_err(|_| ApiError::unavailable(std::io::Error::other("the response writer has stopped")))?;
+        answer
+            .await
+            .map_err(|_| ApiError::unavailable(std::io::Error::other("the response writer dropped a request")))?
+    }
+}
+
+async fn run(pool: DbPool, mut jobs: mpsc::UnboundedReceiver<Job>, batch: usize) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        while group.len() < batch {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        write(&pool, group).await;
+    }
+}
+
+/// Writes one group and answers each of its requests.
+async fn write(pool: &DbPool, group: Vec<Job>) {
+    let mut conn = match crate::db::conn(pool).await {
+        Ok(conn) => conn,
+        Err(_) => return fail_all(group),
+    };
+    let rows: Vec<&NewAdministrationRow> = group.iter().map(|j| &j.row).collect();
+    let actors: Vec<&str> = group.iter().map(|j| j.actor.as_str()).collect();
+    let written = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| insert_group(conn, &rows, &actors).await)
+        .await;
+    match written {
+        Ok(mut stored) => {
+            for job in group {
+                let _ = job.reply.send(Ok(stored.remove(&job.row.id)));
+            }
+        }
+        Err(e) if crate::error::is_connection_loss(&e) => fail_all(group),
+        // Not the database: some row failed. Each on its own, so only that one fails.
+        Err(_) => {
+            for job in group {
+                let alone = store::insert_one_audited(&mut conn, &job.row, &job.actor)
+                    .await
+                    .map_err(ApiError::from);
+                let _ = job.reply.send(alone);
+            }
+        }
+    }
+}
+
+fn fail_all(group: Vec<Job>) {
+    for job in group {
+        let _ = job.reply.send(Err(ApiError::unavailable(std::io::Error::other(
+            "the database is unavailable to the response writer",
+        ))));
+    }
+}
+
+/// The group's rows (those whose external_id is free), their audit events and their outbox
+/// events; returns the stored rows by id.
+async fn insert_group(
+    conn: &mut AsyncPgConnection,
+    rows: &[&NewAdministrationRow],
+    actors: &[&str],
+) -> QueryResult<HashMap<Uuid, AdministrationRow>> {
+    let values: Vec<&NewAdministrationRow> = rows.to_vec();
+    let stored: Vec<AdministrationRow> = diesel::insert_into(responses::table)
+        .values(values)
+        .on_conflict((responses::org_id, responses::external_system, responses::external_id))
+        .filter_target(responses::external_id.is_not_null())
+        .do_nothing()
+        .returning(AdministrationRow::as_returning())
+        .get_results(conn)
+        .await?;
+    if stored.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let actor_of: HashMap<Uuid, &str> = rows.iter().zip(actors).map(|(r, a)| (r.id, *a)).collect();
+    let audit: Vec<_> = stored
+        .iter()
+        .map(|r| {
+            (
+                audit_events::org_id.eq(r.org_id),
+                audit_events::id.eq(Uuid::new_v4()),
+                audit_events::actor.eq(actor_of.get(&r.id).copied().unwrap_or_default()),
+                audit_events::action.eq("response.created"),
+                audit_events::resource_type.eq("response"),
+                audit_events::resource_id.eq(Some(r.id.to_string())),
+                audit_events::detail.eq(json!({
+                    "instrument": r.instrument_key, "version": r.instrument_version, "source": r.source,
+                })),
+            )
+        })
+        .collect();
+    diesel::insert_into(audit_events::table)
+        .values(audit)
+        .execute(conn)
+        .await?;
+    let mut by_org: BTreeMap<OrgId, Vec<Uuid>> = BTreeMap::new();
+    for r in &stored {
+        by_org.entry(r.org_id).or_default().push(r.id);
+    }
+    for (org, ids) in by_org {
+        store::record_events(conn, org, &ids, "response.created").await?;
+    }
+    Ok(stored.into_iter().map(|r| (r.id, r)).collect())
+}

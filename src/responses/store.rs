@@ -149,9 +149,10 @@ pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[NewAdministration
         .await
 }
 
-/// Inserts one row and its `response.created` audit event in a single statement (atomic
-/// without BEGIN/COMMIT round trips: the ingest hot path); `None`, and no event, when the
-/// external_id is already stored.
+/// Inserts one row with its `response.created` audit and outbox events in a single
+/// statement (atomic without BEGIN/COMMIT round trips); `None`, and no event, when the
+/// external_id is already stored. The group-commit writer's way to write a row alone, when
+/// its group failed for a reason other than the database.
 pub async fn insert_one_audited(
     conn: &mut AsyncPgConnection,
     row: &NewAdministrationRow,

@@ -55,7 +55,7 @@ pub async fn list_alerts(
     let rows = store::list(&mut conn, principal.org, &query, status.as_deref(), after, limit).await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |r| r.seq);
     audit::record_read(
-        &mut conn,
+        &state.writer,
         &principal,
         "alerts.listed",
         "alert",
@@ -99,7 +99,7 @@ pub async fn get_alert(
         .await?
         .ok_or(ApiError::NotFound)?;
     audit::record_read(
-        &mut conn,
+        &state.writer,
         &principal,
         "alert.read",
         "alert",

@@ -286,7 +286,7 @@ pub async fn alliance_outcome(
         ("to", q.to.is_some()),
     ]);
     audit::record_read(
-        &mut conn,
+        &state.writer,
         &principal,
         "alliance_outcome.read",
         "analytics",

@@ -124,7 +124,7 @@ pub async fn clinician_summary(
     .pop()
     .ok_or(ApiError::NotFound)?;
     audit::record_read(
-        &mut conn,
+        &state.writer,
         &principal,
         "clinician_summary.read",
         "analytics",
@@ -168,7 +168,7 @@ pub async fn list_clinicians(
         .filter(|s| s.patients >= min_patients as usize)
         .collect();
     audit::record_read(
-        &mut conn,
+        &state.writer,
         &principal,
         "clinician_summaries.read",
         "analytics",

@@ -101,7 +101,7 @@ pub async fn trajectory(
         })
         .collect();
     audit::record_read(
-        &mut conn,
+        &state.writer,
         &principal,
         "trajectory.read",
         "analytics",

@@ -86,7 +86,7 @@ pub async fn patient_trends(
         judge(&mut summary, &rows, &instrument, &norms);
     }
     audit::record_read(
-        &mut conn,
+        &state.writer,
         &principal,
         "trend.read",
         "analytics",

@@ -8,27 +8,26 @@ pub mod store;
 
 pub use store::{AuditEntry, record};
 
-/// Records one read of patient data by the caller (one event per request, never per row).
+/// Records one read of patient data by the caller (one event per request, never per row),
+/// through the group-commit writer: it is committed before the read is answered.
 pub async fn record_read(
-    conn: &mut diesel_async::AsyncPgConnection,
+    writer: &crate::responses::writer::Writer,
     principal: &crate::auth::Principal,
     action: &str,
     resource_type: &str,
     resource_id: Option<String>,
     detail: serde_json::Value,
-) -> diesel::QueryResult<()> {
-    record(
-        conn,
-        AuditEntry {
+) -> crate::error::ApiResult<()> {
+    writer
+        .audit(crate::responses::writer::ReadEvent {
             org: principal.org,
-            actor: &principal.client_id,
-            action,
-            resource_type,
+            actor: principal.client_id.clone(),
+            action: action.to_string(),
+            resource_type: resource_type.to_string(),
             resource_id,
             detail,
-        },
-    )
-    .await
+        })
+        .await
 }
 
 /// The names of the filters a read used, for its audit detail: which filters, never their

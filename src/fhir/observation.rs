@@ -57,7 +57,7 @@ pub async fn search_observations(
                 .map_err(|e| fail(e.into()))?
         };
         audit::record_read(
-            &mut conn,
+            &state.writer,
             &principal,
             "observations.counted",
             "response",
@@ -65,7 +65,7 @@ pub async fn search_observations(
             json!({"via": "fhir"}),
         )
         .await
-        .map_err(|e| fail(e.into()))?;
+        .map_err(fail)?;
         let self_url = format!("{base}{}", req.uri());
         return Ok(fhir_json(StatusCode::OK, &resources::count_bundle(&self_url, total)));
     }
@@ -105,7 +105,7 @@ pub async fn search_observations(
         }
     }
     audit::record_read(
-        &mut conn,
+        &state.writer,
         &principal,
         "observations.searched",
         "response",
@@ -113,7 +113,7 @@ pub async fn search_observations(
         json!({"via": "fhir"}),
     )
     .await
-    .map_err(|e| fail(e.into()))?;
+    .map_err(fail)?;
     let self_url = format!("{base}{}", req.uri());
     Ok(fhir_json(StatusCode::OK, &resources::bundle(&self_url, next, entries)))
 }

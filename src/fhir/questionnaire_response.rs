@@ -151,7 +151,7 @@ pub async fn read_questionnaire_response(
     let a = Administration::from(row);
     let resource = as_resource(&state, &mut conn, &base_url(&req), &a, principal.org).await;
     audit::record_read(
-        &mut conn,
+        &state.writer,
         &principal,
         "response.read",
         "response",
@@ -159,7 +159,7 @@ pub async fn read_questionnaire_response(
         json!({"via": "fhir"}),
     )
     .await
-    .map_err(|e| fail(e.into()))?;
+    .map_err(fail)?;
     Ok(fhir_json(StatusCode::OK, &resource))
 }
 

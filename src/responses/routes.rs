@@ -124,7 +124,7 @@ pub async fn get_response(
         .await?
         .ok_or(ApiError::NotFound)?;
     audit::record_read(
-        &mut conn,
+        &state.writer,
         &principal,
         "response.read",
         "response",
@@ -167,7 +167,7 @@ pub async fn list_responses(
         ("instrument", query.instrument.is_some()),
     ]);
     audit::record_read(
-        &mut conn,
+        &state.writer,
         &principal,
         "responses.listed",
         "response",

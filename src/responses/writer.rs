@@ -1,7 +1,8 @@
-//! The group-commit writer of single responses: requests queue their prepared row; one task
-//! takes everything queued (up to `RAPPORT_WRITE_BATCH`), writes the rows, their audit
-//! events and their outbox events with multi-row statements in one transaction on a
-//! connection of its own, and answers each request after the commit. Nothing waits on a
+//! The group-commit writer of every durable write that answers a request: single responses
+//! (with their audit and outbox events) and the audit events of reads. Requests queue; one
+//! task takes everything queued (up to `RAPPORT_WRITE_BATCH`), writes it with multi-row
+//! statements in one transaction on a connection of its own, and answers each request
+//! after the commit. Nothing waits on a
 //! timer: an idle writer commits a single request at once, and groups grow only while a
 //! commit is under way.
 //!
@@ -27,10 +28,32 @@ use crate::schema::{audit_events, responses};
 
 type Reply = oneshot::Sender<ApiResult<Option<AdministrationRow>>>;
 
-struct Job {
+/// A single response to store.
+struct ResponseJob {
     row: NewAdministrationRow,
     actor: String,
     reply: Reply,
+}
+
+/// A read's audit event.
+pub struct ReadEvent {
+    pub org: OrgId,
+    pub actor: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+struct AuditJob {
+    event: ReadEvent,
+    reply: oneshot::Sender<ApiResult<()>>,
+}
+
+enum Job {
+    // Boxed: a prepared row is far larger than a read event.
+    Response(Box<ResponseJob>),
+    Audit(AuditJob),
 }
 
 /// The handle requests hold (cheap to clone).
@@ -52,18 +75,28 @@ impl Writer {
     /// the stored row, or `None` when its external_id was already stored.
     pub async fn insert(&self, row: NewAdministrationRow, actor: &str) -> ApiResult<Option<AdministrationRow>> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
+        self.enqueue(Job::Response(Box::new(ResponseJob {
             row,
             actor: actor.to_string(),
             reply,
-        };
-        self.queue
-            .send(job)
-            .map_err(|_| ApiError::unavailable(std::io::Error::other("the response writer has stopped")))?;
-        answer
-            .await
-            .map_err(|_| ApiError::unavailable(std::io::Error::other("the response writer dropped a request")))?
+        })))?;
+        answer.await.map_err(|_| stopped())?
     }
+
+    /// Records a read's audit event once its group has committed.
+    pub async fn audit(&self, event: ReadEvent) -> ApiResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Job::Audit(AuditJob { event, reply }))?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    fn enqueue(&self, job: Job) -> ApiResult<()> {
+        self.queue.send(job).map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> ApiError {
+    ApiError::unavailable(std::io::Error::other("the writer has stopped"))
 }
 
 async fn run(pool: DbPool, mut jobs: mpsc::UnboundedReceiver<Job>, batch: usize) {
@@ -81,27 +114,46 @@ async fn run(pool: DbPool, mut jobs: mpsc::UnboundedReceiver<Job>, batch: usize)
 
 /// Writes one group and answers each of its requests.
 async fn write(pool: &DbPool, group: Vec<Job>) {
+    let mut responses = Vec::new();
+    let mut reads = Vec::new();
+    for job in group {
+        match job {
+            Job::Response(j) => responses.push(*j),
+            Job::Audit(j) => reads.push(j),
+        }
+    }
     let mut conn = match crate::db::conn(pool).await {
         Ok(conn) => conn,
-        Err(_) => return fail_all(group),
+        Err(_) => return fail_all(responses, reads),
     };
-    let rows: Vec<&NewAdministrationRow> = group.iter().map(|j| &j.row).collect();
-    let actors: Vec<&str> = group.iter().map(|j| j.actor.as_str()).collect();
+    let rows: Vec<&NewAdministrationRow> = responses.iter().map(|j| &j.row).collect();
+    let actors: Vec<&str> = responses.iter().map(|j| j.actor.as_str()).collect();
+    let events: Vec<&ReadEvent> = reads.iter().map(|j| &j.event).collect();
     let written = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| insert_group(conn, &rows, &actors).await)
+        .transaction::<_, diesel::result::Error, _>(async |conn| insert_group(conn, &rows, &actors, &events).await)
         .await;
     match written {
         Ok(mut stored) => {
-            for job in group {
+            for job in responses {
                 let _ = job.reply.send(Ok(stored.remove(&job.row.id)));
             }
+            for job in reads {
+                let _ = job.reply.send(Ok(()));
+            }
         }
-        Err(e) if crate::error::is_connection_loss(&e) => fail_all(group),
+        Err(e) if crate::error::is_connection_loss(&e) => fail_all(responses, reads),
         // Not the database: some row failed. Each on its own, so only that one fails.
         Err(_) => {
-            for job in group {
+            for job in responses {
                 let alone = store::insert_one_audited(&mut conn, &job.row, &job.actor)
                     .await
+                    .map_err(ApiError::from);
+                let _ = job.reply.send(alone);
+            }
+            for job in reads {
+                let alone = insert_reads(&mut conn, &[&job.event])
+                    .await
+                    .map(|_| ())
                     .map_err(ApiError::from);
                 let _ = job.reply.send(alone);
             }
@@ -109,21 +161,56 @@ async fn write(pool: &DbPool, group: Vec<Job>) {
     }
 }
 
-fn fail_all(group: Vec<Job>) {
-    for job in group {
-        let _ = job.reply.send(Err(ApiError::unavailable(std::io::Error::other(
-            "the database is unavailable to the response writer",
-        ))));
+fn unavailable() -> ApiError {
+    ApiError::unavailable(std::io::Error::other("the database is unavailable to the writer"))
+}
+
+fn fail_all(responses: Vec<ResponseJob>, reads: Vec<AuditJob>) {
+    for job in responses {
+        let _ = job.reply.send(Err(unavailable()));
+    }
+    for job in reads {
+        let _ = job.reply.send(Err(unavailable()));
     }
 }
 
-/// The group's rows (those whose external_id is free), their audit events and their outbox
-/// events; returns the stored rows by id.
+/// The audit events of reads, in one statement.
+async fn insert_reads(conn: &mut AsyncPgConnection, events: &[&ReadEvent]) -> QueryResult<usize> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                audit_events::org_id.eq(e.org),
+                audit_events::id.eq(Uuid::new_v4()),
+                audit_events::actor.eq(e.actor.as_str()),
+                audit_events::action.eq(e.action.as_str()),
+                audit_events::resource_type.eq(e.resource_type.as_str()),
+                audit_events::resource_id.eq(e.resource_id.as_deref()),
+                audit_events::detail.eq(&e.detail),
+            )
+        })
+        .collect();
+    diesel::insert_into(audit_events::table)
+        .values(rows)
+        .execute(conn)
+        .await
+}
+
+/// The group's read events, its rows (those whose external_id is free), their audit events
+/// and their outbox events; returns the stored rows by id.
 async fn insert_group(
     conn: &mut AsyncPgConnection,
     rows: &[&NewAdministrationRow],
     actors: &[&str],
+    reads: &[&ReadEvent],
 ) -> QueryResult<HashMap<Uuid, AdministrationRow>> {
+    insert_reads(conn, reads).await?;
+    if rows.is_empty() {
+        return Ok(HashMap::new());
+    }
     let values: Vec<&NewAdministrationRow> = rows.to_vec();
     let stored: Vec<AdministrationRow> = diesel::insert_into(responses::table)
         .values(values)

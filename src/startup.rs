@@ -54,22 +54,25 @@ impl Application {
             url: settings.public_url.clone().unwrap_or_else(|| format!("http://{local}")),
             trust_forwarded: settings.trust_forwarded,
         };
+        let metrics = Metrics::new()?;
+        let writer = crate::responses::writer::Writer::start(
+            db::create_pool(&Settings {
+                pool_size: 1,
+                ..settings.clone()
+            })?,
+            settings.write_batch,
+            metrics.write_group_size.clone(),
+        );
         let state = web::Data::new(AppState {
             jwt: JwtKeys::new(&secret, &settings.jwt_issuer, &settings.jwt_audience)?,
             client_status: ClientStatusCache::new(settings.client_status_ttl),
-            metrics: Metrics::new()?,
+            metrics,
             migration_versions: db::embedded_migration_versions(),
             builtins: crate::instruments::builtin::BuiltinCatalogue::load()?,
             norms: Default::default(),
             worker_norms: Default::default(),
             routes: crate::ops::route_table::RouteTable::from_openapi(&crate::openapi::document()),
-            writer: crate::responses::writer::Writer::start(
-                db::create_pool(&Settings {
-                    pool_size: 1,
-                    ..settings.clone()
-                })?,
-                settings.write_batch,
-            ),
+            writer,
             settings: Arc::new(settings.clone()),
             pool,
         });

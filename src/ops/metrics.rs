@@ -11,6 +11,8 @@ pub struct Metrics {
     alerts: IntGaugeVec,
     webhook_deliveries: IntGaugeVec,
     webhook_attempts: IntCounterVec,
+    /// Requests per group commit of the writer (its `_count` is the number of commits).
+    pub write_group_size: prometheus::Histogram,
 }
 
 impl Metrics {
@@ -60,6 +62,14 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let write_group_size = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "write_group_size",
+                "Requests (responses and read audit events) written per group commit",
+            )
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        )?;
+        registry.register(Box::new(write_group_size.clone()))?;
         registry.register(Box::new(webhook_deliveries.clone()))?;
         registry.register(Box::new(webhook_attempts.clone()))?;
         registry.register(Box::new(outbox_lag.clone()))?;
@@ -78,6 +88,7 @@ impl Metrics {
             alerts,
             webhook_deliveries,
             webhook_attempts,
+            write_group_size,
         })
     }
 

@@ -65,9 +65,9 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer task over `pool` (a pool of its own, one connection), taking at
     /// most `batch` requests per transaction.
-    pub fn start(pool: DbPool, batch: usize) -> Writer {
+    pub fn start(pool: DbPool, batch: usize, group_sizes: prometheus::Histogram) -> Writer {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, jobs, batch.max(1)));
+        tokio::spawn(run(pool, jobs, batch.max(1), group_sizes));
         Writer { queue }
     }
 
@@ -99,7 +99,7 @@ fn stopped() -> ApiError {
     ApiError::unavailable(std::io::Error::other("the writer has stopped"))
 }
 
-async fn run(pool: DbPool, mut jobs: mpsc::UnboundedReceiver<Job>, batch: usize) {
+async fn run(pool: DbPool, mut jobs: mpsc::UnboundedReceiver<Job>, batch: usize, group_sizes: prometheus::Histogram) {
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
         while group.len() < batch {
@@ -108,6 +108,7 @@ async fn run(pool: DbPool, mut jobs: mpsc::UnboundedReceiver<Job>, batch: usize)
                 Err(_) => break,
             }
         }
+        group_sizes.observe(group.len() as f64);
         write(&pool, group).await;
     }
 }

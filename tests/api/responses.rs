@@ -523,3 +523,32 @@ async fn concurrent_posts_of_one_external_id_answer_as_they_would_alone() {
     assert_eq!(crate::helpers::count_rows(&mut conn, "responses").await, 1);
     assert_eq!(crate::helpers::count_rows(&mut conn, "outbox_events").await, 1);
 }
+
+/// Under concurrent load requests share commits: fewer group commits than requests.
+#[tokio::test]
+async fn concurrent_posts_share_group_commits() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write"]).await;
+    let posts = (0..64).map(|i| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            let body = wai_sr(&format!("p-share-{i}"), None);
+            app.post_json(&token, "/v1/responses", body).await.status().as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(posts).await;
+    assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    let metrics = app.public_text("/metrics").await;
+    let figure = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let (groups, written) = (figure("write_group_size_count "), figure("write_group_size_sum "));
+    assert!(written >= 64.0, "{written} requests written");
+    assert!(
+        groups < written,
+        "{groups} commits for {written} requests: nothing was grouped"
+    );
+}

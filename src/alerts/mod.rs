@@ -8,12 +8,18 @@ pub mod model;
 pub mod routes;
 pub mod store;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use diesel_async::AsyncPgConnection;
 
 use crate::error::ApiResult;
 use crate::ids::OrgId;
 use crate::state::AppState;
 use store::{SeriesKey, Upsert};
+
+/// Instrument versions resolved during one batch, by (organisation, key, version).
+type Instruments = HashMap<(OrgId, String, i32), Arc<crate::instruments::LoadedInstrument>>;
 
 /// Brings the stored alerts of each series to what the series now says, under each one's
 /// evaluation lock. Returns the alerts that were raised or resolved, with their webhook
@@ -29,8 +35,10 @@ pub async fn evaluate_many(
     store::lock_series(conn, keys).await?;
     let read = store::series_many(conn, keys).await?;
     let mut changes = Vec::new();
+    // One lookup per instrument version in a batch (a custom one is a database read).
+    let mut instruments: Instruments = HashMap::new();
     for (key, (points, existing)) in keys.iter().zip(read) {
-        let found = evaluate_points(conn, state, key, &points, existing).await?;
+        let found = evaluate_points(conn, state, &mut instruments, key, &points, existing).await?;
         changes.extend(found.into_iter().map(|(event, row)| (key.org, event, row)));
     }
     Ok(changes)
@@ -41,6 +49,7 @@ pub async fn evaluate_many(
 async fn evaluate_points(
     conn: &mut AsyncPgConnection,
     state: &AppState,
+    instruments: &mut Instruments,
     key: &SeriesKey,
     points: &[evaluate::SeriesPoint],
     existing: i64,
@@ -48,9 +57,22 @@ async fn evaluate_points(
     let mut keep = Vec::new();
     let mut changes = Vec::new();
     if let Some(last) = points.last() {
-        let instrument =
-            crate::analytics::instrument_at(conn, &state.builtins, key.org, &key.instrument, last.instrument_version)
+        let at = (key.org, key.instrument.clone(), last.instrument_version);
+        let instrument = match instruments.get(&at) {
+            Some(found) => found.clone(),
+            None => {
+                let found = crate::analytics::instrument_at(
+                    conn,
+                    &state.builtins,
+                    key.org,
+                    &key.instrument,
+                    last.instrument_version,
+                )
                 .await?;
+                instruments.insert(at, found.clone());
+                found
+            }
+        };
         let rater = crate::scoring::Rater::parse(&key.rater).unwrap_or(crate::scoring::Rater::Patient);
         let norms = crate::analytics::norms_for(conn, &state.worker_norms, key.org, &instrument, rater).await?;
         for d in evaluate::desired(points, &instrument.definition, &norms) {

@@ -2,16 +2,14 @@
 //! multi-row statement in one transaction with one audit event; each item gets its result
 //! in input order (one bad item never rejects the others).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
-use serde_json::json;
+use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use super::model::{BatchResult, BatchStatus, NewResponse, Source};
 use super::prepare::{InstrumentCache, prepare};
 use super::store::{self, NewAdministrationRow};
-use crate::audit::{self, AuditEntry};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, FieldError};
 
@@ -25,8 +23,7 @@ struct Checked {
     repeats: Vec<(usize, usize, Vec<u8>)>,
 }
 
-/// What a candidate row ended up as: the stored (id, payload hash), and whether it is new.
-type Stored = Option<(Uuid, Vec<u8>, bool)>;
+use store::Stored;
 
 fn result(index: usize, status: BatchStatus, id: Option<Uuid>, errors: Vec<FieldError>) -> BatchResult {
     BatchResult {
@@ -105,58 +102,41 @@ async fn check_items(
     Ok(checked)
 }
 
-/// One transaction: the multi-row insert, the stored rows behind skipped external ids, and
-/// one audit event for what was created.
+/// One statement, so atomic without BEGIN/COMMIT round trips: the multi-row insert (rows
+/// whose external_id is stored are skipped), an outbox event per new row, one audit event
+/// for what was created, and the stored rows behind the skipped external ids. A key that a
+/// concurrent batch stored while this statement ran is not in its snapshot: those few are
+/// looked up once more afterwards.
 async fn store_rows(
     conn: &mut AsyncPgConnection,
     principal: &Principal,
     rows: Vec<NewAdministrationRow>,
 ) -> ApiResult<Vec<Stored>> {
-    let actor = principal.client_id.clone();
-    let org = principal.org;
-    conn.transaction::<_, ApiError, _>(async move |conn| {
-        let inserted: HashSet<Uuid> = store::insert_many(conn, &rows).await?.into_iter().collect();
-        let skipped: Vec<String> = rows
-            .iter()
-            .filter(|r| !inserted.contains(&r.id))
-            .filter_map(|r| r.external_id.clone())
-            .collect();
-        let existing: HashMap<String, (Uuid, Vec<u8>)> = store::by_external_ids(conn, org, &skipped)
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stored = store::insert_batch_audited(conn, principal.org, &principal.client_id, &rows).await?;
+    let unresolved: Vec<String> = rows
+        .iter()
+        .zip(&stored)
+        .filter(|(_, s)| s.is_none())
+        .filter_map(|(r, _)| r.external_id.clone())
+        .collect();
+    if !unresolved.is_empty() {
+        let existing: HashMap<String, (Uuid, Vec<u8>)> = store::by_external_ids(conn, principal.org, &unresolved)
             .await?
             .into_iter()
             .filter_map(|(ext, id, hash)| ext.map(|e| (e, (id, hash))))
             .collect();
-        let created: Vec<Uuid> = inserted.iter().copied().collect();
-        store::record_events(conn, org, &created, "response.created").await?;
-        if !inserted.is_empty() {
-            audit::record(
-                conn,
-                AuditEntry {
-                    org,
-                    actor: &actor,
-                    action: "responses.batch_created",
-                    resource_type: "response",
-                    resource_id: None,
-                    detail: json!({"created": inserted.len(), "ids": inserted}),
-                },
-            )
-            .await?;
+        for (row, slot) in rows.iter().zip(stored.iter_mut()) {
+            if slot.is_none()
+                && let Some((id, hash)) = row.external_id.as_ref().and_then(|e| existing.get(e))
+            {
+                *slot = Some((*id, hash.clone(), false));
+            }
         }
-        Ok(rows
-            .iter()
-            .map(|r| {
-                if inserted.contains(&r.id) {
-                    Some((r.id, r.payload_hash.clone(), true))
-                } else {
-                    r.external_id
-                        .as_ref()
-                        .and_then(|e| existing.get(e))
-                        .map(|(id, hash)| (*id, hash.clone(), false))
-                }
-            })
-            .collect())
-    })
-    .await
+    }
+    Ok(stored)
 }
 
 /// An item's status from what its row ended up as: the same payload is created (new) or a

@@ -133,20 +133,89 @@ impl From<AdministrationRow> for Administration {
     }
 }
 
-/// Inserts rows; those whose external_id the organisation already holds are skipped.
-/// Returns the ids actually inserted. One statement for the whole batch.
-pub async fn insert_many(conn: &mut AsyncPgConnection, rows: &[NewAdministrationRow]) -> QueryResult<Vec<Uuid>> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
+/// What a batch row ended up as: the stored (id, payload hash), and whether it is new;
+/// `None` when its external_id is stored but not (yet) visible.
+pub type Stored = Option<(Uuid, Vec<u8>, bool)>;
+
+/// A batch's rows as the JSON `jsonb_populate_recordset` reads into `responses` rows.
+fn batch_json(rows: &[NewAdministrationRow]) -> serde_json::Value {
+    rows.iter()
+        .map(|r| {
+            serde_json::json!({
+                "org_id": r.org_id.0, "id": r.id, "instrument_key": r.instrument_key,
+                "instrument_version": r.instrument_version, "patient": r.patient, "clinician": r.clinician,
+                "episode": r.episode, "rater": r.rater, "administered_at": r.administered_at,
+                "session": r.session, "answers": r.answers, "external_id": r.external_id,
+                "payload_hash": format!("\\x{}", hex::encode(&r.payload_hash)), "source": r.source.as_str(),
+                "created_by": r.created_by, "total": r.total, "mean": r.mean, "pomp": r.pomp,
+                "subscales": r.subscales, "answered": r.answered, "missing": r.missing, "prorated": r.prorated,
+                "flags": r.flags, "score_error": r.score_error, "external_system": r.external_system, "band": r.band,
+            })
+        })
+        .collect()
+}
+
+/// Inserts a batch's rows (skipping those whose external_id is stored), an outbox event per
+/// new row and one `responses.batch_created` audit event, in one statement. Returns, in
+/// input order, what each row ended up as.
+pub async fn insert_batch_audited(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    actor: &str,
+    rows: &[NewAdministrationRow],
+) -> QueryResult<Vec<Stored>> {
+    use diesel::sql_types::{Bool, Bytea, Jsonb, Nullable, Text, Uuid as SqlUuid};
+    #[derive(QueryableByName)]
+    struct Outcome {
+        #[diesel(sql_type = Bool)]
+        created: bool,
+        #[diesel(sql_type = Nullable<SqlUuid>)]
+        existing_id: Option<Uuid>,
+        #[diesel(sql_type = Nullable<Bytea>)]
+        existing_hash: Option<Vec<u8>>,
     }
-    diesel::insert_into(responses::table)
-        .values(rows)
-        .on_conflict((responses::org_id, responses::external_system, responses::external_id))
-        .filter_target(responses::external_id.is_not_null())
-        .do_nothing()
-        .returning(responses::id)
-        .get_results(conn)
-        .await
+    const COLUMNS: &str = "org_id, id, instrument_key, instrument_version, patient, clinician, episode, rater,
+        administered_at, session, answers, external_id, payload_hash, source, created_by, total, mean, pomp,
+        subscales, answered, missing, prorated, flags, score_error, external_system, band";
+    let outcomes: Vec<Outcome> = diesel::sql_query(format!(
+        "WITH input AS (
+            SELECT * FROM jsonb_populate_recordset(NULL::responses, $1) WITH ORDINALITY AS i
+         ), ins AS (
+            INSERT INTO responses ({COLUMNS})
+            SELECT {COLUMNS} FROM input ORDER BY ordinality
+            ON CONFLICT (org_id, external_system, external_id) WHERE external_id IS NOT NULL DO NOTHING
+            RETURNING id, org_id, patient, instrument_key, rater
+         ), outbox AS (
+            INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
+            SELECT org_id, gen_random_uuid(), 'response.created', id, patient, instrument_key, rater FROM ins
+         ), audit AS (
+            INSERT INTO audit_events (org_id, id, actor, action, resource_type, resource_id, detail)
+            SELECT $2, $3, $4, 'responses.batch_created', 'response', NULL,
+                jsonb_build_object('created', count(*), 'ids', jsonb_agg(id))
+            FROM ins HAVING count(*) > 0
+         )
+         SELECT ins.id IS NOT NULL AS created, e.id AS existing_id, e.payload_hash AS existing_hash
+         FROM input
+         LEFT JOIN ins ON ins.id = input.id
+         LEFT JOIN responses e ON ins.id IS NULL AND e.org_id = input.org_id
+            AND e.external_system IS NOT DISTINCT FROM input.external_system AND e.external_id = input.external_id
+         ORDER BY input.ordinality"
+    ))
+    .bind::<Jsonb, _>(batch_json(rows))
+    .bind::<SqlUuid, _>(org)
+    .bind::<SqlUuid, _>(Uuid::new_v4())
+    .bind::<Text, _>(actor)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .zip(outcomes)
+        .map(|(row, o)| match (o.created, o.existing_id, o.existing_hash) {
+            (true, ..) => Some((row.id, row.payload_hash.clone(), true)),
+            (false, Some(id), Some(hash)) => Some((id, hash, false)),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Inserts one row with its `response.created` audit and outbox events in a single

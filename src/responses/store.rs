@@ -155,8 +155,9 @@ fn batch_json(rows: &[NewAdministrationRow]) -> serde_json::Value {
         .collect()
 }
 
-/// Inserts a batch's rows (skipping those whose external_id is stored), an outbox event per
-/// new row and one `responses.batch_created` audit event, in one statement. Returns, in
+/// Inserts a batch's rows (REST rows: no external_system; those whose external_id is stored
+/// are skipped), an outbox event per new row and one `responses.batch_created` audit event,
+/// in one statement (the skipped rows' stored twins by the unique key's index). Returns, in
 /// input order, what each row ended up as.
 pub async fn insert_batch_audited(
     conn: &mut AsyncPgConnection,
@@ -197,8 +198,11 @@ pub async fn insert_batch_audited(
          SELECT ins.id IS NOT NULL AS created, e.id AS existing_id, e.payload_hash AS existing_hash
          FROM input
          LEFT JOIN ins ON ins.id = input.id
-         LEFT JOIN responses e ON ins.id IS NULL AND e.org_id = input.org_id
-            AND e.external_system IS NOT DISTINCT FROM input.external_system AND e.external_id = input.external_id
+         LEFT JOIN LATERAL (
+            SELECT r.id, r.payload_hash FROM responses r
+            WHERE ins.id IS NULL AND r.org_id = input.org_id AND r.external_system IS NULL
+              AND r.external_id = input.external_id
+         ) e ON true
          ORDER BY input.ordinality"
     ))
     .bind::<Jsonb, _>(batch_json(rows))

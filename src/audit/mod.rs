@@ -19,7 +19,7 @@ pub async fn record_read(
     detail: serde_json::Value,
 ) -> crate::error::ApiResult<()> {
     writer
-        .audit(crate::responses::writer::ReadEvent {
+        .audit(crate::responses::writer::AuditRecord {
             org: principal.org,
             actor: principal.client_id.clone(),
             action: action.to_string(),

@@ -35,8 +35,8 @@ struct ResponseJob {
     reply: Reply,
 }
 
-/// A read's audit event.
-pub struct ReadEvent {
+/// An audit event the writer records (a read's, or a new response's).
+pub struct AuditRecord {
     pub org: OrgId,
     pub actor: String,
     pub action: String,
@@ -46,7 +46,7 @@ pub struct ReadEvent {
 }
 
 struct AuditJob {
-    event: ReadEvent,
+    event: AuditRecord,
     reply: oneshot::Sender<ApiResult<()>>,
 }
 
@@ -84,7 +84,7 @@ impl Writer {
     }
 
     /// Records a read's audit event once its group has committed.
-    pub async fn audit(&self, event: ReadEvent) -> ApiResult<()> {
+    pub async fn audit(&self, event: AuditRecord) -> ApiResult<()> {
         let (reply, answer) = oneshot::channel();
         self.enqueue(Job::Audit(AuditJob { event, reply }))?;
         answer.await.map_err(|_| stopped())?
@@ -129,7 +129,7 @@ async fn write(pool: &DbPool, group: Vec<Job>) {
     };
     let rows: Vec<&NewAdministrationRow> = responses.iter().map(|j| &j.row).collect();
     let actors: Vec<&str> = responses.iter().map(|j| j.actor.as_str()).collect();
-    let events: Vec<&ReadEvent> = reads.iter().map(|j| &j.event).collect();
+    let events: Vec<&AuditRecord> = reads.iter().map(|j| &j.event).collect();
     let written = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| insert_group(conn, &rows, &actors, &events).await)
         .await;
@@ -152,7 +152,7 @@ async fn write(pool: &DbPool, group: Vec<Job>) {
                 let _ = job.reply.send(alone);
             }
             for job in reads {
-                let alone = insert_reads(&mut conn, &[&job.event])
+                let alone = insert_audit(&mut conn, &[&job.event])
                     .await
                     .map(|_| ())
                     .map_err(ApiError::from);
@@ -175,8 +175,8 @@ fn fail_all(responses: Vec<ResponseJob>, reads: Vec<AuditJob>) {
     }
 }
 
-/// The audit events of reads, in one statement.
-async fn insert_reads(conn: &mut AsyncPgConnection, events: &[&ReadEvent]) -> QueryResult<usize> {
+/// Audit events, in one statement.
+async fn insert_audit(conn: &mut AsyncPgConnection, events: &[&AuditRecord]) -> QueryResult<usize> {
     if events.is_empty() {
         return Ok(0);
     }
@@ -206,45 +206,35 @@ async fn insert_group(
     conn: &mut AsyncPgConnection,
     rows: &[&NewAdministrationRow],
     actors: &[&str],
-    reads: &[&ReadEvent],
+    reads: &[&AuditRecord],
 ) -> QueryResult<HashMap<Uuid, AdministrationRow>> {
-    insert_reads(conn, reads).await?;
-    if rows.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let values: Vec<&NewAdministrationRow> = rows.to_vec();
-    let stored: Vec<AdministrationRow> = diesel::insert_into(responses::table)
-        .values(values)
-        .on_conflict((responses::org_id, responses::external_system, responses::external_id))
-        .filter_target(responses::external_id.is_not_null())
-        .do_nothing()
-        .returning(AdministrationRow::as_returning())
-        .get_results(conn)
-        .await?;
-    if stored.is_empty() {
-        return Ok(HashMap::new());
-    }
+    let stored: Vec<AdministrationRow> = if rows.is_empty() {
+        Vec::new()
+    } else {
+        diesel::insert_into(responses::table)
+            .values(rows.to_vec())
+            .on_conflict((responses::org_id, responses::external_system, responses::external_id))
+            .filter_target(responses::external_id.is_not_null())
+            .do_nothing()
+            .returning(AdministrationRow::as_returning())
+            .get_results(conn)
+            .await?
+    };
+    // One statement for every audit event of the group: the reads' and the new rows'.
     let actor_of: HashMap<Uuid, &str> = rows.iter().zip(actors).map(|(r, a)| (r.id, *a)).collect();
-    let audit: Vec<_> = stored
+    let created: Vec<AuditRecord> = stored
         .iter()
-        .map(|r| {
-            (
-                audit_events::org_id.eq(r.org_id),
-                audit_events::id.eq(Uuid::new_v4()),
-                audit_events::actor.eq(actor_of.get(&r.id).copied().unwrap_or_default()),
-                audit_events::action.eq("response.created"),
-                audit_events::resource_type.eq("response"),
-                audit_events::resource_id.eq(Some(r.id.to_string())),
-                audit_events::detail.eq(json!({
-                    "instrument": r.instrument_key, "version": r.instrument_version, "source": r.source,
-                })),
-            )
+        .map(|r| AuditRecord {
+            org: r.org_id,
+            actor: actor_of.get(&r.id).copied().unwrap_or_default().to_string(),
+            action: "response.created".into(),
+            resource_type: "response".into(),
+            resource_id: Some(r.id.to_string()),
+            detail: json!({"instrument": r.instrument_key, "version": r.instrument_version, "source": r.source}),
         })
         .collect();
-    diesel::insert_into(audit_events::table)
-        .values(audit)
-        .execute(conn)
-        .await?;
+    let events: Vec<&AuditRecord> = reads.iter().copied().chain(&created).collect();
+    insert_audit(conn, &events).await?;
     let mut by_org: BTreeMap<OrgId, Vec<Uuid>> = BTreeMap::new();
     for r in &stored {
         by_org.entry(r.org_id).or_default().push(r.id);

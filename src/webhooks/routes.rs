@@ -92,18 +92,8 @@ pub async fn create_webhook(
                 secret: &secret,
             };
             let row = store::create(conn, org, &new).await?;
-            audit::record(
-                conn,
-                AuditEntry {
-                    org,
-                    actor: &principal.client_id,
-                    action: "webhook.created",
-                    resource_type: "webhook",
-                    resource_id: Some(row.id.to_string()),
-                    detail: json!({"url": row.url, "events": row.events, "payload": row.payload}),
-                },
-            )
-            .await?;
+            let detail = json!({"url": row.url, "events": row.events, "payload": row.payload});
+            record(conn, &principal, "webhook.created", row.id, detail).await?;
             Ok(row)
         })
         .await?;
@@ -133,6 +123,29 @@ pub async fn list_webhooks(principal: Principal, state: web::Data<AppState>) -> 
     Ok(HttpResponse::Ok().json(WebhookList {
         items: rows.into_iter().map(Webhook::from).collect(),
     }))
+}
+
+/// The audit event of a change to an endpoint, in the caller's transaction.
+async fn record(
+    conn: &mut diesel_async::AsyncPgConnection,
+    principal: &Principal,
+    action: &str,
+    id: Uuid,
+    detail: serde_json::Value,
+) -> ApiResult<()> {
+    audit::record(
+        conn,
+        AuditEntry {
+            org: principal.org,
+            actor: &principal.client_id,
+            action,
+            resource_type: "webhook",
+            resource_id: Some(id.to_string()),
+            detail,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn endpoint_of(state: &AppState, principal: &Principal, id: Uuid) -> ApiResult<store::EndpointRow> {
@@ -191,18 +204,7 @@ pub async fn delete_webhook(
         if !store::delete(conn, org, id).await? {
             return Err(ApiError::NotFound);
         }
-        audit::record(
-            conn,
-            AuditEntry {
-                org,
-                actor: &principal.client_id,
-                action: "webhook.deleted",
-                resource_type: "webhook",
-                resource_id: Some(id.to_string()),
-                detail: json!({}),
-            },
-        )
-        .await?;
+        record(conn, &principal, "webhook.deleted", id, json!({})).await?;
         Ok(())
     })
     .await?;
@@ -239,18 +241,7 @@ pub async fn rotate_secret(
             let row = store::rotate(conn, org, id, &secret, ROTATION_OVERLAP)
                 .await?
                 .ok_or(ApiError::NotFound)?;
-            audit::record(
-                conn,
-                AuditEntry {
-                    org,
-                    actor: &principal.client_id,
-                    action: "webhook.secret_rotated",
-                    resource_type: "webhook",
-                    resource_id: Some(id.to_string()),
-                    detail: json!({}),
-                },
-            )
-            .await?;
+            record(conn, &principal, "webhook.secret_rotated", id, json!({})).await?;
             Ok(row)
         })
         .await?;

@@ -459,6 +459,16 @@ async fn gone_disables_the_endpoint_and_test_events_and_rotation_sign_with_both_
     assert_problem(app.get(&admin, &format!("/v1/webhooks/{hook_id}")).await, 404).await;
     let list = app.get_json(&admin, "/v1/webhooks").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
+    // Each change to the endpoint is in the audit log, naming it.
+    let audit = app.get_json(&admin, "/v1/audit-events?limit=100").await;
+    for action in ["webhook.created", "webhook.secret_rotated", "webhook.deleted"] {
+        let found = audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == action && e["resource_id"] == hook_id.as_str());
+        assert!(found, "{action} missing: {audit}");
+    }
 }
 
 #[tokio::test]

@@ -48,7 +48,15 @@ gen() { # $1 = first patient number, $2 = last, $3 = points per patient
 }
 gen 0 199999 5
 gen 1000000 1000009 200
-psql -q "$PGURL/$DB" -c "VACUUM ANALYZE responses" >/dev/null
+# Rows written straight into the table have no outbox events: keep their clinician series
+# as the outbox worker would (the same statement as the migration's backfill).
+psql -q "$PGURL/$DB" -c "INSERT INTO clinician_series
+  SELECT org_id, instrument_key, rater, clinician, patient, array_agg(total ORDER BY administered_at, seq),
+    max(instrument_version), count(*) FILTER (WHERE 'below_cutoff' = ANY(flags)),
+    sum(total) FILTER (WHERE session = 3), count(*) FILTER (WHERE session = 3)
+  FROM responses WHERE status = 'active' AND total IS NOT NULL AND clinician IS NOT NULL
+  GROUP BY org_id, instrument_key, rater, clinician, patient" >/dev/null
+psql -q "$PGURL/$DB" -c "VACUUM ANALYZE responses" -c "VACUUM ANALYZE clinician_series" >/dev/null
 
 cat >"$OUT/trends.lua" <<LUA
 math.randomseed(os.time())

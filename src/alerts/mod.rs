@@ -21,8 +21,8 @@ use store::{SeriesKey, Upsert};
 /// Instrument versions resolved during one batch, by (organisation, key, version).
 type Instruments = HashMap<(OrgId, String, i32), Arc<crate::instruments::LoadedInstrument>>;
 
-/// Brings the stored alerts of each series to what the series now says, under each one's
-/// evaluation lock. Returns the alerts that were raised or resolved, with their webhook
+/// Brings the stored alerts of each series to what the series now says. The caller holds
+/// each series' evaluation lock (`store::lock_series`). Returns the alerts that were raised or resolved, with their webhook
 /// event types and organisations.
 pub async fn evaluate_many(
     conn: &mut AsyncPgConnection,
@@ -32,7 +32,6 @@ pub async fn evaluate_many(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    store::lock_series(conn, keys).await?;
     let read = store::series_many(conn, keys).await?;
     let mut changes = Vec::new();
     // One lookup per instrument version in a batch (a custom one is a database read).

@@ -4,7 +4,7 @@
 use crate::ids::OrgId;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Double, Int4, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Double, Int4, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -111,18 +111,19 @@ pub async fn first_complete_responses(
         .await
 }
 
-/// Per clinician and patient: response count, mean total, responses below the cut-off,
-/// and the sum and count of session-3 totals.
+/// One (clinician, patient) series of one instrument and rater: its totals in series order,
+/// the latest instrument version, responses below the cut-off, and the sum and count of
+/// session-3 totals.
 #[derive(Debug, QueryableByName)]
-pub struct PatientAggregate {
+pub struct ClinicianSeries {
     #[diesel(sql_type = Text)]
     pub clinician: String,
     #[diesel(sql_type = Text)]
     pub patient: String,
-    #[diesel(sql_type = BigInt)]
-    pub responses: i64,
-    #[diesel(sql_type = Double)]
-    pub mean_total: f64,
+    #[diesel(sql_type = Array<Double>)]
+    pub totals: Vec<f64>,
+    #[diesel(sql_type = Int4)]
+    pub instrument_version: i32,
     #[diesel(sql_type = BigInt)]
     pub below_cutoff: i64,
     #[diesel(sql_type = Nullable<Double>)]
@@ -131,68 +132,77 @@ pub struct PatientAggregate {
     pub session3_count: i64,
 }
 
-pub async fn patient_aggregates(
-    conn: &mut AsyncPgConnection,
-    org: OrgId,
-    key: &str,
-    rater: &str,
-    clinician: Option<&str>,
-) -> QueryResult<Vec<PatientAggregate>> {
-    diesel::sql_query(
-        "SELECT clinician, patient, count(*) AS responses, avg(total) AS mean_total,
-                count(*) FILTER (WHERE 'below_cutoff' = ANY(flags)) AS below_cutoff,
-                sum(total) FILTER (WHERE session = 3) AS session3_sum,
-                count(*) FILTER (WHERE session = 3) AS session3_count
-         FROM responses
-         WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND status = 'active'
-           AND total IS NOT NULL AND clinician IS NOT NULL AND ($4::text IS NULL OR clinician = $4)
-         GROUP BY clinician, patient
-         ORDER BY clinician, patient",
-    )
-    .bind::<SqlUuid, _>(org)
-    .bind::<Text, _>(key)
-    .bind::<Text, _>(rater)
-    .bind::<Nullable<Text>, _>(clinician)
-    .load(conn)
-    .await
-}
+/// The facts of one (clinician, patient) series as `clinician_series` keeps them, from
+/// `responses` (one definition for the migration's backfill, the refresh and the read).
+const SERIES_FACTS: &str = "array_agg(total ORDER BY administered_at, seq) AS totals,
+       max(instrument_version) AS instrument_version,
+       count(*) FILTER (WHERE 'below_cutoff' = ANY(flags)) AS below_cutoff,
+       sum(total) FILTER (WHERE session = 3) AS session3_sum,
+       count(*) FILTER (WHERE session = 3) AS session3_count";
 
-/// (clinician, patient, response id, total, instrument version) in series order: what
-/// ruptures and reliable change need, nothing more.
-#[derive(Debug, QueryableByName)]
-pub struct ClinicianSeriesRow {
-    #[diesel(sql_type = Text)]
-    pub clinician: String,
-    #[diesel(sql_type = Text)]
-    pub patient: String,
-    #[diesel(sql_type = SqlUuid)]
-    pub id: Uuid,
-    #[diesel(sql_type = Double)]
-    pub total: f64,
-    #[diesel(sql_type = Int4)]
-    pub instrument_version: i32,
-}
-
+/// Every (clinician, patient) series, in no particular order. Series whose
+/// events the outbox has processed come from `clinician_series`, the others (pending
+/// events) from `responses`; one statement, so one snapshot sees each series exactly once.
 pub async fn clinician_series(
     conn: &mut AsyncPgConnection,
     org: OrgId,
     key: &str,
     rater: &str,
     clinician: Option<&str>,
-) -> QueryResult<Vec<ClinicianSeriesRow>> {
-    diesel::sql_query(
-        "SELECT clinician, patient, id, total, instrument_version
+) -> QueryResult<Vec<ClinicianSeries>> {
+    diesel::sql_query(format!(
+        "WITH pending AS (
+             SELECT DISTINCT patient FROM outbox_events
+             WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND processed_at IS NULL)
+         SELECT clinician, patient, totals, instrument_version, below_cutoff, session3_sum, session3_count
+         FROM clinician_series
+         WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND ($4::text IS NULL OR clinician = $4)
+           AND patient NOT IN (SELECT patient FROM pending)
+         UNION ALL
+         SELECT clinician, patient, {SERIES_FACTS}
          FROM responses
          WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND status = 'active'
            AND total IS NOT NULL AND clinician IS NOT NULL AND ($4::text IS NULL OR clinician = $4)
-         ORDER BY clinician, patient, administered_at, seq",
-    )
+           AND patient IN (SELECT patient FROM pending)
+         GROUP BY clinician, patient"
+    ))
     .bind::<SqlUuid, _>(org)
     .bind::<Text, _>(key)
     .bind::<Text, _>(rater)
     .bind::<Nullable<Text>, _>(clinician)
     .load(conn)
     .await
+}
+
+/// Brings the `clinician_series` rows of these (organisation, patient, instrument, rater)
+/// series to what `responses` now holds. The outbox worker calls it for the series of the
+/// events it marks processed, in the same transaction.
+pub async fn refresh_clinician_series(
+    conn: &mut AsyncPgConnection,
+    keys: &crate::alerts::store::SeriesArrays<'_>,
+) -> QueryResult<()> {
+    keys.query(
+        "DELETE FROM clinician_series c
+         USING unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS k(org_id, patient, instrument_key, rater)
+         WHERE c.org_id = k.org_id AND c.patient = k.patient AND c.instrument_key = k.instrument_key
+           AND c.rater = k.rater",
+    )
+    .execute(conn)
+    .await?;
+    keys.query(&format!(
+        "INSERT INTO clinician_series (org_id, instrument_key, rater, clinician, patient, totals,
+             instrument_version, below_cutoff, session3_sum, session3_count)
+         SELECT r.org_id, r.instrument_key, r.rater, r.clinician, r.patient, {SERIES_FACTS}
+         FROM responses r
+         JOIN unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS k(org_id, patient, instrument_key, rater)
+           ON r.org_id = k.org_id AND r.patient = k.patient AND r.instrument_key = k.instrument_key
+          AND r.rater = k.rater
+         WHERE r.status = 'active' AND r.total IS NOT NULL AND r.clinician IS NOT NULL
+         GROUP BY r.org_id, r.instrument_key, r.rater, r.clinician, r.patient"
+    ))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 #[derive(Debug, QueryableByName)]

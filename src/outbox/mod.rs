@@ -90,6 +90,9 @@ pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
             .skip_locked()
             .load(conn)
             .await?;
+        if events.is_empty() {
+            return Ok(0);
+        }
         let series: BTreeSet<SeriesKey> = events.iter().map(PendingEvent::series).collect();
         let taken: BTreeSet<Uuid> = events.iter().map(|e| e.id).collect();
         // Coalesce: the other pending events of these series are served by the same
@@ -101,6 +104,10 @@ pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
             .collect();
         events.extend(coalesced);
         let keys: Vec<SeriesKey> = series.into_iter().collect();
+        // Under each series' evaluation lock: the clinician-series facts, then the alerts.
+        crate::alerts::store::lock_series(conn, &keys).await?;
+        crate::analytics::store::refresh_clinician_series(conn, &crate::alerts::store::SeriesArrays::of(&keys))
+            .await?;
         let mut alert_changes: BTreeMap<OrgId, Vec<(&'static str, AlertRow)>> = BTreeMap::new();
         for (org, event, row) in crate::alerts::evaluate_many(conn, state, &keys).await? {
             alert_changes.entry(org).or_default().push((event, row));

@@ -426,6 +426,68 @@ async fn clinician_summaries_and_the_min_patients_floor() {
     .await;
 }
 
+async fn settled(database_url: &str) -> i64 {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = AsyncPgConnection::establish(database_url).await.unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let pending: N = diesel::sql_query("SELECT count(*) AS n FROM outbox_events WHERE processed_at IS NULL")
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        if pending.n == 0 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the outbox drains");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let kept: N = diesel::sql_query("SELECT count(*) AS n FROM clinician_series")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    kept.n
+}
+
+#[tokio::test]
+async fn clinician_summaries_read_the_same_before_and_after_the_outbox_keeps_their_series() {
+    // No outbox workers: every series is pending, so summaries come from the responses.
+    let app = TestApp::spawn_with(|s| s.outbox_workers = 0).await;
+    let token = app
+        .token(&["responses:write", "responses:read", "instruments:write"])
+        .await;
+    setup(&app, &token).await;
+    let a0 = series(&app, &token, "ten", "a0", &[40, 48, 36, 49]).await;
+    for i in 1..5 {
+        series(&app, &token, "ten", &format!("a{i}"), &[30 + i, 31 + i, 29 + i]).await;
+    }
+    let live: Value = app.get_json(&token, "/v1/clinicians?instrument=ten").await;
+    let one: Value = app.get_json(&token, "/v1/clinicians/dr-a/summary?instrument=ten").await;
+    assert_eq!(live["items"][0], one);
+    assert_eq!((one["patients"].as_u64(), one["ruptures"].as_u64()), (Some(5), Some(1)));
+
+    // A second instance's workers process the events and keep one row per series.
+    let url = app.database_url.clone();
+    let worker = TestApp::spawn_with(|s| s.database_url = url).await;
+    assert_eq!(settled(&app.database_url).await, 5);
+    let kept: Value = app.get_json(&token, "/v1/clinicians?instrument=ten").await;
+    assert_eq!(kept, live, "the kept series read exactly as the live ones");
+
+    // A void is an event too: the kept series loses the drop.
+    let res = app
+        .post_json(&token, &format!("/v1/responses/{}/void", a0[2]), json!({"reason": "wrong patient"}))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(settled(&app.database_url).await, 5);
+    let after: Value = app.get_json(&token, "/v1/clinicians/dr-a/summary?instrument=ten").await;
+    assert_eq!((after["responses"].as_u64(), after["ruptures"].as_u64()), (Some(15), Some(0)));
+    std::mem::forget(worker); // the first instance drops the shared database
+}
+
 #[tokio::test]
 async fn trajectory_by_session_with_t_intervals() {
     let (app, token) = app_with_instruments().await;

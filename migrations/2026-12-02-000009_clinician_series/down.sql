@@ -1,0 +1,1 @@
+DROP TABLE clinician_series;

@@ -1,5 +1,6 @@
 //! `GET /v1/exports/responses`: streamed NDJSON or CSV, pseudonymised by default.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use actix_web::http::header;
@@ -95,6 +96,49 @@ pub fn csv_header(instrument: &LoadedInstrument) -> Vec<String> {
     header
 }
 
+/// A response as a pseudonymised NDJSON line: the response shape without what can identify
+/// (the external id and its system, and the free-text void reason).
+#[derive(serde::Serialize)]
+struct PseudonymisedLine<'a> {
+    id: &'a uuid::Uuid,
+    instrument: &'a str,
+    instrument_version: i32,
+    patient: &'a str,
+    clinician: Option<&'a str>,
+    episode: Option<&'a str>,
+    rater: crate::scoring::Rater,
+    administered_at: &'a DateTime<Utc>,
+    session: Option<i32>,
+    answers: &'a serde_json::Map<String, Value>,
+    source: crate::responses::model::Source,
+    status: ResponseStatus,
+    created_at: &'a DateTime<Utc>,
+    score: Option<&'a crate::scoring::Score>,
+    score_error: Option<&'a str>,
+}
+
+impl<'a> PseudonymisedLine<'a> {
+    fn of(a: &'a Administration) -> Self {
+        PseudonymisedLine {
+            id: &a.id,
+            instrument: &a.instrument,
+            instrument_version: a.instrument_version,
+            patient: &a.patient,
+            clinician: a.clinician.as_deref(),
+            episode: a.episode.as_deref(),
+            rater: a.rater,
+            administered_at: &a.administered_at,
+            session: a.session,
+            answers: &a.answers,
+            source: a.source,
+            status: a.status,
+            created_at: &a.created_at,
+            score: a.score.as_ref(),
+            score_error: a.score_error.as_deref(),
+        }
+    }
+}
+
 struct Renderer {
     format: ExportFormat,
     secret: Option<Vec<u8>>,
@@ -118,107 +162,120 @@ impl Renderer {
             ExportFormat::Ndjson => {
                 for row in rows {
                     let mut a = Administration::from(row);
-                    a.patient = self.reference(&a.patient);
-                    a.clinician = a.clinician.as_deref().map(|c| self.reference(c));
-                    a.episode = a.episode.as_deref().map(|e| self.reference(e));
-                    let mut value = serde_json::to_value(&a).unwrap_or(Value::Null);
-                    if self.secret.is_some()
-                        && let Some(map) = value.as_object_mut()
-                    {
-                        // External ids and free text can identify: not in pseudonymised exports.
-                        map.remove("external_id");
-                        map.remove("external_system");
-                        map.remove("void_reason");
-                    }
-                    out.extend_from_slice(value.to_string().as_bytes());
+                    let written = match &self.secret {
+                        None => serde_json::to_writer(&mut *out, &a),
+                        Some(_) => {
+                            a.patient = self.reference(&a.patient);
+                            a.clinician = a.clinician.as_deref().map(|c| self.reference(c));
+                            a.episode = a.episode.as_deref().map(|e| self.reference(e));
+                            serde_json::to_writer(&mut *out, &PseudonymisedLine::of(&a))
+                        }
+                    };
+                    written.map_err(|e| ApiError::internal(e.to_string()))?;
                     out.push(b'\n');
                 }
             }
             ExportFormat::Csv => {
-                let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+                let mut writer = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(std::mem::take(out));
+                // One buffer for every formatted number of the chunk.
+                let mut cell = String::new();
+                let mut field = |writer: &mut csv::Writer<Vec<u8>>, value: Option<&dyn std::fmt::Display>| {
+                    cell.clear();
+                    if let Some(v) = value {
+                        let _ = write!(cell, "{v}");
+                    }
+                    writer.write_field(&cell).map_err(csv_error)
+                };
                 for row in rows {
                     let score = row.score();
                     let reference = |r: Option<&str>| r.map(|v| text_cell(&self.reference(v))).unwrap_or_default();
-                    let mut record: Vec<String> = vec![
-                        row.id.to_string(),
-                        text_cell(&row.instrument_key),
-                        row.instrument_version.to_string(),
-                        reference(Some(&row.patient)),
-                        reference(row.clinician.as_deref()),
-                        reference(row.episode.as_deref()),
-                        row.rater.clone(),
-                        row.administered_at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-                        row.session.map(|s| s.to_string()).unwrap_or_default(),
-                        row.status.as_str().to_string(),
-                    ];
+                    field(&mut writer, Some(&row.id))?;
+                    writer.write_field(text_cell(&row.instrument_key)).map_err(csv_error)?;
+                    field(&mut writer, Some(&row.instrument_version))?;
+                    writer.write_field(reference(Some(&row.patient))).map_err(csv_error)?;
+                    writer
+                        .write_field(reference(row.clinician.as_deref()))
+                        .map_err(csv_error)?;
+                    writer
+                        .write_field(reference(row.episode.as_deref()))
+                        .map_err(csv_error)?;
+                    writer.write_field(&row.rater).map_err(csv_error)?;
+                    writer
+                        .write_field(row.administered_at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+                        .map_err(csv_error)?;
+                    field(&mut writer, row.session.as_ref().map(|s| s as &dyn std::fmt::Display))?;
+                    writer.write_field(row.status.as_str()).map_err(csv_error)?;
                     for item in &self.instrument.version.items {
-                        record.push(
-                            row.answers
-                                .get(&item.id)
-                                .filter(|v| v.is_number())
-                                .map(|v| v.to_string())
-                                .unwrap_or_default(),
-                        );
+                        let answer = row.answers.get(&item.id).filter(|v| v.is_number());
+                        field(&mut writer, answer.map(|v| v as &dyn std::fmt::Display))?;
                     }
-                    record.push(number(row.total));
-                    record.push(number(row.mean));
-                    record.push(number(row.pomp));
-                    record.push(text_cell(row.band.as_deref().unwrap_or_default()));
+                    for n in [row.total, row.mean, row.pomp] {
+                        field(&mut writer, n.as_ref().map(|v| v as &dyn std::fmt::Display))?;
+                    }
+                    writer
+                        .write_field(text_cell(row.band.as_deref().unwrap_or_default()))
+                        .map_err(csv_error)?;
                     for s in &self.instrument.version.subscales {
                         let sub = score.as_ref().and_then(|sc| sc.subscales.get(&s.key));
-                        record.push(number(sub.map(|x| x.total)));
-                        record.push(number(sub.map(|x| x.mean)));
+                        field(&mut writer, sub.map(|x| &x.total as &dyn std::fmt::Display))?;
+                        field(&mut writer, sub.map(|x| &x.mean as &dyn std::fmt::Display))?;
                     }
-                    record.push(row.prorated.map(|p| p.to_string()).unwrap_or_default());
-                    record.push(text_cell(&row.flags.clone().unwrap_or_default().join(";")));
-                    writer.write_record(&record).map_err(csv_error)?;
+                    field(&mut writer, row.prorated.as_ref().map(|p| p as &dyn std::fmt::Display))?;
+                    writer
+                        .write_field(text_cell(&row.flags.as_deref().unwrap_or_default().join(";")))
+                        .map_err(csv_error)?;
+                    writer.write_record(None::<&[u8]>).map_err(csv_error)?;
                 }
-                let bytes = writer.into_inner().map_err(|e| ApiError::internal(e.to_string()))?;
-                out.extend_from_slice(&bytes);
+                *out = writer.into_inner().map_err(|e| ApiError::internal(e.to_string()))?;
             }
         }
         Ok(())
     }
 }
 
+type Chunk = tokio::task::JoinHandle<ApiResult<Vec<AdministrationRow>>>;
+
 struct Cursor {
     pool: DbPool,
     org: crate::ids::OrgId,
-    query: ListQuery,
-    after: Option<i64>,
-    done: bool,
+    query: Arc<ListQuery>,
+    /// The next chunk's query, already running while this one renders (None: no more).
+    next: Option<Chunk>,
     renderer: Renderer,
     preface: Option<Vec<u8>>,
+}
+
+/// Starts fetching the chunk after `after` (up to `CHUNK` + 1 rows, to know if more follow).
+fn fetch(pool: &DbPool, org: crate::ids::OrgId, query: &Arc<ListQuery>, after: Option<i64>) -> Chunk {
+    let (pool, query) = (pool.clone(), query.clone());
+    tokio::spawn(async move {
+        let mut conn = crate::db::conn(&pool).await?;
+        Ok(store::list(&mut conn, org, &query, after, CHUNK).await?)
+    })
 }
 
 async fn next_chunk(mut c: Cursor) -> Option<(Result<bytes::Bytes, ApiError>, Cursor)> {
     if let Some(preface) = c.preface.take() {
         return Some((Ok(bytes::Bytes::from(preface)), c));
     }
-    if c.done {
-        return None;
-    }
-    let rows = async {
-        let mut conn = crate::db::conn(&c.pool).await?;
-        Ok::<_, ApiError>(store::list(&mut conn, c.org, &c.query, c.after, CHUNK).await?)
-    }
-    .await;
-    let mut rows = match rows {
+    let fetched = match c.next.take()?.await {
         Ok(rows) => rows,
-        Err(e) => {
-            c.done = true;
-            return Some((Err(e), c));
-        }
+        Err(e) => Err(ApiError::internal(e.to_string())),
     };
-    if rows.len() as i64 <= CHUNK {
-        c.done = true;
-    } else {
+    let mut rows = match fetched {
+        Ok(rows) => rows,
+        Err(e) => return Some((Err(e), c)),
+    };
+    if rows.len() as i64 > CHUNK {
         rows.truncate(CHUNK as usize);
+        // The database reads the next chunk while this one is rendered.
+        c.next = Some(fetch(&c.pool, c.org, &c.query, rows.last().map(|r| r.seq)));
     }
-    c.after = rows.last().map(|r| r.seq).or(c.after);
-    let mut out = Vec::with_capacity(rows.len() * 200);
+    let mut out = Vec::with_capacity(rows.len() * 400);
     if let Err(e) = c.renderer.render(rows, &mut out) {
-        c.done = true;
+        c.next = None;
         return Some((Err(e), c));
     }
     Some((Ok(bytes::Bytes::from(out)), c))
@@ -306,12 +363,12 @@ pub async fn export_responses(
         }
         ExportFormat::Ndjson => None,
     };
+    let filters = Arc::new(filters);
     let cursor = Cursor {
+        next: Some(fetch(&state.pool, principal.org, &filters, None)),
         pool: state.pool.clone(),
         org: principal.org,
         query: filters,
-        after: None,
-        done: false,
         renderer,
         preface,
     };

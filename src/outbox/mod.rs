@@ -106,8 +106,7 @@ pub async fn process_pending(state: &AppState) -> Result<usize, ApiError> {
         let keys: Vec<SeriesKey> = series.into_iter().collect();
         // Under each series' evaluation lock: the clinician-series facts, then the alerts.
         crate::alerts::store::lock_series(conn, &keys).await?;
-        crate::analytics::store::refresh_clinician_series(conn, &crate::alerts::store::SeriesArrays::of(&keys))
-            .await?;
+        crate::analytics::store::refresh_clinician_series(conn, &crate::alerts::store::SeriesArrays::of(&keys)).await?;
         let mut alert_changes: BTreeMap<OrgId, Vec<(&'static str, AlertRow)>> = BTreeMap::new();
         for (org, event, row) in crate::alerts::evaluate_many(conn, state, &keys).await? {
             alert_changes.entry(org).or_default().push((event, row));

@@ -443,7 +443,10 @@ async fn settled(database_url: &str) -> i64 {
         if pending.n == 0 {
             break;
         }
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the outbox drains");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the outbox drains"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let kept: N = diesel::sql_query("SELECT count(*) AS n FROM clinician_series")
@@ -479,12 +482,19 @@ async fn clinician_summaries_read_the_same_before_and_after_the_outbox_keeps_the
 
     // A void is an event too: the kept series loses the drop.
     let res = app
-        .post_json(&token, &format!("/v1/responses/{}/void", a0[2]), json!({"reason": "wrong patient"}))
+        .post_json(
+            &token,
+            &format!("/v1/responses/{}/void", a0[2]),
+            json!({"reason": "wrong patient"}),
+        )
         .await;
     assert_eq!(res.status(), 200);
     assert_eq!(settled(&app.database_url).await, 5);
     let after: Value = app.get_json(&token, "/v1/clinicians/dr-a/summary?instrument=ten").await;
-    assert_eq!((after["responses"].as_u64(), after["ruptures"].as_u64()), (Some(15), Some(0)));
+    assert_eq!(
+        (after["responses"].as_u64(), after["ruptures"].as_u64()),
+        (Some(15), Some(0))
+    );
     std::mem::forget(worker); // the first instance drops the shared database
 }
 

@@ -39,7 +39,8 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     use utoipa_actix_web::scope;
     cfg.service(ops::routes::healthz)
         .service(ops::routes::readyz)
-        .service(ops::routes::metrics);
+        .service(ops::routes::metrics)
+        .service(auth::smart::smart_configuration);
     cfg.service(
         scope::scope("/v1")
             .service(auth::routes::issue_token)
@@ -91,6 +92,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(
         scope::scope("/fhir/r4")
             .service(fhir::metadata::metadata)
+            .service(auth::smart::fhir_smart_configuration)
             .service(fhir::questionnaire::read_questionnaire)
             .service(fhir::questionnaire::search_questionnaires)
             .service(fhir::questionnaire_response::create_questionnaire_response)

@@ -22,11 +22,14 @@ diesel::table! {
         org_id -> Uuid,
         id -> Uuid,
         client_id -> Text,
-        secret_hash -> Text,
+        secret_hash -> Nullable<Text>,
         name -> Text,
         scopes -> Array<Text>,
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
+        token_endpoint_auth_method -> Text,
+        jwks -> Nullable<Jsonb>,
+        jwks_uri -> Nullable<Text>,
     }
 }
 

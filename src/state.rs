@@ -25,4 +25,9 @@ pub struct AppState {
     pub routes: crate::ops::route_table::RouteTable,
     /// The group-commit writer of single responses (its own connection).
     pub writer: crate::responses::writer::Writer,
+    /// Fetched JWK sets of asymmetric clients and identity providers.
+    pub jwks: crate::auth::jwks::JwksCache,
+    /// `RAPPORT_PUBLIC_URL`, or `http://` and the bound address: the base of the token
+    /// endpoint URL that client assertions name as `aud`.
+    pub public_url: String,
 }

@@ -23,8 +23,14 @@ pub struct TokenRequest {
     pub grant_type: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
-    /// Space-separated scopes narrowing the client's own; all of them when absent.
+    /// Space-separated scopes narrowing the client's own; all of them when absent. SMART v2
+    /// system scopes are accepted as aliases (`system/QuestionnaireResponse.c` is
+    /// `responses:write`, `system/Observation.rs` is `responses:read`, ...).
     pub scope: Option<String>,
+    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer` for `private_key_jwt`.
+    pub client_assertion_type: Option<String>,
+    /// The signed JWT of a `private_key_jwt` client (RFC 7523, SMART Backend Services).
+    pub client_assertion: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -170,6 +176,16 @@ async fn grant(
             ));
         }
     }
+    if body.client_assertion.is_some() || body.client_assertion_type.is_some() {
+        if basic.is_some() || body.client_secret.is_some() {
+            return Err(fail(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "use one client authentication method",
+            ));
+        }
+        return grant_by_assertion(&state, body).await;
+    }
     let used_basic = basic.is_some();
     let (client_id, client_secret) = match (basic, body.client_id, body.client_secret) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
@@ -190,18 +206,61 @@ async fn grant(
         }
     };
     let client = authenticate(&state, client_id, client_secret, used_basic).await?;
-    let granted = granted_scopes(client.scopes(), body.scope.as_deref())?;
-    let ttl = state.settings.token_ttl;
+    token_for(&state, &client, body.scope.as_deref(), state.settings.token_ttl)
+}
+
+/// The token a client earned: its scopes, narrowed by `requested` (whose words the token's
+/// `scope` echoes, SMART aliases included).
+fn token_for(
+    state: &AppState,
+    client: &clients_store::ClientRow,
+    requested: Option<&str>,
+    ttl: std::time::Duration,
+) -> Result<TokenResponse, OAuthFailure> {
+    let (granted, scope) = granted_scopes(client.scopes(), requested)?;
     let access_token = state
         .jwt
-        .issue(&client.client_id, client.org_id, &granted, ttl)
+        .issue_with_scope(&client.client_id, client.org_id, &scope, ttl)
         .map_err(|_| fail(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"))?;
+    debug_assert_eq!(Scope::parse_list(&scope).ok(), Some(granted));
     Ok(TokenResponse {
         access_token,
         token_type: "Bearer".into(),
         expires_in: ttl.as_secs(),
-        scope: Scope::join(&granted),
+        scope,
     })
+}
+
+/// `private_key_jwt`: the client proves itself with a JWT signed by one of its keys.
+async fn grant_by_assertion(state: &AppState, body: TokenRequest) -> Result<TokenResponse, OAuthFailure> {
+    if body.client_assertion_type.as_deref() != Some(super::assertion::ASSERTION_TYPE) {
+        return Err(fail(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            format!("client_assertion_type must be `{}`", super::assertion::ASSERTION_TYPE),
+        ));
+    }
+    let Some(assertion) = body.client_assertion.as_deref() else {
+        return Err(fail(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client_assertion is required",
+        ));
+    };
+    let token_url = super::smart::token_url(state);
+    let client = super::assertion::authenticate(state, assertion, body.client_id.as_deref(), &token_url)
+        .await
+        .map_err(|e| match e {
+            super::assertion::AssertionError::Invalid(why) => fail(StatusCode::UNAUTHORIZED, "invalid_client", why),
+            super::assertion::AssertionError::Unavailable(why) => {
+                fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", why)
+            }
+        })?;
+    let ttl = state
+        .settings
+        .token_ttl
+        .min(std::time::Duration::from_secs(super::assertion::TOKEN_TTL_SECS));
+    token_for(state, &client, body.scope.as_deref(), ttl)
 }
 
 /// The active client whose secret this is. An unknown client costs the same argon2
@@ -236,9 +295,10 @@ async fn authenticate(
         .await
         .map_err(|e| unavailable(ApiError::from(e)))?;
     drop(conn);
+    // A key-set client has no secret: it is checked against the dummy hash, and fails.
     let stored_hash = client
         .as_ref()
-        .map(|c| c.secret_hash.clone())
+        .and_then(|c| c.secret_hash.clone())
         .unwrap_or_else(|| secrets::dummy_hash().to_string());
     let verified = web::block(move || secrets::verify_secret(&client_secret, &stored_hash))
         .await
@@ -250,20 +310,29 @@ async fn authenticate(
 }
 
 /// A requested `scope` narrows the client's scopes; one it does not hold is `invalid_scope`.
-fn granted_scopes(held: Vec<Scope>, requested: Option<&str>) -> Result<Vec<Scope>, OAuthFailure> {
+/// Returns the granted scopes and the `scope` text of the token (the request's words, SMART
+/// aliases included, or the client's scopes when it asked for none).
+fn granted_scopes(held: Vec<Scope>, requested: Option<&str>) -> Result<(Vec<Scope>, String), OAuthFailure> {
     let Some(requested) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
-        return Ok(held);
+        let text = Scope::join(&held);
+        return Ok((held, text));
     };
-    let requested = Scope::parse_list(requested)
+    let granted = Scope::parse_list(requested)
         .map_err(|s| fail(StatusCode::BAD_REQUEST, "invalid_scope", format!("unknown scope `{s}`")))?;
-    if let Some(s) = requested.iter().find(|s| !held.contains(s)) {
+    if let Some(s) = granted.iter().find(|s| !held.contains(s)) {
         return Err(fail(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
             format!("the client does not hold `{s}`"),
         ));
     }
-    Ok(requested)
+    let mut words: Vec<&str> = Vec::new();
+    for word in requested.split_ascii_whitespace() {
+        if !words.contains(&word) {
+            words.push(word);
+        }
+    }
+    Ok((granted, words.join(" ")))
 }
 
 /// Exchange client credentials for an access token (OAuth2 client-credentials grant).
@@ -276,7 +345,7 @@ fn granted_scopes(held: Vec<Scope>, requested: Option<&str>) -> Result<Vec<Scope
     responses(
         (status = 200, description = "A bearer token", body = TokenResponse),
         (status = 400, description = "`invalid_request`, `invalid_scope` or `unsupported_grant_type`", body = OAuthError),
-        (status = 401, description = "`invalid_client`", body = OAuthError),
+        (status = 401, description = "`invalid_client` (a wrong secret, or a client assertion that fails a check: its `error_description` says which)", body = OAuthError),
         (status = 413, description = "Body too large", body = OAuthError),
         (status = 503, description = "Database unavailable", body = OAuthError),
     ),

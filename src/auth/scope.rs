@@ -61,12 +61,48 @@ impl Scope {
     }
 
     /// Parses a space-separated OAuth2 scope string; `Err` carries the first unknown one.
+    /// The rapport scopes a SMART v2 system scope stands for (`None`: not an alias). Reading
+    /// Questionnaires needs no scope, so its alias stands for none.
+    pub fn smart_alias(s: &str) -> Option<&'static [Scope]> {
+        match s {
+            "system/QuestionnaireResponse.c"
+            | "system/QuestionnaireResponse.cu"
+            | "system/QuestionnaireResponse.cru"
+            | "system/QuestionnaireResponse.crus" => Some(&[Scope::ResponsesWrite]),
+            "system/QuestionnaireResponse.rs" | "system/Observation.rs" => Some(&[Scope::ResponsesRead]),
+            "system/Questionnaire.rs" => Some(&[]),
+            _ => None,
+        }
+    }
+
+    /// The SMART aliases accepted in a token request.
+    pub const SMART_ALIASES: [&'static str; 7] = [
+        "system/QuestionnaireResponse.c",
+        "system/QuestionnaireResponse.cu",
+        "system/QuestionnaireResponse.cru",
+        "system/QuestionnaireResponse.crus",
+        "system/QuestionnaireResponse.rs",
+        "system/Observation.rs",
+        "system/Questionnaire.rs",
+    ];
+
+    /// Space-separated rapport scopes and SMART aliases, as the scopes they stand for
+    /// (sorted, each once); the first unknown word is the error.
     pub fn parse_list(s: &str) -> Result<Vec<Scope>, String> {
         let mut out = Vec::new();
         for part in s.split_ascii_whitespace() {
-            let scope = Scope::parse(part).ok_or_else(|| part.to_string())?;
-            if !out.contains(&scope) {
-                out.push(scope);
+            let one;
+            let scopes: &[Scope] = match Scope::parse(part) {
+                Some(scope) => {
+                    one = [scope];
+                    &one
+                }
+                None => Scope::smart_alias(part).ok_or_else(|| part.to_string())?,
+            };
+            for scope in scopes {
+                if !out.contains(scope) {
+                    out.push(*scope);
+                }
             }
         }
         out.sort();

@@ -68,13 +68,19 @@ impl JwtKeys {
     }
 
     pub fn issue(&self, client_id: &str, org: OrgId, scopes: &[Scope], ttl: Duration) -> Result<String, String> {
+        self.issue_with_scope(client_id, org, &Scope::join(scopes), ttl)
+    }
+
+    /// A token whose `scope` claim is `scope` as given (rapport scopes and SMART aliases,
+    /// which `Scope::parse_list` reads back).
+    pub fn issue_with_scope(&self, client_id: &str, org: OrgId, scope: &str, ttl: Duration) -> Result<String, String> {
         let now = now_secs();
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: client_id.to_string(),
             org,
-            scope: Scope::join(scopes),
+            scope: scope.to_string(),
             iat: now,
             nbf: now,
             exp: now + ttl.as_secs(),

@@ -11,7 +11,9 @@ use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::validation::validate_name;
 
-/// Create an API client in the caller's organisation. The secret is in this answer only.
+/// Create an API client in the caller's organisation. With `jwks` or `jwks_uri` it is an
+/// asymmetric client (`private_key_jwt`, SMART Backend Services) and has no secret;
+/// otherwise the secret is in this answer only.
 #[utoipa::path(
     tag = "clients",
     request_body = NewClient,
@@ -22,7 +24,7 @@ use crate::validation::validate_name;
         (status = 403, description = "Needs `org:admin`, or asks for a scope the caller does not hold", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid name or unknown scope", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid name, unknown scope, or a key set or JWKS URI rapport does not accept", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["org:admin"]))
 )]
@@ -44,6 +46,22 @@ pub async fn create_client(
             None => errors.push(FieldError::new(format!("/scopes/{i}"), "unknown scope")),
         }
     }
+    match (&body.jwks, &body.jwks_uri) {
+        (Some(_), Some(_)) => errors.push(FieldError::new("/jwks_uri", "give `jwks` or `jwks_uri`, not both")),
+        (Some(jwks), None) => {
+            if let Err((pointer, problem)) = crate::auth::jwks::registered_keys(jwks) {
+                errors.push(FieldError::new(pointer, problem));
+            }
+        }
+        (None, Some(uri)) => {
+            if let Err(problem) =
+                crate::webhooks::target::check_registration(uri, state.settings.webhook_allow_private).await
+            {
+                errors.push(FieldError::new("/jwks_uri", problem));
+            }
+        }
+        (None, None) => {}
+    }
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -54,10 +72,14 @@ pub async fn create_client(
         return Err(ApiError::Forbidden(format!("cannot grant `{scope}`")));
     }
     scopes.sort();
-    let credentials = web::block(|| PreparedCredentials::prepare(None))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let credentials = if body.jwks.is_some() || body.jwks_uri.is_some() {
+        PreparedCredentials::public_keys(body.jwks.clone(), body.jwks_uri.clone())
+    } else {
+        web::block(|| PreparedCredentials::prepare(None))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?
+    };
     let mut conn = crate::db::conn(&state.pool).await?;
     let created = conn
         .transaction::<_, ApiError, _>(async move |conn| {

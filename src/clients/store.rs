@@ -14,11 +14,14 @@ pub struct ClientRow {
     pub org_id: OrgId,
     pub id: Uuid,
     pub client_id: String,
-    pub secret_hash: String,
+    pub secret_hash: Option<String>,
     pub name: String,
     pub scopes: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    pub token_endpoint_auth_method: String,
+    pub jwks: Option<serde_json::Value>,
+    pub jwks_uri: Option<String>,
 }
 
 impl ClientRow {
@@ -38,6 +41,9 @@ impl From<ClientRow> for Client {
             name: r.name,
             created_at: r.created_at,
             revoked_at: r.revoked_at,
+            token_endpoint_auth_method: r.token_endpoint_auth_method,
+            jwks_uri: r.jwks_uri,
+            jwks: r.jwks,
         }
     }
 }
@@ -48,16 +54,29 @@ struct NewClientRow<'a> {
     org_id: OrgId,
     id: Uuid,
     client_id: &'a str,
-    secret_hash: &'a str,
+    secret_hash: Option<&'a str>,
     name: &'a str,
     scopes: Vec<String>,
+    token_endpoint_auth_method: &'a str,
+    jwks: Option<&'a serde_json::Value>,
+    jwks_uri: Option<&'a str>,
+}
+
+/// How a client authenticates at the token endpoint.
+pub enum Credential {
+    /// `client_secret_basic` (or post): the secret, shown once, and its argon2 hash.
+    Secret { client_secret: String, secret_hash: String },
+    /// `private_key_jwt`: a key set, inline or at a URI (exactly one of them).
+    PublicKeys {
+        jwks: Option<serde_json::Value>,
+        jwks_uri: Option<String>,
+    },
 }
 
 /// Credentials prepared outside any transaction (argon2 is deliberately slow).
 pub struct PreparedCredentials {
     pub client_id: String,
-    pub client_secret: String,
-    pub secret_hash: String,
+    pub credential: Credential,
 }
 
 impl PreparedCredentials {
@@ -68,9 +87,19 @@ impl PreparedCredentials {
         let secret_hash = secrets::hash_secret(&client_secret)?;
         Ok(PreparedCredentials {
             client_id,
-            client_secret,
-            secret_hash,
+            credential: Credential::Secret {
+                client_secret,
+                secret_hash,
+            },
         })
+    }
+
+    /// A new client id for a client that signs its assertions with its own keys.
+    pub fn public_keys(jwks: Option<serde_json::Value>, jwks_uri: Option<String>) -> Self {
+        PreparedCredentials {
+            client_id: secrets::generate_client_id(),
+            credential: Credential::PublicKeys { jwks, jwks_uri },
+        }
     }
 }
 
@@ -89,14 +118,32 @@ pub async fn create_client(
         ))
         .execute(conn)
         .await?;
+    let (secret_hash, method, jwks, jwks_uri, client_secret) = match &credentials.credential {
+        Credential::Secret {
+            client_secret,
+            secret_hash,
+        } => (
+            Some(secret_hash.as_str()),
+            "client_secret_basic",
+            None,
+            None,
+            Some(client_secret.clone()),
+        ),
+        Credential::PublicKeys { jwks, jwks_uri } => {
+            (None, "private_key_jwt", jwks.as_ref(), jwks_uri.as_deref(), None)
+        }
+    };
     let row: ClientRow = diesel::insert_into(api_clients::table)
         .values(NewClientRow {
             org_id: org,
             id: Uuid::new_v4(),
             client_id: &credentials.client_id,
-            secret_hash: &credentials.secret_hash,
+            secret_hash,
             name,
             scopes: scopes.iter().map(|s| s.as_str().to_string()).collect(),
+            token_endpoint_auth_method: method,
+            jwks,
+            jwks_uri,
         })
         .returning(ClientRow::as_returning())
         .get_result(conn)
@@ -105,9 +152,12 @@ pub async fn create_client(
         scopes: row.scopes(),
         id: row.id,
         client_id: row.client_id,
-        client_secret: credentials.client_secret,
+        client_secret,
         name: row.name,
         created_at: row.created_at,
+        token_endpoint_auth_method: row.token_endpoint_auth_method,
+        jwks_uri: row.jwks_uri,
+        jwks: row.jwks,
     })
 }
 

@@ -1,7 +1,7 @@
 //! `GET /fhir/r4/metadata`: the CapabilityStatement (no token needed).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, get};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 
 use super::{base_url, fhir_json, resources};
 
@@ -12,6 +12,10 @@ use super::{base_url, fhir_json, resources};
     security(())
 )]
 #[get("/metadata")]
-pub async fn metadata(req: HttpRequest) -> HttpResponse {
-    fhir_json(StatusCode::OK, &resources::capability_statement(&base_url(&req)))
+pub async fn metadata(req: HttpRequest, state: web::Data<crate::state::AppState>) -> HttpResponse {
+    let token_url = crate::auth::smart::token_url(&state);
+    fhir_json(
+        StatusCode::OK,
+        &resources::capability_statement(&base_url(&req), &token_url),
+    )
 }

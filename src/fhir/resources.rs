@@ -317,7 +317,8 @@ pub fn count_bundle(self_url: &str, total: i64) -> Value {
     bundle
 }
 
-pub fn capability_statement(base: &str) -> Value {
+/// The CapabilityStatement; `token_url` is the token endpoint SMART clients use.
+pub fn capability_statement(base: &str, token_url: &str) -> Value {
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -331,7 +332,17 @@ pub fn capability_statement(base: &str) -> Value {
         "rest": [{
             "mode": "server",
             "documentation": "OAuth2 client-credentials bearer tokens from /v1/oauth/token.",
-            "security": {"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}]}]},
+            "security": {
+                "extension": [{
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [{"url": "token", "valueUri": token_url}],
+                }],
+                "service": [{"coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"},
+                    {"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"},
+                ]}],
+                "description": "SMART Backend Services (private_key_jwt with RS384 or ES384) or client secrets; see /.well-known/smart-configuration.",
+            },
             "resource": [
                 {
                     "type": "Questionnaire",

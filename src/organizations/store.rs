@@ -62,7 +62,7 @@ pub async fn create_organization(
         created_at: row.created_at,
         admin_client: IssuedCredentials {
             client_id: client.client_id,
-            client_secret: client.client_secret,
+            client_secret: client.client_secret.unwrap_or_default(),
             scopes: client.scopes,
         },
     })

@@ -241,8 +241,10 @@ impl TestApp {
         let org = self.default_org(&mut conn).await;
         let credentials = rapport::clients::store::PreparedCredentials {
             client_id: rapport::auth::secrets::generate_client_id(),
-            client_secret: String::new(),
-            secret_hash: hash,
+            credential: rapport::clients::store::Credential::Secret {
+                client_secret: String::new(),
+                secret_hash: hash,
+            },
         };
         let created = rapport::clients::store::create_client(&mut conn, org, "test client", &parsed, credentials)
             .await

@@ -10,6 +10,7 @@ mod faults;
 mod fhir;
 mod hardening;
 mod helpers;
+mod identity;
 mod instruments;
 mod ops;
 mod outcomes;

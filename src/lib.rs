@@ -17,6 +17,7 @@ pub mod error;
 pub mod export;
 pub mod extract;
 pub mod fhir;
+pub mod identity;
 pub mod ids;
 pub mod instruments;
 pub mod openapi;
@@ -73,6 +74,10 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(alerts::routes::list_alerts)
             .service(alerts::routes::get_alert)
             .service(alerts::routes::acknowledge_alert)
+            .service(identity::routes::create_provider)
+            .service(identity::routes::list_providers)
+            .service(identity::routes::get_provider)
+            .service(identity::routes::delete_provider)
             .service(webhooks::routes::create_webhook)
             .service(webhooks::routes::list_webhooks)
             .service(webhooks::routes::get_webhook)

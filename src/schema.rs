@@ -34,6 +34,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    identity_providers (org_id, id) {
+        org_id -> Uuid,
+        id -> Uuid,
+        issuer -> Text,
+        jwks_uri -> Text,
+        audience -> Text,
+        scope_claim -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    issuer_directory (issuer) {
+        issuer -> Text,
+        org_id -> Uuid,
+        provider_id -> Uuid,
+    }
+}
+
+diesel::table! {
     client_directory (client_id) {
         client_id -> Text,
         org_id -> Uuid,

@@ -73,6 +73,7 @@ impl Application {
             worker_norms: Default::default(),
             routes: crate::ops::route_table::RouteTable::from_openapi(&crate::openapi::document()),
             writer,
+            providers: Default::default(),
             jwks: crate::auth::jwks::JwksCache::new(settings.webhook_allow_private)?,
             public_url: public.url.clone(),
             settings: Arc::new(settings.clone()),

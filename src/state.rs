@@ -25,6 +25,8 @@ pub struct AppState {
     pub routes: crate::ops::route_table::RouteTable,
     /// The group-commit writer of single responses (its own connection).
     pub writer: crate::responses::writer::Writer,
+    /// Identity providers by issuer, as last read.
+    pub providers: crate::identity::ProviderCache,
     /// Fetched JWK sets of asymmetric clients and identity providers.
     pub jwks: crate::auth::jwks::JwksCache,
     /// `RAPPORT_PUBLIC_URL`, or `http://` and the bound address: the base of the token

@@ -48,7 +48,7 @@ struct Claims {
 }
 
 /// The `iss` of a JWT before any check: only to find whose keys to check it with.
-fn unverified_issuer(token: &str) -> Option<String> {
+pub fn unverified_issuer(token: &str) -> Option<String> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
     serde_json::from_slice::<Unverified>(&bytes).ok()?.iss

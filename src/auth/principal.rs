@@ -120,6 +120,23 @@ fn bearer_token(req: &HttpRequest) -> ApiResult<String> {
     Ok(token.trim().to_string())
 }
 
+/// A bearer token signed by an organisation's identity provider (never one naming rapport's
+/// own issuer: those are HS256 only).
+async fn external(state: &AppState, token: &str) -> ApiResult<Principal> {
+    let issuer = super::assertion::unverified_issuer(token).ok_or_else(|| unauthorized("invalid or expired token"))?;
+    if issuer == state.settings.jwt_issuer {
+        return Err(unauthorized("invalid or expired token"));
+    }
+    let (org, subject, scopes) = crate::identity::verify(state, token, &issuer)
+        .await?
+        .ok_or_else(|| unauthorized("invalid or expired token: no identity provider has its issuer"))?;
+    Ok(Principal {
+        org,
+        client_id: subject,
+        scopes,
+    })
+}
+
 impl FromRequest for Principal {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
@@ -130,6 +147,11 @@ impl FromRequest for Principal {
         Box::pin(async move {
             let token = token?;
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+            // rapport's own tokens are HS256; anything else may be an identity provider's.
+            let header = jsonwebtoken::decode_header(&token).map_err(|_| unauthorized("invalid or expired token"))?;
+            if header.alg != jsonwebtoken::Algorithm::HS256 {
+                return external(&state, &token).await;
+            }
             let claims = state.jwt.verify(&token).map_err(|e| match e {
                 TokenError::TooLarge => unauthorized("token too large"),
                 TokenError::Invalid(_) => unauthorized("invalid or expired token"),

@@ -407,3 +407,136 @@ async fn smart_configuration_and_the_capability_statement_name_the_token_endpoin
         app.url("/v1/oauth/token")
     );
 }
+
+/// A token as an organisation's identity provider would sign it.
+fn provider_token(key: &str, alg: Algorithm, claims: Value) -> String {
+    let pem = fixture(&format!("{key}.pem"));
+    let signing = match alg {
+        Algorithm::RS256 | Algorithm::RS384 => EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+        _ => EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+    };
+    let mut header = Header::new(alg);
+    header.kid = Some(key.to_string());
+    jsonwebtoken::encode(&header, &claims, &signing).unwrap()
+}
+
+#[tokio::test]
+async fn an_organisations_identity_provider_is_trusted_for_it_alone() {
+    let (app, admin) = spawn().await;
+    let idp = KeyServer::start(json!({"keys": [jwk("ec-p384"), jwk("rsa-2048-a")]}), "max-age=300");
+    let issuer = "https://login.north.example/realms/clinic";
+    let res = app
+        .post_json(
+            &admin,
+            "/v1/identity-providers",
+            json!({"issuer": issuer, "jwks_uri": idp.url, "audience": "rapport-api"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let provider: Value = res.json().await.unwrap();
+    assert_eq!(provider["scope_claim"], "scope");
+    // Another organisation cannot claim the same issuer.
+    let (_, other_admin) = app.create_org("south").await;
+    let res = app
+        .post_json(
+            &other_admin,
+            "/v1/identity-providers",
+            json!({"issuer": issuer, "jwks_uri": idp.url, "audience": "rapport-api"}),
+        )
+        .await;
+    assert_problem(res, 409).await;
+    let listed: Value = app.get_json(&other_admin, "/v1/identity-providers").await;
+    assert_eq!(listed["items"], json!([]));
+    // Bad registrations name the field.
+    let problem = assert_problem(
+        app.post_json(
+            &admin,
+            "/v1/identity-providers",
+            json!({"issuer": "not a url", "jwks_uri": "ftp://x", "audience": "", "scope_claim": "a b"}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(
+        crate::helpers::pointers(&problem),
+        vec!["/issuer", "/jwks_uri", "/audience", "/scope_claim"]
+    );
+
+    let claims = |scope: Value, aud: &str| json!({"iss": issuer, "sub": "svc-dashboard", "aud": aud, "exp": now() + 300, "iat": now(), "scope": scope});
+    let token = provider_token(
+        "ec-p384",
+        Algorithm::ES384,
+        claims(json!("openid responses:read platform:admin"), "rapport-api"),
+    );
+    assert_eq!(app.get(&token, "/v1/responses").await.status(), 200);
+    // platform:admin in the claim is never honoured.
+    assert_problem(app.get(&token, "/v1/organizations").await, 403).await;
+    // The audit log names the token's subject.
+    let audit: Value = app.get_json(&admin, "/v1/audit-events?limit=500").await;
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["actor"] == "svc-dashboard"),
+        "{audit}"
+    );
+    // No rapport scope: 403 on a scoped route.
+    let bare = provider_token(
+        "rsa-2048-a",
+        Algorithm::RS256,
+        claims(json!("openid profile"), "rapport-api"),
+    );
+    assert_problem(app.get(&bare, "/v1/responses").await, 403).await;
+    // Wrong audience, wrong key, a kid the provider does not have: 401.
+    for bad in [
+        provider_token(
+            "ec-p384",
+            Algorithm::ES384,
+            claims(json!("responses:read"), "someone-else"),
+        ),
+        provider_token(
+            "ec-p256",
+            Algorithm::ES256,
+            claims(json!("responses:read"), "rapport-api"),
+        ),
+    ] {
+        assert_problem(app.get(&bad, "/v1/responses").await, 401).await;
+    }
+    // An HS256 token naming the provider is not the provider's.
+    let hs = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(json!("responses:read"), "rapport-api"),
+        &EncodingKey::from_secret(b"guess").unwrap(),
+    )
+    .unwrap();
+    assert_problem(app.get(&hs, "/v1/responses").await, 401).await;
+
+    // Deleted: its tokens stop at once on this instance.
+    let id = provider["id"].as_str().unwrap();
+    assert_eq!(
+        app.delete(&admin, &format!("/v1/identity-providers/{id}"))
+            .await
+            .status(),
+        204
+    );
+    assert_problem(app.get(&token, "/v1/responses").await, 401).await;
+    // ... and the issuer is free again.
+    let res = app
+        .post_json(
+            &other_admin,
+            "/v1/identity-providers",
+            json!({"issuer": issuer, "jwks_uri": idp.url, "audience": "rapport-api", "scope_claim": "scp"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    // Scopes as an array, in the registered claim.
+    let scp = provider_token(
+        "ec-p384",
+        Algorithm::ES384,
+        json!({"iss": issuer, "sub": "svc-south", "aud": "rapport-api", "exp": now() + 300, "scp": ["responses:read"]}),
+    );
+    let page: Value = app.get_json(&scp, "/v1/responses").await;
+    assert_eq!(page["items"], json!([]), "south sees only its own (none)");
+}

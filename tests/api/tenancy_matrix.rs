@@ -11,6 +11,7 @@ struct Ids {
     client: String,
     alert: String,
     webhook: String,
+    provider: String,
     delivery: String,
     response: String,
     key: String,
@@ -30,6 +31,8 @@ fn fill(template: &str, ids: &Ids, unknown: bool) -> String {
         ids.alert.clone()
     } else if template.starts_with("/v1/webhooks") {
         ids.webhook.clone()
+    } else if template.starts_with("/v1/identity-providers") {
+        ids.provider.clone()
     } else {
         ids.response.clone()
     };
@@ -123,7 +126,18 @@ async fn foreign_ids_answer_exactly_like_unknown_ones_on_every_route() {
         .json()
         .await
         .unwrap();
+    let provider: Value = app
+        .post_json(
+            &first,
+            "/v1/identity-providers",
+            json!({"issuer": "https://idp.tenant.example", "jwks_uri": "https://93.184.215.14/jwks", "audience": "rapport"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let ids = Ids {
+        provider: provider["id"].as_str().unwrap().into(),
         client: client["id"].as_str().unwrap().into(),
         alert,
         webhook: webhook.clone(),
@@ -171,6 +185,7 @@ async fn foreign_ids_answer_exactly_like_unknown_ones_on_every_route() {
         "/v1/instruments",
         "/v1/audit-events",
         "/v1/webhooks",
+        "/v1/identity-providers",
         "/v1/clinicians?instrument=tenant-scale&min_patients=1",
     ] {
         let text = app.get(&other, list).await.text().await.unwrap();
@@ -181,6 +196,7 @@ async fn foreign_ids_answer_exactly_like_unknown_ones_on_every_route() {
             &ids.clinician,
             &ids.key,
             &ids.webhook,
+            &ids.provider,
         ] {
             assert!(!text.contains(id.as_str()), "{list} shows {id}");
         }

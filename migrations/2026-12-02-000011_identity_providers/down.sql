@@ -1,0 +1,2 @@
+DROP TABLE issuer_directory;
+DROP TABLE identity_providers;

@@ -1,0 +1,128 @@
+//! An organisation's own identity provider (Keycloak, Entra ID, Okta, any OpenID provider
+//! that signs JWT access tokens): its bearer tokens are accepted for that organisation.
+//!
+//! A token is checked against the provider registered for its `iss` (one organisation per
+//! issuer): a key of the provider's JWKS (RS256/RS384/ES256/ES384, the algorithm fitting the
+//! key), the registered audience, `exp` required. Its scopes come from the registered claim
+//! (a space-separated string or an array); only rapport scope names count, and never
+//! `platform:admin`. The principal's client id is the token's `sub`, which the audit log
+//! records. Providers are looked up at most `RAPPORT_CLIENT_STATUS_TTL_SECS` ago (at most
+//! 60 s), so deleting one stops its tokens within that time on every instance.
+
+pub mod routes;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use crate::auth::Scope;
+use crate::auth::jwks::{self, VerifyError};
+use crate::error::{ApiError, ApiResult};
+use crate::ids::OrgId;
+use crate::state::AppState;
+use store::ProviderRow;
+
+/// Providers by issuer, per process (`None`: no provider has that issuer).
+#[derive(Default)]
+pub struct ProviderCache(Mutex<HashMap<String, (Instant, Option<ProviderRow>)>>);
+
+impl ProviderCache {
+    pub fn forget(&self, issuer: &str) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(issuer);
+        }
+    }
+}
+
+async fn provider(state: &AppState, issuer: &str) -> ApiResult<Option<ProviderRow>> {
+    let ttl = state.settings.client_status_ttl;
+    if let Ok(map) = state.providers.0.lock()
+        && let Some((at, found)) = map.get(issuer)
+        && at.elapsed() < ttl
+    {
+        return Ok(found.clone());
+    }
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let found = store::find_by_issuer(&mut conn, issuer).await?;
+    if let Ok(mut map) = state.providers.0.lock() {
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(issuer.to_string(), (Instant::now(), found.clone()));
+    }
+    Ok(found)
+}
+
+#[derive(Deserialize)]
+struct ExternalClaims {
+    sub: String,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The rapport scopes a claim grants: a space-separated string or an array of strings;
+/// unknown names and `platform:admin` are dropped.
+pub fn scopes_from_claim(claim: Option<&serde_json::Value>) -> Vec<Scope> {
+    let words: Vec<&str> = match claim {
+        Some(serde_json::Value::String(s)) => s.split_ascii_whitespace().collect(),
+        Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    let mut scopes: Vec<Scope> = words
+        .into_iter()
+        .filter_map(Scope::parse)
+        .filter(|s| *s != Scope::PlatformAdmin)
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    scopes
+}
+
+/// The organisation, subject and scopes of a token from a registered provider; `Ok(None)`
+/// when no provider has the token's issuer.
+pub async fn verify(state: &AppState, token: &str, issuer: &str) -> ApiResult<Option<(OrgId, String, Vec<Scope>)>> {
+    let Some(provider) = provider(state, issuer).await? else {
+        return Ok(None);
+    };
+    let unauthorized = |why: String| ApiError::Unauthorized(why);
+    let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized("invalid token".into()))?;
+    let keys = state
+        .jwks
+        .keys(&provider.jwks_uri, header.kid.as_deref())
+        .await
+        .map_err(|e| unauthorized(format!("the identity provider's keys are unavailable: {e}")))?;
+    let (key, alg) = jwks::pick(token, &keys).map_err(|e| unauthorized(e.to_string()))?;
+    let claims: ExternalClaims = jwks::verify(token, key, alg, |v| {
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v.set_issuer(&[provider.issuer.as_str()]);
+        v.set_audience(&[provider.audience.as_str()]);
+    })
+    .map_err(|e| match e {
+        VerifyError::Invalid(_) => unauthorized("invalid or expired token".into()),
+        other => unauthorized(other.to_string()),
+    })?;
+    let scopes = scopes_from_claim(claims.rest.get(&provider.scope_claim));
+    Ok(Some((provider.org_id, claims.sub, scopes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn scopes_come_from_a_string_or_an_array_and_never_include_platform_admin() {
+        assert_eq!(
+            scopes_from_claim(Some(&json!("openid responses:read platform:admin export"))),
+            vec![Scope::ResponsesRead, Scope::Export]
+        );
+        assert_eq!(
+            scopes_from_claim(Some(&json!(["analytics:read", "platform:admin", 7]))),
+            vec![Scope::AnalyticsRead]
+        );
+        assert!(scopes_from_claim(None).is_empty());
+    }
+}

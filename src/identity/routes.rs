@@ -1,0 +1,218 @@
+//! `/v1/identity-providers`: the organisation's trusted identity providers (`org:admin`).
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use diesel_async::AsyncConnection as _;
+use serde::Deserialize;
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::store::{self, ProviderList, ProviderRow};
+use crate::audit::{self, AuditEntry};
+use crate::auth::{Principal, Scope};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+const MAX_TEXT: usize = 500;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProvider {
+    /// The `iss` of its tokens (an https URL; unique across organisations).
+    #[schema(example = "https://login.north-clinic.example/realms/clinic")]
+    pub issuer: String,
+    /// Where it publishes its signing keys (https, the webhook target rules).
+    pub jwks_uri: String,
+    /// The `aud` its tokens for rapport carry.
+    pub audience: String,
+    /// The claim holding scopes (a space-separated string or an array); default `scope`.
+    #[serde(default)]
+    pub scope_claim: Option<String>,
+}
+
+fn check_text(value: &str, pointer: &str, errors: &mut Vec<FieldError>) {
+    if value.trim().is_empty() || value.chars().count() > MAX_TEXT || value.contains('\0') {
+        errors.push(FieldError::new(pointer, format!("must be 1 to {MAX_TEXT} characters")));
+    }
+}
+
+/// Trust an identity provider: its tokens are accepted for this organisation.
+#[utoipa::path(
+    tag = "identity",
+    request_body = NewProvider,
+    responses(
+        (status = 201, description = "Registered", body = ProviderRow),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An organisation already trusts this issuer", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad issuer, JWKS URI, audience or scope claim", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["org:admin"]))
+)]
+#[post("/identity-providers")]
+pub async fn create_provider(
+    principal: Principal,
+    state: web::Data<AppState>,
+    body: ApiJson<NewProvider>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::OrgAdmin)?;
+    let body = body.0;
+    let allow_private = state.settings.webhook_allow_private;
+    let mut errors = Vec::new();
+    check_text(&body.issuer, "/issuer", &mut errors);
+    match url::Url::parse(&body.issuer) {
+        Ok(u) if u.scheme() == "https" || (allow_private && u.scheme() == "http") => {}
+        _ => errors.push(FieldError::new("/issuer", "must be an https URL")),
+    }
+    if body.issuer == state.settings.jwt_issuer {
+        errors.push(FieldError::new("/issuer", "is rapport's own issuer"));
+    }
+    if let Err(problem) = crate::webhooks::target::check_registration(&body.jwks_uri, allow_private).await {
+        errors.push(FieldError::new("/jwks_uri", problem));
+    }
+    check_text(&body.audience, "/audience", &mut errors);
+    let scope_claim = body.scope_claim.unwrap_or_else(|| "scope".into());
+    if scope_claim.is_empty()
+        || scope_claim.len() > 100
+        || !scope_claim
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+    {
+        errors.push(FieldError::new(
+            "/scope_claim",
+            "must be 1 to 100 of A-Z, a-z, 0-9, _ - . :",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let created = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let row = store::create(
+                conn,
+                principal.org,
+                &body.issuer,
+                &body.jwks_uri,
+                &body.audience,
+                &scope_claim,
+            )
+            .await?
+            .ok_or_else(|| ApiError::Conflict("an organisation already trusts this issuer".into()))?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    org: principal.org,
+                    actor: &principal.client_id,
+                    action: "identity_provider.created",
+                    resource_type: "identity_provider",
+                    resource_id: Some(row.id.to_string()),
+                    detail: json!({"issuer": row.issuer, "audience": row.audience}),
+                },
+            )
+            .await?;
+            Ok(row)
+        })
+        .await?;
+    state.providers.forget(&created.issuer);
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/identity-providers/{}", created.id)))
+        .json(created))
+}
+
+/// The organisation's trusted identity providers.
+#[utoipa::path(
+    tag = "identity",
+    responses(
+        (status = 200, description = "Every provider", body = ProviderList),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["org:admin"]))
+)]
+#[get("/identity-providers")]
+pub async fn list_providers(principal: Principal, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    principal.require(Scope::OrgAdmin)?;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let items = store::list(&mut conn, principal.org).await?;
+    Ok(HttpResponse::Ok().json(ProviderList { items }))
+}
+
+/// One trusted identity provider.
+#[utoipa::path(
+    tag = "identity",
+    params(("id" = Uuid, Path, description = "The provider's id")),
+    responses(
+        (status = 200, description = "The provider", body = ProviderRow),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such provider in this organisation", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["org:admin"]))
+)]
+#[get("/identity-providers/{id}")]
+pub async fn get_provider(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::OrgAdmin)?;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let row = store::find(&mut conn, principal.org, *id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(row))
+}
+
+/// Stop trusting an identity provider: its tokens stop working within 60 s everywhere
+/// (at once on this instance).
+#[utoipa::path(
+    tag = "identity",
+    params(("id" = Uuid, Path, description = "The provider's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such provider in this organisation", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["org:admin"]))
+)]
+#[delete("/identity-providers/{id}")]
+pub async fn delete_provider(
+    principal: Principal,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> ApiResult<HttpResponse> {
+    principal.require(Scope::OrgAdmin)?;
+    let id = *id;
+    let mut conn = crate::db::conn(&state.pool).await?;
+    let deleted = conn
+        .transaction::<_, ApiError, _>(async |conn| {
+            let row = store::delete(conn, principal.org, id)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            audit::record(
+                conn,
+                AuditEntry {
+                    org: principal.org,
+                    actor: &principal.client_id,
+                    action: "identity_provider.deleted",
+                    resource_type: "identity_provider",
+                    resource_id: Some(id.to_string()),
+                    detail: json!({"issuer": row.issuer}),
+                },
+            )
+            .await?;
+            Ok(row)
+        })
+        .await?;
+    state.providers.forget(&deleted.issuer);
+    state.jwks.forget(&deleted.jwks_uri);
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -3,11 +3,13 @@
 //! statistic is computed by the pure functions of `scoring`.
 
 pub mod alliance_outcome;
+pub mod chart;
 pub mod clinicians;
 pub mod courses;
 pub mod model;
 pub mod routes;
 pub mod store;
+pub mod trend_chart;
 pub mod trends;
 
 use crate::ids::OrgId;

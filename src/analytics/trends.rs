@@ -58,11 +58,22 @@ pub async fn patient_trends(
     patient: web::Path<String>,
     query: web::Query<TrendQuery>,
 ) -> ApiResult<HttpResponse> {
+    let (trend, _) = load(&principal, &state, patient.into_inner(), &query).await?;
+    Ok(HttpResponse::Ok().json(trend))
+}
+
+/// One patient's trend, with the instrument version of its latest point (None for an empty
+/// series), after the read's audit event is committed.
+pub(super) async fn load(
+    principal: &Principal,
+    state: &AppState,
+    patient: String,
+    query: &TrendQuery,
+) -> ApiResult<(Trend, Option<std::sync::Arc<LoadedInstrument>>)> {
     principal.require(Scope::ResponsesRead)?;
-    let patient = patient.into_inner();
     let rater = query.rater.unwrap_or(Rater::Patient);
     let mut conn = crate::db::conn(&state.pool).await?;
-    let rows = store::series(&mut conn, principal.org, &patient, rater.as_str(), &query).await?;
+    let rows = store::series(&mut conn, principal.org, &patient, rater.as_str(), query).await?;
     // Only an empty series needs the second question: does the patient exist at all?
     if rows.is_empty() {
         crate::instruments::lookup::require_visible(&mut conn, &state.builtins, principal.org, &query.instrument)
@@ -73,6 +84,7 @@ pub async fn patient_trends(
     }
     let points: Vec<TrendPoint> = rows.iter().map(point).collect();
     let mut summary = describe(&points);
+    let mut used = None;
     if let Some(last) = rows.last() {
         let instrument = instrument_at(
             &mut conn,
@@ -84,23 +96,26 @@ pub async fn patient_trends(
         .await?;
         let norms = norms_for(&mut conn, &state.norms, principal.org, &instrument, rater).await?;
         judge(&mut summary, &rows, &instrument, &norms);
+        used = Some(instrument);
     }
+    drop(conn);
     audit::record_read(
         &state.writer,
-        &principal,
+        principal,
         "trend.read",
         "analytics",
         None,
         json!({"instrument": query.instrument, "points": points.len()}),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(Trend {
+    let trend = Trend {
         patient,
         instrument: query.instrument.clone(),
         rater,
         points,
         summary,
-    }))
+    };
+    Ok((trend, used))
 }
 
 /// What the points alone say: n, baseline, latest, exact change, both slopes, the count

@@ -624,3 +624,107 @@ async fn trend_change_is_decimal_exact() {
     assert_eq!(s["latest"], 35.5);
     assert_eq!(s["change"], -0.9);
 }
+
+/// The box of the element with `id` in a parsed chart (x, y, width, height).
+fn bbox(tree: &resvg::usvg::Tree, id: &str) -> Option<(f32, f32, f32, f32)> {
+    let b = tree.node_by_id(id)?.abs_bounding_box();
+    Some((b.x(), b.y(), b.width(), b.height()))
+}
+
+#[tokio::test]
+async fn the_trend_chart_is_a_drawable_svg_with_every_point_the_cutoff_and_the_markers() {
+    let (app, token) = app_with_instruments().await;
+    // 48 -> 36 is a reliable drop (12 >= 7.01); 49 repairs it within the window.
+    series(&app, &token, "ten", "pc", &[40, 48, 36, 42, 49]).await;
+    let res = app.get(&token, "/v1/patients/pc/trends.svg?instrument=ten").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/svg+xml");
+    assert_eq!(res.headers()["cache-control"], "private, no-store");
+    let svg = res.bytes().await.unwrap();
+    let again = app
+        .get(&token, "/v1/patients/pc/trends.svg?instrument=ten")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(svg, again, "the same data gives the same bytes");
+
+    let tree = resvg::usvg::Tree::from_data(&svg, &resvg::usvg::Options::default()).expect("a valid SVG");
+    assert_eq!((tree.size().width(), tree.size().height()), (720.0, 360.0));
+    let points = (0..20)
+        .filter(|i| tree.node_by_id(&format!("point-{i}")).is_some())
+        .count();
+    assert_eq!(points, 5);
+    // The cut-off (30 on a possible 10-50) sits halfway down the plot.
+    let (_, plot_y, _, plot_h) = bbox(&tree, "plot").unwrap();
+    let (_, cut_y, _, _) = bbox(&tree, "cutoff").unwrap();
+    assert!(
+        (cut_y - (plot_y + plot_h / 2.0)).abs() < 1.5,
+        "cut-off at {cut_y}, plot {plot_y}+{plot_h}"
+    );
+    // A point's height follows its total: 40 of 10-50 is a quarter from the top.
+    let (_, p0_y, _, p0_h) = bbox(&tree, "point-0").unwrap();
+    assert!((p0_y + p0_h / 2.0 - (plot_y + plot_h / 4.0)).abs() < 1.5);
+    assert!(tree.node_by_id("rupture-2").is_some(), "red marker at the drop");
+    assert!(tree.node_by_id("repair-4").is_some(), "green marker at the repair");
+    let markers = (0..5)
+        .filter(|i| {
+            tree.node_by_id(&format!("rupture-{i}")).is_some() || tree.node_by_id(&format!("repair-{i}")).is_some()
+        })
+        .count();
+    assert_eq!(markers, 2);
+
+    // resvg draws it: the first point's centre is painted in the series colour.
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(720, 360).unwrap();
+    resvg::render(&tree, resvg::tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    let (x0, _, w0, _) = bbox(&tree, "point-0").unwrap();
+    let centre = pixmap
+        .pixel((x0 + w0 / 2.0) as u32, (p0_y + p0_h / 2.0) as u32)
+        .unwrap();
+    assert_eq!((centre.red(), centre.green(), centre.blue()), (0x15, 0x65, 0xc0));
+    let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("charts");
+    std::fs::create_dir_all(&out).unwrap();
+    pixmap.save_png(out.join("trend.png")).unwrap();
+
+    // By session, at another size.
+    let svg = app
+        .get(
+            &token,
+            "/v1/patients/pc/trends.svg?instrument=ten&x=session&width=400&height=300",
+        )
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let tree = resvg::usvg::Tree::from_data(&svg, &resvg::usvg::Options::default()).unwrap();
+    assert_eq!((tree.size().width(), tree.size().height()), (400.0, 300.0));
+    assert!(tree.node_by_id("point-4").is_some());
+    // An empty series is a valid picture that says so.
+    let svg = app
+        .get(
+            &token,
+            "/v1/patients/pc/trends.svg?instrument=ten&from=2031-01-01T00:00:00Z",
+        )
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let tree = resvg::usvg::Tree::from_data(&svg, &resvg::usvg::Options::default()).unwrap();
+    assert!(tree.node_by_id("point-0").is_none());
+    let text = String::from_utf8(svg.to_vec()).unwrap();
+    assert!(text.contains("<title id=\"chart-title\">ten (patient-rated) for patient pc: 0 points</title>"));
+    assert!(text.contains("No data"));
+    assert!(!text.contains("<script") && !text.contains("href"));
+    // Sizes are bounded.
+    for bad in ["width=100", "height=5000", "x=sideways"] {
+        assert_problem(
+            app.get(&token, &format!("/v1/patients/pc/trends.svg?instrument=ten&{bad}"))
+                .await,
+            400,
+        )
+        .await;
+    }
+    // The trend's own scope and tenancy.
+    let other = app.create_org("chart-other").await.1;
+    assert_problem(app.get(&other, "/v1/patients/pc/trends.svg?instrument=ten").await, 404).await;
+}

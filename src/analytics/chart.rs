@@ -1,0 +1,337 @@
+//! The trend chart as SVG: a small writer over a string, no script, no external reference,
+//! no fonts to fetch (text names generic families only), and the same input always gives
+//! the same bytes (numbers are written with two decimals, elements in a fixed order).
+//!
+//! Elements a reader (or a test) can find by `id`: `plot` (the plotting area), `series` (the
+//! line), `point-{i}`, `cutoff`, `band-{i}`, `rupture-{i}` (red, at the point that dropped),
+//! `repair-{i}` (green, at the point that repaired it), `no-data`.
+
+use std::fmt::Write as _;
+
+/// Which axis the points are spread along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XAxis {
+    Time,
+    Session,
+}
+
+/// One point: its x value (seconds since the epoch or the session number), total and label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartPoint {
+    pub x: f64,
+    pub total: f64,
+    /// What the x axis says under it (a date or `S3`).
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartBand {
+    pub min: f64,
+    pub max: f64,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chart {
+    pub width: u32,
+    pub height: u32,
+    pub title: String,
+    pub description: String,
+    /// The instrument's possible totals.
+    pub y_min: f64,
+    pub y_max: f64,
+    pub points: Vec<ChartPoint>,
+    /// The cut-off in total units.
+    pub cutoff: Option<f64>,
+    pub bands: Vec<ChartBand>,
+    /// Indexes of points that ruptured, and of the points that repaired a rupture.
+    pub ruptures: Vec<usize>,
+    pub repairs: Vec<usize>,
+}
+
+pub const MIN_SIZE: u32 = 240;
+pub const MAX_SIZE: u32 = 2000;
+const MARGIN_LEFT: f64 = 56.0;
+const MARGIN_RIGHT: f64 = 16.0;
+const MARGIN_TOP: f64 = 16.0;
+const MARGIN_BOTTOM: f64 = 40.0;
+const X_PAD: f64 = 12.0;
+const BAND_FILLS: [&str; 4] = ["#eef3fb", "#fdf6e3", "#f3eefb", "#eefbf3"];
+
+/// Text for XML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Where values land on the canvas.
+struct Frame {
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    x_min: f64,
+    x_max: f64,
+    y_min: f64,
+    y_max: f64,
+}
+
+impl Frame {
+    /// Points stay `X_PAD` inside the plot's sides, so the first and last are not cut.
+    fn x(&self, v: f64) -> f64 {
+        if self.x_max > self.x_min {
+            let (left, right) = (self.left + X_PAD, self.right - X_PAD);
+            left + (v - self.x_min) / (self.x_max - self.x_min) * (right - left)
+        } else {
+            (self.left + self.right) / 2.0
+        }
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        let v = v.clamp(self.y_min, self.y_max);
+        if self.y_max > self.y_min {
+            self.bottom - (v - self.y_min) / (self.y_max - self.y_min) * (self.bottom - self.top)
+        } else {
+            (self.top + self.bottom) / 2.0
+        }
+    }
+}
+
+/// Up to `n` evenly spread indexes of `len` items, first and last included.
+fn spread(len: usize, n: usize) -> Vec<usize> {
+    if len <= n {
+        return (0..len).collect();
+    }
+    let mut out: Vec<usize> = (0..n).map(|i| i * (len - 1) / (n - 1).max(1)).collect();
+    out.dedup();
+    out
+}
+
+/// A number as the axis shows it: whole numbers without decimals.
+fn tick_label(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+pub fn render(chart: &Chart) -> String {
+    let (w, h) = (f64::from(chart.width), f64::from(chart.height));
+    let mut s = String::with_capacity(4096 + chart.points.len() * 160);
+    let _ = write!(
+        s,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" viewBox="0 0 {} {}" role="img" aria-labelledby="chart-title chart-desc" font-family="sans-serif" font-size="12">"##,
+        chart.width, chart.height, chart.width, chart.height
+    );
+    let _ = write!(
+        s,
+        r#"<title id="chart-title">{}</title><desc id="chart-desc">{}</desc>"#,
+        escape(&chart.title),
+        escape(&chart.description)
+    );
+    let _ = write!(s, r##"<rect width="{w:.2}" height="{h:.2}" fill="#ffffff"/>"##);
+    let (x_min, x_max) = chart
+        .points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.x), hi.max(p.x))
+        });
+    let frame = Frame {
+        left: MARGIN_LEFT,
+        right: w - MARGIN_RIGHT,
+        top: MARGIN_TOP,
+        bottom: h - MARGIN_BOTTOM,
+        x_min,
+        x_max,
+        y_min: chart.y_min,
+        y_max: chart.y_max,
+    };
+    let _ = write!(
+        s,
+        r##"<rect id="plot" x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="none" stroke="#9e9e9e"/>"##,
+        frame.left,
+        frame.top,
+        frame.right - frame.left,
+        frame.bottom - frame.top
+    );
+    if chart.points.is_empty() {
+        let _ = write!(
+            s,
+            r##"<text id="no-data" x="{:.2}" y="{:.2}" text-anchor="middle" fill="#424242" font-size="16">No data for this series</text></svg>"##,
+            w / 2.0,
+            h / 2.0
+        );
+        return s;
+    }
+    // Bands: shaded strips across the plot, labelled at the right.
+    for (i, band) in chart.bands.iter().enumerate() {
+        let (top, bottom) = (frame.y(band.max), frame.y(band.min));
+        let fill = BAND_FILLS.get(i % BAND_FILLS.len()).copied().unwrap_or("#eeeeee");
+        let _ = write!(
+            s,
+            r##"<rect id="band-{i}" x="{:.2}" y="{top:.2}" width="{:.2}" height="{:.2}" fill="{fill}"><title>{}</title></rect>"##,
+            frame.left,
+            frame.right - frame.left,
+            (bottom - top).max(0.0),
+            escape(&band.label)
+        );
+        let _ = write!(
+            s,
+            r##"<text x="{:.2}" y="{:.2}" text-anchor="end" fill="#616161" font-size="10">{}</text>"##,
+            frame.right - 4.0,
+            top + 11.0,
+            escape(&band.label)
+        );
+    }
+    // The y axis: five ticks over the possible range.
+    for i in 0..=4 {
+        let v = chart.y_min + (chart.y_max - chart.y_min) * f64::from(i) / 4.0;
+        let y = frame.y(v);
+        let _ = write!(
+            s,
+            r##"<line x1="{:.2}" y1="{y:.2}" x2="{:.2}" y2="{y:.2}" stroke="#e0e0e0"/><text x="{:.2}" y="{:.2}" text-anchor="end" fill="#424242">{}</text>"##,
+            frame.left,
+            frame.right,
+            frame.left - 6.0,
+            y + 4.0,
+            tick_label(v)
+        );
+    }
+    // The x axis: up to six labels under their points.
+    for i in spread(chart.points.len(), 6) {
+        if let Some(p) = chart.points.get(i) {
+            let _ = write!(
+                s,
+                r##"<text x="{:.2}" y="{:.2}" text-anchor="middle" fill="#424242">{}</text>"##,
+                frame.x(p.x),
+                frame.bottom + 18.0,
+                escape(&p.label)
+            );
+        }
+    }
+    if let Some(cutoff) = chart.cutoff {
+        let y = frame.y(cutoff);
+        let _ = write!(
+            s,
+            r##"<path id="cutoff" d="M{:.2} {y:.2}H{:.2}" stroke="#6a1b9a" stroke-width="1.5" stroke-dasharray="6 4" fill="none"><title>cut-off {}</title></path>"##,
+            frame.left,
+            frame.right,
+            tick_label(cutoff)
+        );
+    }
+    let mut line = String::new();
+    for (i, p) in chart.points.iter().enumerate() {
+        let _ = write!(
+            line,
+            "{}{:.2} {:.2}",
+            if i == 0 { "M" } else { "L" },
+            frame.x(p.x),
+            frame.y(p.total)
+        );
+    }
+    let _ = write!(
+        s,
+        r##"<path id="series" d="{line}" stroke="#1565c0" stroke-width="2" fill="none"/>"##
+    );
+    for (i, p) in chart.points.iter().enumerate() {
+        let _ = write!(
+            s,
+            r##"<circle id="point-{i}" cx="{:.2}" cy="{:.2}" r="3.5" fill="#1565c0"><title>{}: {}</title></circle>"##,
+            frame.x(p.x),
+            frame.y(p.total),
+            escape(&p.label),
+            tick_label(p.total)
+        );
+    }
+    for (kind, color, indexes) in [
+        ("rupture", "#c62828", &chart.ruptures),
+        ("repair", "#2e7d32", &chart.repairs),
+    ] {
+        for &i in indexes {
+            if let Some(p) = chart.points.get(i) {
+                let _ = write!(
+                    s,
+                    r##"<circle id="{kind}-{i}" cx="{:.2}" cy="{:.2}" r="7" fill="none" stroke="{color}" stroke-width="2.5"><title>{kind} at {}</title></circle>"##,
+                    frame.x(p.x),
+                    frame.y(p.total),
+                    escape(&p.label)
+                );
+            }
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chart(points: &[(f64, f64)]) -> Chart {
+        Chart {
+            width: 720,
+            height: 360,
+            title: "t <&>".into(),
+            description: "d".into(),
+            y_min: 12.0,
+            y_max: 60.0,
+            points: points
+                .iter()
+                .map(|(x, t)| ChartPoint {
+                    x: *x,
+                    total: *t,
+                    label: format!("S{x}"),
+                })
+                .collect(),
+            cutoff: Some(36.0),
+            bands: vec![],
+            ruptures: vec![1],
+            repairs: vec![2],
+        }
+    }
+
+    #[test]
+    fn the_same_chart_gives_the_same_bytes_and_escapes_text() {
+        let c = chart(&[(1.0, 40.0), (2.0, 30.0), (3.0, 45.0)]);
+        assert_eq!(render(&c), render(&c));
+        assert!(render(&c).contains("t &lt;&amp;&gt;"));
+        assert!(!render(&c).contains("<script"));
+    }
+
+    #[test]
+    fn the_y_axis_spans_the_possible_range() {
+        let frame = Frame {
+            left: 0.0,
+            right: 100.0,
+            top: 0.0,
+            bottom: 100.0,
+            x_min: 0.0,
+            x_max: 1.0,
+            y_min: 12.0,
+            y_max: 60.0,
+        };
+        assert_eq!(frame.y(12.0), 100.0);
+        assert_eq!(frame.y(60.0), 0.0);
+        assert_eq!(frame.y(36.0), 50.0);
+        assert_eq!(frame.x(0.5), 50.0);
+        assert_eq!(frame.x(0.0), X_PAD);
+    }
+
+    #[test]
+    fn spread_keeps_first_and_last() {
+        assert_eq!(spread(3, 6), vec![0, 1, 2]);
+        assert_eq!(spread(11, 6), vec![0, 2, 4, 6, 8, 10]);
+    }
+}

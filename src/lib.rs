@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod clients;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod error;
 pub mod export;

@@ -162,6 +162,7 @@ fn build_app(
             }),
         )
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
+        .configure(crate::console::configure)
         .default_service(web::to(crate::ops::routes::not_found))
         .wrap(from_fn(crate::ops::middleware::no_store))
         .wrap(from_fn(crate::ops::middleware::reject_nul))

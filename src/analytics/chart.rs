@@ -209,12 +209,18 @@ pub fn render(chart: &Chart) -> String {
             tick_label(v)
         );
     }
-    // The x axis: up to six labels under their points.
+    // The x axis: up to six labels under their points (the outer ones kept inside).
+    let last = chart.points.len().saturating_sub(1);
     for i in spread(chart.points.len(), 6) {
         if let Some(p) = chart.points.get(i) {
+            let anchor = match i {
+                0 if last > 0 => "start",
+                i if i == last && last > 0 => "end",
+                _ => "middle",
+            };
             let _ = write!(
                 s,
-                r##"<text x="{:.2}" y="{:.2}" text-anchor="middle" fill="#424242">{}</text>"##,
+                r##"<text x="{:.2}" y="{:.2}" text-anchor="{anchor}" fill="#424242">{}</text>"##,
                 frame.x(p.x),
                 frame.bottom + 18.0,
                 escape(&p.label)

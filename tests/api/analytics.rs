@@ -685,6 +685,7 @@ async fn the_trend_chart_is_a_drawable_svg_with_every_point_the_cutoff_and_the_m
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("charts");
     std::fs::create_dir_all(&out).unwrap();
     pixmap.save_png(out.join("trend.png")).unwrap();
+    std::fs::write(out.join("trend.svg"), &svg).unwrap();
 
     // By session, at another size.
     let svg = app

@@ -1,0 +1,269 @@
+// rapport console: plain JavaScript, no library. Every call goes through the public API
+// with the signed-in token, which lives in this module's memory only (never in storage or
+// cookies). Pages are chosen by the URL fragment (#/alerts, #/patient, ...).
+
+const session = { token: null, scopes: [] };
+const $ = (selector) => document.querySelector(selector);
+
+/** An element with attributes and children (strings become text, never HTML). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === false || v === null || v === undefined) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+/** Shows an API problem in words: its title, detail and each field pointer. */
+function showError(err) {
+  const box = $('#error');
+  box.replaceChildren();
+  if (!err) { box.hidden = true; return; }
+  const p = err.problem || {};
+  box.append(h('strong', {}, p.title || err.message));
+  if (p.detail && p.detail !== p.title) box.append(h('p', {}, p.detail));
+  const fields = p.errors || [];
+  if (fields.length) {
+    box.append(h('ul', {}, fields.map((f) => h('li', {}, `${f.pointer || '(body)'}: ${f.message}`))));
+  }
+  box.hidden = false;
+  box.focus?.();
+}
+
+async function api(path, { method = 'GET', body, raw = false } = {}) {
+  const headers = { Authorization: `Bearer ${session.token}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (!res.ok) {
+    let problem = {};
+    try { problem = await res.json(); } catch { problem = { title: `HTTP ${res.status}` }; }
+    if (problem.error) problem = { title: problem.error, detail: problem.error_description };
+    throw new ApiError(res.status, problem);
+  }
+  if (raw) return res;
+  return res.status === 204 ? null : res.json();
+}
+
+const has = (scope) => session.scopes.includes(scope);
+const table = (headers, rows) =>
+  h('div', { class: 'table-wrap' }, h('table', {}, h('thead', {}, h('tr', {}, headers.map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, rows)));
+const when = (iso) => (iso ? iso.replace('T', ' ').replace(/\.\d+/, '').replace('Z', ' UTC') : '');
+const num = (v) => (v === null || v === undefined ? '–' : Number.isInteger(v) ? String(v) : Number(v).toFixed(2));
+
+function field(id, label, attrs = {}) {
+  return h('div', {}, h('label', { for: id }, label), h('input', { id, name: id, ...attrs }));
+}
+
+// --- pages -----------------------------------------------------------------------------
+
+async function alertsPage(page) {
+  page.append(h('h2', {}, 'Open alerts'));
+  const list = await api('/v1/alerts?status=open&limit=100');
+  if (!list.items.length) {
+    page.append(h('p', { class: 'status' }, 'No open alerts.'));
+    return;
+  }
+  const rows = list.items.map((a) => {
+    const note = h('textarea', { id: `note-${a.id}`, rows: 2, maxlength: 1000 });
+    const form = h('form', { class: 'inline', 'data-alert': a.id, onsubmit: async (e) => {
+      e.preventDefault();
+      await run(async () => {
+        await api(`/v1/alerts/${a.id}/acknowledge`, { method: 'POST', body: note.value ? { note: note.value } : {} });
+        route();
+      });
+    } },
+    h('div', {}, h('label', { for: `note-${a.id}` }, 'Note'), note),
+    h('button', { type: 'submit', disabled: !has('responses:write') }, 'Acknowledge'));
+    return h('tr', { 'data-alert': a.id },
+      h('td', {}, a.kind),
+      h('td', {}, h('a', { href: `#/patient/${encodeURIComponent(a.patient)}/${encodeURIComponent(a.instrument)}` }, a.patient)),
+      h('td', {}, a.instrument),
+      h('td', {}, when(a.created_at)),
+      h('td', {}, form));
+  });
+  page.append(table(['Kind', 'Patient', 'Instrument', 'Raised', 'Acknowledge'], rows));
+}
+
+async function patientPage(page, patient = '', instrument = 'wai-sr') {
+  page.append(h('h2', {}, 'Patient'));
+  const form = h('form', { class: 'inline', onsubmit: (e) => {
+    e.preventDefault();
+    location.hash = `#/patient/${encodeURIComponent($('#patient-ref').value)}/${encodeURIComponent($('#patient-instrument').value)}`;
+  } },
+  field('patient-ref', 'Patient reference', { value: patient, required: true }),
+  field('patient-instrument', 'Instrument', { value: instrument, required: true }),
+  h('button', { type: 'submit' }, 'Show'));
+  page.append(form);
+  if (!patient) return;
+  const q = `instrument=${encodeURIComponent(instrument)}`;
+  const base = `/v1/patients/${encodeURIComponent(patient)}`;
+  const [trend, svg] = await Promise.all([api(`${base}/trends?${q}`), api(`${base}/trends.svg?${q}`, { raw: true })]);
+  const text = await svg.text();
+  const title = new DOMParser().parseFromString(text, 'image/svg+xml').querySelector('title')?.textContent || 'Trend chart';
+  // The chart is drawn as an image (no script in an <img>), from a blob of the API's SVG.
+  const url = URL.createObjectURL(new Blob([text], { type: 'image/svg+xml' }));
+  page.append(h('figure', {}, h('img', { id: 'trend-chart', class: 'chart', src: url, alt: title, width: 720, height: 360 }),
+    h('figcaption', {}, title)));
+  const s = trend.summary;
+  page.append(h('h3', {}, 'Summary'), h('dl', { class: 'facts' },
+    h('dt', {}, 'Points'), h('dd', {}, s.n),
+    h('dt', {}, 'Baseline → latest'), h('dd', {}, `${num(s.baseline)} → ${num(s.latest)}`),
+    h('dt', {}, 'Reliable change'), h('dd', {}, `${s.reliable_change || '–'} (RCI ${num(s.rci)})`),
+    h('dt', {}, 'Below cut-off'), h('dd', {}, s.below_cutoff)));
+  page.append(h('h3', {}, 'Ruptures'));
+  page.append(s.ruptures.length
+    ? h('ul', { id: 'ruptures' }, s.ruptures.map((r) => h('li', { class: r.repaired ? 'repaired' : 'rupture' },
+      `${num(r.from)} → ${num(r.to)} (drop ${num(r.drop)}, ${r.rule})${r.repaired ? ', repaired' : ', not repaired'}`)))
+    : h('p', { class: 'status' }, 'None.'));
+  page.append(h('h3', {}, 'Points'), table(['Administered', 'Session', 'Clinician', 'Total', 'Flags'],
+    trend.points.map((p) => h('tr', { class: 'point' }, h('td', {}, when(p.administered_at)), h('td', {}, p.session ?? '–'),
+      h('td', {}, p.clinician ?? '–'), h('td', {}, num(p.total)), h('td', {}, p.flags.join(', '))))));
+}
+
+async function cliniciansPage(page, instrument = 'wai-sr') {
+  page.append(h('h2', {}, 'Clinicians'));
+  page.append(h('form', { class: 'inline', onsubmit: (e) => {
+    e.preventDefault();
+    location.hash = `#/clinicians/${encodeURIComponent($('#clinicians-instrument').value)}`;
+  } }, field('clinicians-instrument', 'Instrument', { value: instrument, required: true }), h('button', { type: 'submit' }, 'Show')));
+  const list = await api(`/v1/clinicians?instrument=${encodeURIComponent(instrument)}&min_patients=1`);
+  page.append(table(['Clinician', 'Patients', 'Responses', 'Mean', 'Below cut-off', 'Ruptures', 'Repaired'],
+    list.items.map((c) => h('tr', {}, h('td', {}, c.clinician), h('td', {}, c.patients), h('td', {}, c.responses),
+      h('td', {}, num(c.mean)), h('td', {}, `${Math.round(c.share_below_cutoff * 100)}%`), h('td', {}, c.ruptures),
+      h('td', {}, c.share_repaired === null ? '–' : `${Math.round(c.share_repaired * 100)}%`)))));
+}
+
+async function allianceOutcomePage(page, alliance = 'wai-sr', outcome = 'phq-9', at = '3') {
+  page.append(h('h2', {}, 'Alliance–outcome'));
+  page.append(h('form', { class: 'inline', onsubmit: (e) => {
+    e.preventDefault();
+    location.hash = `#/alliance-outcome/${['ao-alliance', 'ao-outcome', 'ao-session'].map((id) => encodeURIComponent($(`#${id}`).value)).join('/')}`;
+  } },
+  field('ao-alliance', 'Alliance instrument', { value: alliance, required: true }),
+  field('ao-outcome', 'Outcome instrument', { value: outcome, required: true }),
+  field('ao-session', 'Alliance at session', { value: at, inputmode: 'numeric', required: true }),
+  h('button', { type: 'submit' }, 'Analyse')));
+  const result = await api(`/v1/alliance-outcome?alliance=${encodeURIComponent(alliance)}&outcome=${encodeURIComponent(outcome)}&at_session=${encodeURIComponent(at)}`);
+  const facts = Object.entries(result).filter(([, v]) => typeof v !== 'object' || v === null);
+  page.append(h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v === null ? '–' : typeof v === 'number' ? num(v) : v)])));
+  page.append(h('details', {}, h('summary', {}, 'Every figure'), h('pre', {}, JSON.stringify(result, null, 2))));
+}
+
+async function instrumentsPage(page, key, version) {
+  page.append(h('h2', {}, 'Instruments'));
+  if (key) {
+    const v = await api(`/v1/instruments/${encodeURIComponent(key)}/versions/${encodeURIComponent(version)}`);
+    page.append(h('h3', {}, `${v.title} (${v.key}, version ${v.version}, ${v.status})`));
+    if (v.status === 'draft' && has('instruments:write')) {
+      page.append(h('button', { type: 'button', onclick: () => run(async () => {
+        await api(`/v1/instruments/${encodeURIComponent(key)}/versions/${version}/publish`, { method: 'POST', body: {} });
+        route();
+      }) }, 'Publish this draft'));
+    }
+    if (v.status === 'published' && has('instruments:write') && v.owner !== 'builtin') {
+      page.append(h('button', { type: 'button', class: 'secondary', onclick: () => run(async () => {
+        await api(`/v1/instruments/${encodeURIComponent(key)}/versions/${version}/retire`, { method: 'POST', body: {} });
+        route();
+      }) }, 'Retire this version'));
+    }
+    page.append(h('pre', {}, JSON.stringify(v, null, 2)));
+    return;
+  }
+  const list = await api('/v1/instruments');
+  page.append(table(['Key', 'Title', 'Version', 'Status', 'Owner'], list.items.map((v) => h('tr', {},
+    h('td', {}, v.key), h('td', {}, v.title),
+    h('td', {}, h('a', { href: `#/instruments/${encodeURIComponent(v.key)}/${v.version}` }, `version ${v.version}`)),
+    h('td', {}, v.status), h('td', {}, v.owner)))));
+}
+
+async function webhooksPage(page) {
+  page.append(h('h2', {}, 'Webhooks'));
+  const list = await api('/v1/webhooks');
+  page.append(table(['URL', 'Events', 'Status', 'Created'], list.items.map((w) => h('tr', {}, h('td', {}, w.url),
+    h('td', {}, w.events.join(', ')), h('td', {}, w.status), h('td', {}, when(w.created_at))))));
+}
+
+async function auditPage(page) {
+  page.append(h('h2', {}, 'Audit log'));
+  const list = await api('/v1/audit-events?limit=100');
+  page.append(table(['When', 'Actor', 'Action', 'Resource'], list.items.map((e) => h('tr', {}, h('td', {}, when(e.occurred_at)),
+    h('td', {}, e.actor), h('td', {}, e.action), h('td', {}, `${e.resource_type}${e.resource_id ? ` ${e.resource_id}` : ''}`)))));
+}
+
+const pages = {
+  alerts: alertsPage,
+  patient: patientPage,
+  clinicians: cliniciansPage,
+  'alliance-outcome': allianceOutcomePage,
+  instruments: instrumentsPage,
+  webhooks: webhooksPage,
+  audit: auditPage,
+};
+
+async function run(action) {
+  showError(null);
+  try { await action(); } catch (err) { showError(err); }
+}
+
+async function route() {
+  if (!session.token) return;
+  const [name = 'alerts', ...args] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  const render = pages[name] || alertsPage;
+  for (const a of document.querySelectorAll('#nav a')) {
+    a.toggleAttribute('aria-current', a.getAttribute('href') === `#/${name}`);
+    if (a.getAttribute('href') === `#/${name}`) a.setAttribute('aria-current', 'page');
+  }
+  const page = $('#page');
+  page.replaceChildren();
+  page.hidden = false;
+  await run(() => render(page, ...args));
+}
+
+async function signIn(e) {
+  e.preventDefault();
+  showError(null);
+  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: $('#client-id').value, client_secret: $('#client-secret').value });
+  const res = await fetch('/v1/oauth/token', { method: 'POST', body: form });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    showError(new ApiError(res.status, { title: 'Sign-in failed', detail: body.error_description || body.error }));
+    return;
+  }
+  session.token = body.access_token;
+  session.scopes = (body.scope || '').split(' ');
+  $('#client-secret').value = '';
+  $('#sign-in').hidden = true;
+  $('#nav').hidden = false;
+  for (const a of document.querySelectorAll('#nav [data-admin]')) a.hidden = !has('org:admin');
+  if (!location.hash) location.hash = '#/alerts';
+  else route();
+  $('#main').focus();
+}
+
+function signOut() {
+  session.token = null;
+  session.scopes = [];
+  $('#page').replaceChildren();
+  $('#page').hidden = true;
+  $('#nav').hidden = true;
+  $('#sign-in').hidden = false;
+}
+
+$('#sign-in-form').addEventListener('submit', signIn);
+$('#sign-out').addEventListener('click', signOut);
+window.addEventListener('hashchange', route);

@@ -52,6 +52,9 @@ pub struct Settings {
     /// `RAPPORT_OUTBOX_WORKERS`: outbox (alert and webhook) worker tasks in this instance,
     /// default 2. 0 leaves the outbox to other instances (a dedicated worker deployment).
     pub outbox_workers: usize,
+    /// `RAPPORT_RATE_LIMIT_PER_MINUTE`: requests a minute per client in each instance (burst
+    /// the same), default 6000.
+    pub rate_limit_per_minute: u32,
     /// `RAPPORT_WRITE_BATCH`: the most single responses one group commit writes (default 256).
     pub write_batch: usize,
 }
@@ -117,6 +120,7 @@ impl Default for Settings {
                 .collect(),
             webhook_allow_private: false,
             outbox_workers: 2,
+            rate_limit_per_minute: 6000,
             write_batch: 256,
         }
     }
@@ -207,6 +211,9 @@ impl Settings {
         }
         if let Some(v) = non_empty("RAPPORT_WEBHOOK_ALLOW_PRIVATE") {
             s.webhook_allow_private = parse_bool("RAPPORT_WEBHOOK_ALLOW_PRIVATE", &v)?;
+        }
+        if let Some(v) = non_empty("RAPPORT_RATE_LIMIT_PER_MINUTE") {
+            s.rate_limit_per_minute = parse_positive("RAPPORT_RATE_LIMIT_PER_MINUTE", &v)? as u32;
         }
         if let Some(v) = non_empty("RAPPORT_OUTBOX_WORKERS") {
             s.outbox_workers = v.trim().parse().map_err(|_| ConfigError::Invalid {

@@ -103,6 +103,8 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("database unavailable: {0}")]
     Unavailable(#[source] Cause),
+    #[error("too many requests from this client: at most {} a minute; retry in {} s", .0.limit, .0.retry_after)]
+    RateLimited(crate::ops::rate_limit::Limited),
     #[error("internal error: {0}")]
     Internal(#[source] Cause),
 }
@@ -141,6 +143,7 @@ impl ApiError {
             ApiError::RequestTimeout => "request-timeout",
             ApiError::Validation(_) => "validation",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::RateLimited(_) => "rate-limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -184,6 +187,7 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -197,6 +201,12 @@ impl ResponseError for ApiError {
             }
             ApiError::Unavailable(_) => {
                 builder.insert_header((header::RETRY_AFTER, "5"));
+            }
+            ApiError::RateLimited(l) => {
+                builder.insert_header((header::RETRY_AFTER, l.retry_after.to_string()));
+                builder.insert_header(("RateLimit-Limit", l.limit.to_string()));
+                builder.insert_header(("RateLimit-Remaining", "0"));
+                builder.insert_header(("RateLimit-Reset", l.retry_after.to_string()));
             }
             _ => {}
         }

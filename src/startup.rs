@@ -74,6 +74,8 @@ impl Application {
             routes: crate::ops::route_table::RouteTable::from_openapi(&crate::openapi::document()),
             writer,
             providers: Default::default(),
+            rate_limit: crate::ops::rate_limit::RateLimiter::new(settings.rate_limit_per_minute),
+            auth_failures: crate::ops::rate_limit::RateLimiter::new(crate::auth::routes::FAILED_AUTH_PER_MINUTE),
             jwks: crate::auth::jwks::JwksCache::new(settings.webhook_allow_private)?,
             public_url: public.url.clone(),
             settings: Arc::new(settings.clone()),

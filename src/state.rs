@@ -25,6 +25,10 @@ pub struct AppState {
     pub routes: crate::ops::route_table::RouteTable,
     /// The group-commit writer of single responses (its own connection).
     pub writer: crate::responses::writer::Writer,
+    /// Requests per client (`RAPPORT_RATE_LIMIT_PER_MINUTE`).
+    pub rate_limit: crate::ops::rate_limit::RateLimiter,
+    /// Failed authentications per client id at the token endpoint (10 a minute).
+    pub auth_failures: crate::ops::rate_limit::RateLimiter,
     /// Identity providers by issuer, as last read.
     pub providers: crate::identity::ProviderCache,
     /// Fetched JWK sets of asymmetric clients and identity providers.

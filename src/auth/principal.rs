@@ -147,28 +147,40 @@ impl FromRequest for Principal {
         Box::pin(async move {
             let token = token?;
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            // rapport's own tokens are HS256; anything else may be an identity provider's.
-            let header = jsonwebtoken::decode_header(&token).map_err(|_| unauthorized("invalid or expired token"))?;
-            if header.alg != jsonwebtoken::Algorithm::HS256 {
-                return external(&state, &token).await;
-            }
-            let claims = state.jwt.verify(&token).map_err(|e| match e {
-                TokenError::TooLarge => unauthorized("token too large"),
-                TokenError::Invalid(_) => unauthorized("invalid or expired token"),
-            })?;
-            let scopes = Scope::parse_list(&claims.scope).map_err(|_| unauthorized("invalid token scope"))?;
-            if !state.client_status.is_known_active(claims.org, &claims.sub) {
-                let mut conn = crate::db::conn(&state.pool).await?;
-                if !crate::clients::store::is_active(&mut conn, claims.org, &claims.sub).await? {
-                    return Err(unauthorized("client revoked or unknown"));
-                }
-                state.client_status.remember_active(claims.org, &claims.sub);
-            }
-            Ok(Principal {
-                org: claims.org,
-                client_id: claims.sub,
-                scopes,
-            })
+            let principal = authenticate(&state, &token).await?;
+            // Per client, after authentication (an unauthenticated flood costs a signature
+            // check each, never a database read).
+            state
+                .rate_limit
+                .take(&format!("{}|{}", principal.org, principal.client_id))
+                .map_err(ApiError::RateLimited)?;
+            Ok(principal)
         })
     }
+}
+
+/// The caller a bearer token names: one of rapport's own tokens, or an identity provider's.
+async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal> {
+    // rapport's own tokens are HS256; anything else may be an identity provider's.
+    let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized("invalid or expired token"))?;
+    if header.alg != jsonwebtoken::Algorithm::HS256 {
+        return external(state, token).await;
+    }
+    let claims = state.jwt.verify(token).map_err(|e| match e {
+        TokenError::TooLarge => unauthorized("token too large"),
+        TokenError::Invalid(_) => unauthorized("invalid or expired token"),
+    })?;
+    let scopes = Scope::parse_list(&claims.scope).map_err(|_| unauthorized("invalid token scope"))?;
+    if !state.client_status.is_known_active(claims.org, &claims.sub) {
+        let mut conn = crate::db::conn(&state.pool).await?;
+        if !crate::clients::store::is_active(&mut conn, claims.org, &claims.sub).await? {
+            return Err(unauthorized("client revoked or unknown"));
+        }
+        state.client_status.remember_active(claims.org, &claims.sub);
+    }
+    Ok(Principal {
+        org: claims.org,
+        client_id: claims.sub,
+        scopes,
+    })
 }

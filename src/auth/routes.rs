@@ -57,7 +57,12 @@ struct OAuthFailure {
     error: &'static str,
     description: String,
     basic_challenge: bool,
+    /// Set on 429: seconds until a new attempt is allowed.
+    retry_after: Option<u64>,
 }
+
+/// Failed authentications allowed per client id and minute at the token endpoint.
+pub const FAILED_AUTH_PER_MINUTE: u32 = 10;
 
 fn fail(status: StatusCode, error: &'static str, description: impl Into<String>) -> OAuthFailure {
     OAuthFailure {
@@ -65,6 +70,7 @@ fn fail(status: StatusCode, error: &'static str, description: impl Into<String>)
         error,
         description: description.into(),
         basic_challenge: false,
+        retry_after: None,
     }
 }
 
@@ -72,6 +78,12 @@ impl OAuthFailure {
     fn into_response(self) -> HttpResponse {
         let mut builder = HttpResponse::build(self.status);
         builder.insert_header((header::CACHE_CONTROL, "no-store"));
+        if let Some(secs) = self.retry_after {
+            builder.insert_header((header::RETRY_AFTER, secs.to_string()));
+            builder.insert_header(("RateLimit-Limit", FAILED_AUTH_PER_MINUTE.to_string()));
+            builder.insert_header(("RateLimit-Remaining", "0"));
+            builder.insert_header(("RateLimit-Reset", secs.to_string()));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             let challenge = if self.basic_challenge {
                 "Basic realm=\"rapport\""
@@ -184,7 +196,16 @@ async fn grant(
                 "use one client authentication method",
             ));
         }
-        return grant_by_assertion(&state, body).await;
+        let claimed = body
+            .client_id
+            .clone()
+            .or_else(|| {
+                body.client_assertion
+                    .as_deref()
+                    .and_then(super::assertion::unverified_issuer)
+            })
+            .unwrap_or_default();
+        return limit_failures(&state, &claimed, grant_by_assertion(&state, body)).await;
     }
     let used_basic = basic.is_some();
     let (client_id, client_secret) = match (basic, body.client_id, body.client_secret) {
@@ -205,8 +226,38 @@ async fn grant(
             ));
         }
     };
-    let client = authenticate(&state, client_id, client_secret, used_basic).await?;
-    token_for(&state, &client, body.scope.as_deref(), state.settings.token_ttl)
+    let claimed = client_id.clone();
+    limit_failures(&state, &claimed, async {
+        let client = authenticate(&state, client_id, client_secret, used_basic).await?;
+        token_for(&state, &client, body.scope.as_deref(), state.settings.token_ttl)
+    })
+    .await
+}
+
+/// At most `FAILED_AUTH_PER_MINUTE` failed authentications per client id (in this
+/// instance), then 429 until the bucket refills: guessing secrets gets slow.
+async fn limit_failures(
+    state: &AppState,
+    client_id: &str,
+    attempt: impl std::future::Future<Output = Result<TokenResponse, OAuthFailure>>,
+) -> Result<TokenResponse, OAuthFailure> {
+    if let Some(limited) = state.auth_failures.exhausted(client_id) {
+        let mut f = fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "invalid_client",
+            format!(
+                "too many failed authentications for this client; retry in {} s",
+                limited.retry_after
+            ),
+        );
+        f.retry_after = Some(limited.retry_after);
+        return Err(f);
+    }
+    let result = attempt.await;
+    if matches!(&result, Err(f) if f.error == "invalid_client") {
+        let _ = state.auth_failures.take(client_id);
+    }
+    result
 }
 
 /// The token a client earned: its scopes, narrowed by `requested` (whose words the token's
@@ -347,6 +398,7 @@ fn granted_scopes(held: Vec<Scope>, requested: Option<&str>) -> Result<(Vec<Scop
         (status = 400, description = "`invalid_request`, `invalid_scope` or `unsupported_grant_type`", body = OAuthError),
         (status = 401, description = "`invalid_client` (a wrong secret, or a client assertion that fails a check: its `error_description` says which)", body = OAuthError),
         (status = 413, description = "Body too large", body = OAuthError),
+        (status = 429, description = "Over 10 failed authentications for this client id in a minute", body = OAuthError),
         (status = 503, description = "Database unavailable", body = OAuthError),
     ),
     security(())

@@ -5,5 +5,6 @@
 
 pub mod metrics;
 pub mod middleware;
+pub mod rate_limit;
 pub mod route_table;
 pub mod routes;

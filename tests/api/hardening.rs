@@ -440,3 +440,81 @@ async fn nul_characters_are_client_errors_never_500() {
         .await;
     assert_eq!(res.status(), 403, "no org:admin: refused before anything is stored");
 }
+
+#[tokio::test]
+async fn a_client_over_its_rate_gets_429_with_the_ratelimit_headers_and_probes_are_exempt() {
+    let app = TestApp::spawn_with(|s| s.rate_limit_per_minute = 5).await;
+    let admin = app.admin_token().await;
+    let (id, secret) = app.create_client(&admin, &["responses:read"]).await;
+    let reader = app.token_for(&id, &secret, None).await;
+    for _ in 0..5 {
+        assert_eq!(app.get(&reader, "/v1/responses").await.status(), 200);
+    }
+    let res = app.get(&reader, "/v1/responses").await;
+    assert_eq!(res.status(), 429);
+    let headers = res.headers().clone();
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=12).contains(&retry), "one token every 12 s: {retry}");
+    assert_eq!(headers["ratelimit-limit"], "5");
+    assert_eq!(headers["ratelimit-remaining"], "0");
+    assert_eq!(headers["ratelimit-reset"].to_str().unwrap(), retry.to_string());
+    let problem = assert_problem(res, 429).await;
+    assert!(problem["detail"].as_str().unwrap().contains("5 a minute"), "{problem}");
+    // Another client has its own bucket (the admin used two requests so far).
+    assert_eq!(app.get(&admin, "/v1/clients").await.status(), 200);
+    // Health, readiness and metrics are never limited.
+    for _ in 0..10 {
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            assert_eq!(
+                app.http.get(app.url(path)).send().await.unwrap().status(),
+                200,
+                "{path}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn ten_failed_sign_ins_a_minute_then_the_client_id_waits() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (id, secret) = app.create_client(&admin, &["responses:read"]).await;
+    let attempt = |secret: String| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            app.http
+                .post(app.url("/v1/oauth/token"))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &id),
+                    ("client_secret", &secret),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..10 {
+        assert_eq!(attempt("wrong".into()).await.status(), 401);
+    }
+    // The eleventh attempt is refused before any check, even with the right secret.
+    let res = attempt(secret.clone()).await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(body["error_description"].as_str().unwrap().contains("too many failed"));
+    // Other client ids are not affected.
+    let (other, other_secret) = app.create_client(&admin, &["responses:read"]).await;
+    let res = app
+        .http
+        .post(app.url("/v1/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &other),
+            ("client_secret", &other_secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

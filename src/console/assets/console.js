@@ -38,7 +38,7 @@ function showError(err) {
   if (p.detail && p.detail !== p.title) box.append(h('p', {}, p.detail));
   const fields = p.errors || [];
   if (fields.length) {
-    box.append(h('ul', {}, fields.map((f) => h('li', {}, `${f.pointer || '(body)'}: ${f.message}`))));
+    box.append(h('ul', {}, fields.map((f) => h('li', {}, `${f.pointer || '(body)'}: ${f.detail}`))));
   }
   box.hidden = false;
   box.focus?.();

@@ -66,6 +66,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(responses::routes::list_responses)
             .service(responses::routes::get_response)
             .service(responses::routes::void_response)
+            .service(responses::erase::erase_patient)
             .service(analytics::trends::patient_trends)
             .service(analytics::trend_chart::patient_trend_chart)
             .service(analytics::routes::instrument_norms)

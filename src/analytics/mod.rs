@@ -72,6 +72,13 @@ impl NormsCache {
         }
     }
 
+    /// Forgets every cached norm of one organisation (a patient was erased).
+    pub fn invalidate_organisation(&self, org: OrgId) {
+        if let Ok(mut map) = self.0.lock() {
+            map.retain(|(o, _, _, _), _| *o != org);
+        }
+    }
+
     /// Forgets every cached norm of one instrument in one organisation (new data arrived).
     pub fn invalidate(&self, org: OrgId, instrument: &str) {
         if let Ok(mut map) = self.0.lock() {

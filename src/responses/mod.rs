@@ -4,6 +4,7 @@
 //! The FHIR front door uses the same path.
 
 pub mod batch;
+pub mod erase;
 pub mod model;
 pub mod prepare;
 pub mod routes;

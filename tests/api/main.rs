@@ -6,6 +6,7 @@ mod analytics;
 mod auth;
 mod console;
 mod corrections;
+mod erasure;
 mod export;
 mod faults;
 mod fhir;

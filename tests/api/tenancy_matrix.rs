@@ -156,19 +156,25 @@ async fn foreign_ids_answer_exactly_like_unknown_ones_on_every_route() {
             continue;
         }
         for (method, _) in item.as_object().unwrap() {
-            let send = |path: String| {
+            let send = |path: String, unknown: bool| {
                 let url = app.url(&path);
+                // An erasure repeats the patient of its path.
+                let post_body = if template.ends_with("/erase") {
+                    json!({"confirm": if unknown { "no-such-patient" } else { ids.patient.as_str() }})
+                } else {
+                    json!({"reason": "tenancy check"})
+                };
                 let req = match method.as_str() {
                     "get" => app.http.get(url),
                     "delete" => app.http.delete(url),
                     "put" => app.http.put(url).json(&custom_instrument(key)),
-                    "post" => app.http.post(url).json(&json!({"reason": "tenancy check"})),
+                    "post" => app.http.post(url).json(&post_body),
                     other => panic!("unexpected method {other}"),
                 };
                 req.bearer_auth(&other).send()
             };
-            let foreign = send(fill(template, &ids, false)).await.unwrap();
-            let unknown = send(fill(template, &ids, true)).await.unwrap();
+            let foreign = send(fill(template, &ids, false), false).await.unwrap();
+            let unknown = send(fill(template, &ids, true), true).await.unwrap();
             assert_eq!(foreign.status(), 404, "{method} {template} with a foreign id");
             assert_eq!(unknown.status(), 404, "{method} {template} with an unknown id");
             let (foreign, unknown) = (foreign.text().await.unwrap(), unknown.text().await.unwrap());

@@ -62,6 +62,10 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        // Every outcome has a series from the start (rates of zero, not gaps).
+        for outcome in ["delivered", "retry", "failed", "gone", "disabled"] {
+            webhook_attempts.with_label_values(&[outcome]);
+        }
         let write_group_size = prometheus::Histogram::with_opts(
             HistogramOpts::new(
                 "write_group_size",
@@ -103,6 +107,10 @@ impl Metrics {
     /// Webhook deliveries by status, read from the database at scrape time.
     pub fn set_deliveries(&self, counts: &[(String, i64)]) {
         self.webhook_deliveries.reset();
+        // Every status always has a series (0 when none), so alert rules see zeros, not gaps.
+        for status in ["pending", "delivered", "failed"] {
+            self.webhook_deliveries.with_label_values(&[status]).set(0);
+        }
         for (status, n) in counts {
             self.webhook_deliveries.with_label_values(&[status.as_str()]).set(*n);
         }
@@ -112,6 +120,11 @@ impl Metrics {
     pub fn set_background(&self, lag_seconds: f64, alerts: &[(String, String, i64)]) {
         self.outbox_lag.set(lag_seconds);
         self.alerts.reset();
+        for kind in ["rupture", "below_cutoff", "deterioration", "item_flag"] {
+            for status in ["open", "acknowledged", "resolved", "withdrawn"] {
+                self.alerts.with_label_values(&[kind, status]).set(0);
+            }
+        }
         for (kind, status, n) in alerts {
             self.alerts.with_label_values(&[kind.as_str(), status.as_str()]).set(*n);
         }

@@ -4,6 +4,7 @@ mod alerts;
 mod alliance_outcome;
 mod analytics;
 mod auth;
+mod citus;
 mod console;
 mod corrections;
 mod erasure;

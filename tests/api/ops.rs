@@ -165,3 +165,41 @@ async fn docs_without_a_trailing_slash_lead_to_the_ui() {
     assert_eq!(docs.url().path(), "/docs/");
     assert!(docs.text().await.unwrap().contains("swagger-ui"));
 }
+
+/// The metric names a PromQL expression of the ops pack reads (`name{job="rapport"...}`).
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("{job=") {
+        let before = &rest[..at];
+        let start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        names.push(before[start..].to_string());
+        rest = &rest[at + 5..];
+    }
+    names
+}
+
+#[tokio::test]
+async fn the_dashboard_and_alert_rules_read_only_metrics_the_service_exposes() {
+    let app = TestApp::spawn().await;
+    let token = app.admin_token().await;
+    assert_eq!(app.get(&token, "/v1/clients").await.status(), 200);
+    let exposed = app.public_text("/metrics").await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dashboard = std::fs::read_to_string(format!("{root}/ops/grafana/rapport.json")).unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    assert!(parsed["panels"].as_array().unwrap().len() >= 8);
+    let rules = std::fs::read_to_string(format!("{root}/ops/prometheus/alerts.yml")).unwrap();
+    let mut checked = 0;
+    for name in metric_names(&dashboard).into_iter().chain(metric_names(&rules)) {
+        if name == "up" {
+            continue; // Prometheus's own
+        }
+        let base = name.trim_end_matches("_bucket");
+        assert!(exposed.contains(&format!("# TYPE {base} ")), "{name} is not in /metrics");
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} metric references found");
+}

@@ -12,6 +12,9 @@ pub struct Settings {
     pub bind: String,
     /// `DATABASE_URL`.
     pub database_url: String,
+    /// `DATABASE_READ_URL`: a streaming replica for analytics, exports, FHIR searches and
+    /// lists (reads by id, writes and token checks stay on `DATABASE_URL`). Optional.
+    pub database_read_url: Option<String>,
     /// `RAPPORT_DB_POOL_SIZE`: connections per process.
     pub pool_size: usize,
     /// `RAPPORT_DB_POOL_TIMEOUT_MS`: how long a request waits for a free connection before 503.
@@ -99,6 +102,7 @@ impl Default for Settings {
         Settings {
             bind: "127.0.0.1:8080".into(),
             database_url: "postgres://postgres@127.0.0.1:5432/rapport".into(),
+            database_read_url: None,
             pool_size: 16,
             pool_timeout: Duration::from_millis(5_000),
             token_ttl: Duration::from_secs(3_600),
@@ -143,6 +147,7 @@ impl Settings {
         if let Some(v) = non_empty("DATABASE_URL") {
             s.database_url = v;
         }
+        s.database_read_url = non_empty("DATABASE_READ_URL");
         if let Some(v) = non_empty("RAPPORT_DB_POOL_SIZE") {
             s.pool_size = parse_positive("RAPPORT_DB_POOL_SIZE", &v)?;
         }

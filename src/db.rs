@@ -34,6 +34,69 @@ pub fn create_pool(settings: &Settings) -> Result<DbPool, BoxError> {
         .build()?)
 }
 
+/// The replica's pool, and until when it counts as down after a failed checkout (so that
+/// a replica that is gone costs one connection attempt every few seconds, not one per read).
+pub struct ReadPool {
+    pub pool: DbPool,
+    down_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// How long a replica that failed a checkout is left alone.
+const REPLICA_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl ReadPool {
+    pub fn new(pool: DbPool) -> Self {
+        ReadPool {
+            pool,
+            down_until: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn is_resting(&self) -> bool {
+        self.down_until
+            .lock()
+            .ok()
+            .and_then(|d| *d)
+            .is_some_and(|until| until > std::time::Instant::now())
+    }
+
+    fn rest(&self) {
+        if let Ok(mut d) = self.down_until.lock() {
+            *d = Some(std::time::Instant::now() + REPLICA_RETRY);
+        }
+    }
+}
+
+/// A connection for a read that may lag a little behind the writes (analytics, exports,
+/// FHIR searches, lists): from the replica when one is configured and up, else from the
+/// primary. `metrics` counts which pool served it.
+pub async fn read_conn(
+    primary: &DbPool,
+    replica: Option<&ReadPool>,
+    metrics: &crate::ops::metrics::Metrics,
+) -> Result<DbConn, ApiError> {
+    if let Some(read) = replica
+        && !read.is_resting()
+    {
+        match read.pool.get().await {
+            Ok(conn) => {
+                metrics.read_served("replica");
+                return Ok(conn);
+            }
+            Err(e) => {
+                log::warn!(target: "rapport::db", "replica unavailable, reading from the primary: {e}");
+                read.rest();
+            }
+        }
+    }
+    metrics.read_served(if replica.is_some() {
+        "primary_fallback"
+    } else {
+        "primary"
+    });
+    conn(primary).await
+}
+
 /// A pooled connection, or 503 when none is free within the pool timeout.
 pub async fn conn(pool: &DbPool) -> Result<DbConn, ApiError> {
     Ok(pool.get().await?)

@@ -63,7 +63,15 @@ impl Application {
             settings.write_batch,
             metrics.write_group_size.clone(),
         );
+        let read_pool = match &settings.database_read_url {
+            Some(url) => Some(db::ReadPool::new(db::create_pool(&Settings {
+                database_url: url.clone(),
+                ..settings.clone()
+            })?)),
+            None => None,
+        };
         let state = web::Data::new(AppState {
+            read_pool,
             jwt: JwtKeys::new(&secret, &settings.jwt_issuer, &settings.jwt_audience)?,
             client_status: ClientStatusCache::new(settings.client_status_ttl),
             metrics,

@@ -10,6 +10,8 @@ use crate::ops::metrics::Metrics;
 
 pub struct AppState {
     pub pool: DbPool,
+    /// `DATABASE_READ_URL`'s pool, when configured (see `db::read_conn`).
+    pub read_pool: Option<crate::db::ReadPool>,
     pub settings: Arc<Settings>,
     pub jwt: JwtKeys,
     pub client_status: ClientStatusCache,
@@ -36,4 +38,12 @@ pub struct AppState {
     /// `RAPPORT_PUBLIC_URL`, or `http://` and the bound address: the base of the token
     /// endpoint URL that client assertions name as `aud`.
     pub public_url: String,
+}
+
+impl AppState {
+    /// A connection for a read that may lag slightly behind writes: analytics, exports,
+    /// FHIR searches and lists. The replica when configured and up, else the primary.
+    pub async fn read_conn(&self) -> Result<crate::db::DbConn, crate::error::ApiError> {
+        crate::db::read_conn(&self.pool, self.read_pool.as_ref(), &self.metrics).await
+    }
 }

@@ -51,7 +51,7 @@ pub async fn list_alerts(
     }
     let limit = pagination::limit(query.limit.as_deref())?;
     let after: Option<i64> = pagination::decode_cursor(query.cursor.as_deref())?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.read_conn().await?;
     let rows = store::list(&mut conn, principal.org, &query, status.as_deref(), after, limit).await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |r| r.seq);
     audit::record_read(

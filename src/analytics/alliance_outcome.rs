@@ -250,7 +250,7 @@ pub async fn alliance_outcome(
         )));
     }
     let rater = q.rater.unwrap_or(Rater::Patient);
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.read_conn().await?;
     let alliance_instrument =
         crate::instruments::lookup::require_visible(&mut conn, &state.builtins, principal.org, &q.alliance).await?;
     let outcome_instrument =

@@ -108,7 +108,7 @@ pub async fn clinician_summary(
 ) -> ApiResult<HttpResponse> {
     principal.require_analytics()?;
     let rater = query.rater.unwrap_or(Rater::Patient);
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.read_conn().await?;
     let summary = summaries(
         &mut conn,
         &state,
@@ -158,7 +158,7 @@ pub async fn list_clinicians(
         return Err(ApiError::BadRequest("`min_patients` must be at least 1".into()));
     }
     let rater = query.rater.unwrap_or(Rater::Patient);
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.read_conn().await?;
     let items: Vec<ClinicianSummary> = summaries(&mut conn, &state, principal.org, &query.instrument, rater, None)
         .await?
         .into_iter()

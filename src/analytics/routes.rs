@@ -38,7 +38,7 @@ pub async fn instrument_norms(
     principal.require_analytics()?;
     let (key, version) = path.into_inner();
     let rater = query.rater.unwrap_or(Rater::Patient);
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.read_conn().await?;
     let instrument = match instrument_at(&mut conn, &state.builtins, principal.org, &key, version).await {
         Ok(i) => i,
         Err(ApiError::Validation(_)) => return Err(ApiError::NotFound),
@@ -72,7 +72,7 @@ pub async fn trajectory(
         return Err(ApiError::BadRequest("`by` must be `session`".into()));
     }
     let rater = query.rater.unwrap_or(Rater::Patient);
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.read_conn().await?;
     let rows = store::session_aggregates(
         &mut conn,
         principal.org,

@@ -72,7 +72,7 @@ pub(super) async fn load(
 ) -> ApiResult<(Trend, Option<std::sync::Arc<LoadedInstrument>>)> {
     principal.require(Scope::ResponsesRead)?;
     let rater = query.rater.unwrap_or(Rater::Patient);
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.read_conn().await?;
     let rows = store::series(&mut conn, principal.org, &patient, rater.as_str(), query).await?;
     // Only an empty series needs the second question: does the patient exist at all?
     if rows.is_empty() {

@@ -40,7 +40,7 @@ pub async fn list_audit_events(
     principal.require(Scope::OrgAdmin)?;
     let limit = pagination::limit(query.limit.as_deref())?;
     let before: Option<i64> = pagination::decode_cursor(query.cursor.as_deref())?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.read_conn().await?;
     let rows = store::list(&mut conn, principal.org, before, limit).await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |r| r.seq);
     Ok(HttpResponse::Ok().json(AuditEventPage {

@@ -13,7 +13,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::{csv_error, pseudonym, pseudonym_secret, text_cell};
 use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
-use crate::db::DbPool;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::instruments::{LoadedInstrument, LookupError, Wanted};
 use crate::responses::model::{Administration, ListQuery, ResponseStatus};
@@ -238,7 +237,7 @@ impl Renderer {
 type Chunk = tokio::task::JoinHandle<ApiResult<Vec<AdministrationRow>>>;
 
 struct Cursor {
-    pool: DbPool,
+    state: web::Data<AppState>,
     org: crate::ids::OrgId,
     query: Arc<ListQuery>,
     /// The next chunk's query, already running while this one renders (None: no more).
@@ -247,11 +246,12 @@ struct Cursor {
     preface: Option<Vec<u8>>,
 }
 
-/// Starts fetching the chunk after `after` (up to `CHUNK` + 1 rows, to know if more follow).
-fn fetch(pool: &DbPool, org: crate::ids::OrgId, query: &Arc<ListQuery>, after: Option<i64>) -> Chunk {
-    let (pool, query) = (pool.clone(), query.clone());
+/// Starts fetching the chunk after `after` (up to `CHUNK` + 1 rows, to know if more follow),
+/// from the replica when there is one.
+fn fetch(state: &web::Data<AppState>, org: crate::ids::OrgId, query: &Arc<ListQuery>, after: Option<i64>) -> Chunk {
+    let (state, query) = (state.clone(), query.clone());
     tokio::spawn(async move {
-        let mut conn = crate::db::conn(&pool).await?;
+        let mut conn = state.read_conn().await?;
         Ok(store::list(&mut conn, org, &query, after, CHUNK).await?)
     })
 }
@@ -271,7 +271,7 @@ async fn next_chunk(mut c: Cursor) -> Option<(Result<bytes::Bytes, ApiError>, Cu
     if rows.len() as i64 > CHUNK {
         rows.truncate(CHUNK as usize);
         // The database reads the next chunk while this one is rendered.
-        c.next = Some(fetch(&c.pool, c.org, &c.query, rows.last().map(|r| r.seq)));
+        c.next = Some(fetch(&c.state, c.org, &c.query, rows.last().map(|r| r.seq)));
     }
     let mut out = Vec::with_capacity(rows.len() * 400);
     if let Err(e) = c.renderer.render(rows, &mut out) {
@@ -365,8 +365,8 @@ pub async fn export_responses(
     };
     let filters = Arc::new(filters);
     let cursor = Cursor {
-        next: Some(fetch(&state.pool, principal.org, &filters, None)),
-        pool: state.pool.clone(),
+        next: Some(fetch(&state, principal.org, &filters, None)),
+        state: state.clone(),
         org: principal.org,
         query: filters,
         renderer,

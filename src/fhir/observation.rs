@@ -47,7 +47,7 @@ pub async fn search_observations(
     let principal = authorised(principal, Some(Scope::ResponsesRead))?;
     let search = ObservationSearch::parse(req.query_string()).map_err(fail)?;
     let base = base_url(&req);
-    let mut conn = crate::db::conn(&state.pool).await.map_err(fail)?;
+    let mut conn = state.read_conn().await.map_err(fail)?;
     if search.count_only {
         let total = if search.no_match {
             0

@@ -6,6 +6,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pool: IntGaugeVec,
+    reads: IntCounterVec,
     outbox_lag: prometheus::Gauge,
     outbox_processed: prometheus::IntCounter,
     alerts: IntGaugeVec,
@@ -33,8 +34,11 @@ impl Metrics {
             &["method", "route", "status"],
         )?;
         let pool = IntGaugeVec::new(
-            Opts::new("db_pool_connections", "Database pool connections by state"),
-            &["state"],
+            Opts::new(
+                "db_pool_connections",
+                "Database pool connections by pool (primary, replica) and state",
+            ),
+            &["pool", "state"],
         )?;
         let outbox_lag = prometheus::Gauge::new(
             "outbox_lag_seconds",
@@ -73,6 +77,14 @@ impl Metrics {
             )
             .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
         )?;
+        let reads = IntCounterVec::new(
+            Opts::new(
+                "db_reads_total",
+                "Replica-eligible reads by the pool that served them (primary, replica, primary_fallback)",
+            ),
+            &["pool"],
+        )?;
+        registry.register(Box::new(reads.clone()))?;
         registry.register(Box::new(write_group_size.clone()))?;
         registry.register(Box::new(webhook_deliveries.clone()))?;
         registry.register(Box::new(webhook_attempts.clone()))?;
@@ -87,6 +99,7 @@ impl Metrics {
             requests,
             latency,
             pool,
+            reads,
             outbox_lag,
             outbox_processed,
             alerts,
@@ -98,6 +111,10 @@ impl Metrics {
 
     pub fn outbox_processed(&self, n: usize) {
         self.outbox_processed.inc_by(n as u64);
+    }
+
+    pub fn read_served(&self, pool: &str) {
+        self.reads.with_label_values(&[pool]).inc();
     }
 
     pub fn webhook_attempt(&self, outcome: &str) {
@@ -137,13 +154,20 @@ impl Metrics {
         self.latency.with_label_values(&labels).observe(seconds);
     }
 
-    /// Prometheus text exposition, with the pool's state read now.
-    pub fn render(&self, pool: &crate::db::DbPool) -> String {
-        let status = pool.status();
-        self.pool.with_label_values(&["max"]).set(status.max_size as i64);
-        self.pool.with_label_values(&["open"]).set(status.size as i64);
-        self.pool.with_label_values(&["idle"]).set(status.available as i64);
-        self.pool.with_label_values(&["waiting"]).set(status.waiting as i64);
+    /// Prometheus text exposition, with the pools' state read now.
+    pub fn render(&self, pool: &crate::db::DbPool, replica: Option<&crate::db::DbPool>) -> String {
+        for (name, pool) in [("primary", Some(pool)), ("replica", replica)] {
+            let Some(pool) = pool else { continue };
+            let status = pool.status();
+            for (state, n) in [
+                ("max", status.max_size),
+                ("open", status.size),
+                ("idle", status.available),
+                ("waiting", status.waiting),
+            ] {
+                self.pool.with_label_values(&[name, state]).set(n as i64);
+            }
+        }
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8(out).unwrap_or_default()

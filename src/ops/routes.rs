@@ -9,13 +9,23 @@ use crate::state::AppState;
 pub struct Health {
     /// `ok` or `ready`.
     pub status: String,
+    /// Readiness only: the primary database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// Readiness only, with `DATABASE_READ_URL`: `ready`, `behind ...` or `unavailable ...`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 /// Liveness: the process is up (no database check).
 #[utoipa::path(tag = "operations", responses((status = 200, description = "Up", body = Health)), security(()))]
 #[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Health { status: "ok".into() })
+    HttpResponse::Ok().json(Health {
+        status: "ok".into(),
+        primary: None,
+        replica: None,
+    })
 }
 
 /// Readiness: the database answers and every embedded migration is applied.
@@ -29,11 +39,26 @@ pub async fn healthz() -> HttpResponse {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    if crate::db::is_ready(&state.pool, &state.migration_versions).await? {
-        Ok(HttpResponse::Ok().json(Health { status: "ready".into() }))
-    } else {
-        Err(ApiError::unavailable("migrations not applied"))
+    if !crate::db::is_ready(&state.pool, &state.migration_versions).await? {
+        return Err(ApiError::unavailable("migrations not applied"));
     }
+    // Ready with the primary alone: reads fall back to it when the replica is down.
+    let replica = match &state.read_pool {
+        None => None,
+        Some(read) => Some(
+            match crate::db::is_ready(&read.pool, &state.migration_versions).await {
+                Ok(true) => "ready",
+                Ok(false) => "behind (migrations not replayed yet)",
+                Err(_) => "unavailable (reads use the primary)",
+            }
+            .to_string(),
+        ),
+    };
+    Ok(HttpResponse::Ok().json(Health {
+        status: "ready".into(),
+        primary: Some("ready".into()),
+        replica,
+    }))
 }
 
 /// Prometheus metrics: request counts and latency histograms by route and status, pool usage.
@@ -55,7 +80,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render(&state.pool))
+        .body(
+            state
+                .metrics
+                .render(&state.pool, state.read_pool.as_ref().map(|r| &r.pool)),
+        )
 }
 
 /// Any unmatched request: 405 with `Allow` when the path is known but the method is not

@@ -97,10 +97,9 @@ async fn every_tenant_table_is_distributable_by_org_id() {
         }
         let has_org = c.columns.iter().any(|col| col == "org_id");
         match c.kind.as_str() {
-            "p" | "u" | "i" if !has_org => problems.push(format!(
-                "{}: {} ({:?}) lacks org_id",
-                c.table_name, c.name, c.columns
-            )),
+            "p" | "u" | "i" if !has_org => {
+                problems.push(format!("{}: {} ({:?}) lacks org_id", c.table_name, c.name, c.columns))
+            }
             "f" => {
                 let target = c.references.clone().unwrap_or_default();
                 let to_tenant = tenant.contains(&target.as_str());
@@ -118,9 +117,16 @@ async fn every_tenant_table_is_distributable_by_org_id() {
             _ => {}
         }
     }
-    assert!(problems.is_empty(), "not distributable by org_id:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "not distributable by org_id:\n{}",
+        problems.join("\n")
+    );
     // Every reference table exists (the list is kept true).
     for r in REFERENCE_TABLES {
-        assert!(tables.iter().any(|t| t.table_name == r), "{r} is listed but does not exist");
+        assert!(
+            tables.iter().any(|t| t.table_name == r),
+            "{r} is listed but does not exist"
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::responses::wai_sr;
 /// (status, has Retry-After, response id, latency) of one request.
 type Outcome = (u16, bool, Option<String>, Duration);
 
-struct Cluster {
+pub(crate) struct Cluster {
     dir: std::path::PathBuf,
     bin: std::path::PathBuf,
     port: u16,
@@ -34,8 +34,17 @@ fn as_postgres(bin: &std::path::Path, tool: &str, args: &[&str]) -> bool {
         .unwrap_or(false)
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Cluster {
-    fn create() -> Cluster {
+    /// A directory the postgres user owns, and the server binaries.
+    fn room() -> (std::path::PathBuf, std::path::PathBuf) {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL server binaries under /usr/lib/postgresql")
             .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
@@ -51,6 +60,45 @@ impl Cluster {
                 .unwrap()
                 .success()
         );
+        (dir, bin)
+    }
+
+    /// A streaming standby of `primary` (`pg_basebackup -R -X stream`), started.
+    pub(crate) fn standby_of(primary: &Cluster) -> Cluster {
+        let (dir, bin) = Self::room();
+        let data = dir.join("data");
+        let port = primary.port.to_string();
+        assert!(
+            as_postgres(
+                &bin,
+                "pg_basebackup",
+                &[
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port,
+                    "-U",
+                    "postgres"
+                ]
+            ),
+            "pg_basebackup"
+        );
+        let standby = Cluster {
+            dir,
+            bin,
+            port: free_port(),
+        };
+        standby.start();
+        standby
+    }
+
+    pub(crate) fn create() -> Cluster {
+        let (dir, bin) = Self::room();
         let data = dir.join("data");
         assert!(as_postgres(
             &bin,
@@ -65,12 +113,11 @@ impl Cluster {
                 "--no-sync"
             ]
         ));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cluster = Cluster { dir, bin, port };
+        let cluster = Cluster {
+            dir,
+            bin,
+            port: free_port(),
+        };
         cluster.start();
         cluster
     }
@@ -99,7 +146,7 @@ impl Cluster {
         ));
     }
 
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let data = self.dir.join("data");
         as_postgres(
             &self.bin,
@@ -108,7 +155,7 @@ impl Cluster {
         );
     }
 
-    fn url(&self, db: &str) -> String {
+    pub(crate) fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 }

@@ -17,6 +17,7 @@ mod identity;
 mod instruments;
 mod ops;
 mod outcomes;
+mod replica;
 mod responses;
 mod tenancy;
 mod tenancy_matrix;

@@ -32,7 +32,7 @@ async fn health_readiness_metrics_and_docs() {
     );
     assert!(metrics.contains(r#"http_requests_total{method="GET",route="/v1/clients",status="401"}"#));
     assert!(metrics.contains("http_request_duration_seconds_bucket"));
-    assert!(metrics.contains(r#"db_pool_connections{state="max"} 4"#));
+    assert!(metrics.contains(r#"db_pool_connections{pool="primary",state="max"} 4"#));
 
     let docs = app.http.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
@@ -198,7 +198,10 @@ async fn the_dashboard_and_alert_rules_read_only_metrics_the_service_exposes() {
             continue; // Prometheus's own
         }
         let base = name.trim_end_matches("_bucket");
-        assert!(exposed.contains(&format!("# TYPE {base} ")), "{name} is not in /metrics");
+        assert!(
+            exposed.contains(&format!("# TYPE {base} ")),
+            "{name} is not in /metrics"
+        );
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} metric references found");

@@ -55,16 +55,21 @@ impl Assertion {
     }
 
     fn sign(&self) -> String {
-        let pem = fixture(&format!("{}.pem", self.key));
-        let key = match self.alg {
-            Algorithm::RS256 | Algorithm::RS384 => EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
-            _ => EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
-        };
+        let key = signing_key(&self.key, self.alg);
         let mut header = Header::new(self.alg);
         header.kid = self.kid.clone();
         let claims = json!({"iss": self.client_id, "sub": self.client_id, "aud": self.aud,
             "exp": now() + self.exp_in, "iat": now(), "jti": self.jti});
         jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+}
+
+/// The private key of fixture `key`, for `alg`'s family.
+fn signing_key(key: &str, alg: Algorithm) -> EncodingKey {
+    let pem = fixture(&format!("{key}.pem"));
+    match alg {
+        Algorithm::RS256 | Algorithm::RS384 => EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+        _ => EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
     }
 }
 
@@ -238,13 +243,11 @@ async fn assertions_that_fail_a_check_are_refused_and_a_jti_is_good_once_on_ever
     );
     // Expired.
     let a = base();
-    let expired = {
-        let pem = fixture("rsa-2048-a.pem");
-        let mut header = Header::new(Algorithm::RS384);
-        header.kid = Some("rsa-2048-a".into());
-        let claims = json!({"iss": client, "sub": client, "aud": a.aud, "exp": now() - 60, "jti": "e1"});
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()).unwrap()
-    };
+    let expired = provider_token(
+        "rsa-2048-a",
+        Algorithm::RS384,
+        json!({"iss": client, "sub": client, "aud": a.aud, "exp": now() - 60, "jti": "e1"}),
+    );
     refused(exchange(&app, &expired, None).await).await;
     // Wrong audience.
     let mut a = base();
@@ -410,14 +413,9 @@ async fn smart_configuration_and_the_capability_statement_name_the_token_endpoin
 
 /// A token as an organisation's identity provider would sign it.
 fn provider_token(key: &str, alg: Algorithm, claims: Value) -> String {
-    let pem = fixture(&format!("{key}.pem"));
-    let signing = match alg {
-        Algorithm::RS256 | Algorithm::RS384 => EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
-        _ => EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
-    };
     let mut header = Header::new(alg);
     header.kid = Some(key.to_string());
-    jsonwebtoken::encode(&header, &claims, &signing).unwrap()
+    jsonwebtoken::encode(&header, &claims, &signing_key(key, alg)).unwrap()
 }
 
 #[tokio::test]

@@ -138,8 +138,8 @@ impl From<AdministrationRow> for Administration {
 pub type Stored = Option<(Uuid, Vec<u8>, bool)>;
 
 /// A batch's rows as the JSON `jsonb_populate_recordset` reads into `responses` rows.
-fn batch_json(rows: &[NewAdministrationRow]) -> serde_json::Value {
-    rows.iter()
+fn batch_json<'a>(rows: impl IntoIterator<Item = &'a NewAdministrationRow>) -> serde_json::Value {
+    rows.into_iter()
         .map(|r| {
             serde_json::json!({
                 "org_id": r.org_id.0, "id": r.id, "instrument_key": r.instrument_key,
@@ -153,6 +153,63 @@ fn batch_json(rows: &[NewAdministrationRow]) -> serde_json::Value {
             })
         })
         .collect()
+}
+
+/// The columns a new response is written with (jsonb_populate_recordset fills them).
+const COLUMNS: &str = "org_id, id, instrument_key, instrument_version, patient, clinician, episode, rater,
+    administered_at, session, answers, external_id, payload_hash, source, created_by, total, mean, pomp,
+    subscales, answered, missing, prorated, flags, score_error, external_system, band";
+
+/// One group commit of the writer in one statement (no BEGIN/COMMIT round trips): the rows
+/// whose external_id is free, a `response.created` audit event (by its request's `actor`)
+/// and an outbox event per stored row, and the group's read audit events. Returns the
+/// stored rows.
+pub async fn insert_group_audited(
+    conn: &mut AsyncPgConnection,
+    rows: &[&NewAdministrationRow],
+    actors: &[&str],
+    reads: &[&crate::responses::writer::AuditRecord],
+) -> QueryResult<Vec<AdministrationRow>> {
+    use diesel::sql_types::{Array, Jsonb, Text, Uuid as SqlUuid};
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let read_events: serde_json::Value = reads
+        .iter()
+        .map(|e| {
+            serde_json::json!({"org_id": e.org.0, "actor": e.actor, "action": e.action,
+                "resource_type": e.resource_type, "resource_id": e.resource_id, "detail": e.detail})
+        })
+        .collect();
+    diesel::sql_query(format!(
+        "WITH input AS (
+            SELECT * FROM jsonb_populate_recordset(NULL::responses, $1) WITH ORDINALITY AS i
+         ), ins AS (
+            INSERT INTO responses ({COLUMNS})
+            SELECT {COLUMNS} FROM input ORDER BY ordinality
+            ON CONFLICT (org_id, external_system, external_id) WHERE external_id IS NOT NULL DO NOTHING
+            RETURNING *
+         ), reads AS (
+            INSERT INTO audit_events (org_id, id, actor, action, resource_type, resource_id, detail)
+            SELECT org_id, gen_random_uuid(), actor, action, resource_type, resource_id, detail
+            FROM jsonb_to_recordset($4) AS r(org_id uuid, actor text, action text, resource_type text,
+                resource_id text, detail jsonb)
+         ), created AS (
+            INSERT INTO audit_events (org_id, id, actor, action, resource_type, resource_id, detail)
+            SELECT ins.org_id, gen_random_uuid(), a.actor, 'response.created', 'response', ins.id::text,
+                jsonb_build_object('instrument', ins.instrument_key, 'version', ins.instrument_version,
+                    'source', ins.source)
+            FROM ins JOIN unnest($2::uuid[], $3::text[]) AS a(id, actor) ON a.id = ins.id
+         ), outbox AS (
+            INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
+            SELECT org_id, gen_random_uuid(), 'response.created', id, patient, instrument_key, rater FROM ins
+         )
+         SELECT * FROM ins"
+    ))
+    .bind::<Jsonb, _>(batch_json(rows.iter().copied()))
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<Text>, _>(actors)
+    .bind::<Jsonb, _>(read_events)
+    .load(conn)
+    .await
 }
 
 /// Inserts a batch's rows (REST rows: no external_system; those whose external_id is stored
@@ -175,9 +232,6 @@ pub async fn insert_batch_audited(
         #[diesel(sql_type = Nullable<Bytea>)]
         existing_hash: Option<Vec<u8>>,
     }
-    const COLUMNS: &str = "org_id, id, instrument_key, instrument_version, patient, clinician, episode, rater,
-        administered_at, session, answers, external_id, payload_hash, source, created_by, total, mean, pomp,
-        subscales, answered, missing, prorated, flags, score_error, external_system, band";
     let outcomes: Vec<Outcome> = diesel::sql_query(format!(
         "WITH input AS (
             SELECT * FROM jsonb_populate_recordset(NULL::responses, $1) WITH ORDINALITY AS i

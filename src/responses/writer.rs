@@ -12,11 +12,10 @@
 //! than the database is written again row by row, so one bad row fails only its own
 //! request; a lost database fails the group with 503 and acknowledges nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
-use serde_json::json;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -24,7 +23,7 @@ use super::store::{self, AdministrationRow, NewAdministrationRow};
 use crate::db::DbPool;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::OrgId;
-use crate::schema::{audit_events, responses};
+use crate::schema::audit_events;
 
 type Reply = oneshot::Sender<ApiResult<Option<AdministrationRow>>>;
 
@@ -130,9 +129,10 @@ async fn write(pool: &DbPool, group: Vec<Job>) {
     let rows: Vec<&NewAdministrationRow> = responses.iter().map(|j| &j.row).collect();
     let actors: Vec<&str> = responses.iter().map(|j| j.actor.as_str()).collect();
     let events: Vec<&AuditRecord> = reads.iter().map(|j| &j.event).collect();
-    let written = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| insert_group(conn, &rows, &actors, &events).await)
-        .await;
+    // One statement: atomic without BEGIN/COMMIT round trips.
+    let written = store::insert_group_audited(&mut conn, &rows, &actors, &events)
+        .await
+        .map(|stored| stored.into_iter().map(|r| (r.id, r)).collect::<HashMap<Uuid, AdministrationRow>>());
     match written {
         Ok(mut stored) => {
             for job in responses {
@@ -198,49 +198,4 @@ async fn insert_audit(conn: &mut AsyncPgConnection, events: &[&AuditRecord]) -> 
         .values(rows)
         .execute(conn)
         .await
-}
-
-/// The group's read events, its rows (those whose external_id is free), their audit events
-/// and their outbox events; returns the stored rows by id.
-async fn insert_group(
-    conn: &mut AsyncPgConnection,
-    rows: &[&NewAdministrationRow],
-    actors: &[&str],
-    reads: &[&AuditRecord],
-) -> QueryResult<HashMap<Uuid, AdministrationRow>> {
-    let stored: Vec<AdministrationRow> = if rows.is_empty() {
-        Vec::new()
-    } else {
-        diesel::insert_into(responses::table)
-            .values(rows.to_vec())
-            .on_conflict((responses::org_id, responses::external_system, responses::external_id))
-            .filter_target(responses::external_id.is_not_null())
-            .do_nothing()
-            .returning(AdministrationRow::as_returning())
-            .get_results(conn)
-            .await?
-    };
-    // One statement for every audit event of the group: the reads' and the new rows'.
-    let actor_of: HashMap<Uuid, &str> = rows.iter().zip(actors).map(|(r, a)| (r.id, *a)).collect();
-    let created: Vec<AuditRecord> = stored
-        .iter()
-        .map(|r| AuditRecord {
-            org: r.org_id,
-            actor: actor_of.get(&r.id).copied().unwrap_or_default().to_string(),
-            action: "response.created".into(),
-            resource_type: "response".into(),
-            resource_id: Some(r.id.to_string()),
-            detail: json!({"instrument": r.instrument_key, "version": r.instrument_version, "source": r.source}),
-        })
-        .collect();
-    let events: Vec<&AuditRecord> = reads.iter().copied().chain(&created).collect();
-    insert_audit(conn, &events).await?;
-    let mut by_org: BTreeMap<OrgId, Vec<Uuid>> = BTreeMap::new();
-    for r in &stored {
-        by_org.entry(r.org_id).or_default().push(r.id);
-    }
-    for (org, ids) in by_org {
-        store::record_events(conn, org, &ids, "response.created").await?;
-    }
-    Ok(stored.into_iter().map(|r| (r.id, r)).collect())
 }

@@ -1,8 +1,8 @@
 //! The group-commit writer of every durable write that answers a request: single responses
 //! (with their audit and outbox events) and the audit events of reads. Requests queue; one
-//! task takes everything queued (up to `RAPPORT_WRITE_BATCH`), writes it with multi-row
-//! statements in one transaction on a connection of its own, and answers each request
-//! after the commit. Nothing waits on a
+//! task takes everything queued (up to `RAPPORT_WRITE_BATCH`), writes it with one statement
+//! (`store::insert_group_audited`, atomic by itself) on a connection of its own, and answers
+//! each request after the commit. Nothing waits on a
 //! timer: an idle writer commits a single request at once, and groups grow only while a
 //! commit is under way.
 //!
@@ -132,7 +132,12 @@ async fn write(pool: &DbPool, group: Vec<Job>) {
     // One statement: atomic without BEGIN/COMMIT round trips.
     let written = store::insert_group_audited(&mut conn, &rows, &actors, &events)
         .await
-        .map(|stored| stored.into_iter().map(|r| (r.id, r)).collect::<HashMap<Uuid, AdministrationRow>>());
+        .map(|stored| {
+            stored
+                .into_iter()
+                .map(|r| (r.id, r))
+                .collect::<HashMap<Uuid, AdministrationRow>>()
+        });
     match written {
         Ok(mut stored) => {
             for job in responses {

@@ -276,69 +276,6 @@ pub async fn insert_batch_audited(
         .collect())
 }
 
-/// Inserts one row with its `response.created` audit and outbox events in a single
-/// statement (atomic without BEGIN/COMMIT round trips); `None`, and no event, when the
-/// external_id is already stored. The group-commit writer's way to write a row alone, when
-/// its group failed for a reason other than the database.
-pub async fn insert_one_audited(
-    conn: &mut AsyncPgConnection,
-    row: &NewAdministrationRow,
-    actor: &str,
-) -> QueryResult<Option<AdministrationRow>> {
-    use diesel::sql_types::{Array, Bool, Bytea, Float8, Int4, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-    diesel::sql_query(
-        "WITH ins AS (
-            INSERT INTO responses (org_id, id, instrument_key, instrument_version, patient, clinician, episode,
-                rater, administered_at, session, answers, external_id, payload_hash, source, created_by,
-                total, mean, pomp, subscales, answered, missing, prorated, flags, score_error, external_system, band)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                $16, $17, $18, $19, $20, $21, $22, $23, $24, $27, $28)
-            ON CONFLICT (org_id, external_system, external_id) WHERE external_id IS NOT NULL DO NOTHING
-            RETURNING *
-        ), audit AS (
-            INSERT INTO audit_events (org_id, id, actor, action, resource_type, resource_id, detail)
-            SELECT org_id, $25, $26, 'response.created', 'response', id::text,
-                jsonb_build_object('instrument', instrument_key, 'version', instrument_version, 'source', source)
-            FROM ins
-        ), outbox AS (
-            INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
-            SELECT org_id, gen_random_uuid(), 'response.created', id, patient, instrument_key, rater FROM ins
-        )
-        SELECT * FROM ins",
-    )
-    .bind::<SqlUuid, _>(row.org_id)
-    .bind::<SqlUuid, _>(row.id)
-    .bind::<Text, _>(&row.instrument_key)
-    .bind::<Int4, _>(row.instrument_version)
-    .bind::<Text, _>(&row.patient)
-    .bind::<Nullable<Text>, _>(&row.clinician)
-    .bind::<Nullable<Text>, _>(&row.episode)
-    .bind::<Text, _>(&row.rater)
-    .bind::<Timestamptz, _>(row.administered_at)
-    .bind::<Nullable<Int4>, _>(row.session)
-    .bind::<Jsonb, _>(&row.answers)
-    .bind::<Nullable<Text>, _>(&row.external_id)
-    .bind::<Bytea, _>(&row.payload_hash)
-    .bind::<Text, _>(row.source)
-    .bind::<Text, _>(&row.created_by)
-    .bind::<Nullable<Float8>, _>(row.total)
-    .bind::<Nullable<Float8>, _>(row.mean)
-    .bind::<Nullable<Float8>, _>(row.pomp)
-    .bind::<Nullable<Jsonb>, _>(&row.subscales)
-    .bind::<Nullable<Int4>, _>(row.answered)
-    .bind::<Nullable<Int4>, _>(row.missing)
-    .bind::<Nullable<Bool>, _>(row.prorated)
-    .bind::<Nullable<Array<Text>>, _>(&row.flags)
-    .bind::<Nullable<Text>, _>(&row.score_error)
-    .bind::<SqlUuid, _>(Uuid::new_v4())
-    .bind::<Text, _>(actor)
-    .bind::<Nullable<Text>, _>(&row.external_system)
-    .bind::<Nullable<Text>, _>(&row.band)
-    .get_result(conn)
-    .await
-    .optional()
-}
-
 pub async fn find(conn: &mut AsyncPgConnection, org: OrgId, id: ResponseId) -> QueryResult<Option<AdministrationRow>> {
     responses::table
         .filter(responses::org_id.eq(org).and(responses::id.eq(id)))

@@ -14,8 +14,6 @@
 
 use std::collections::HashMap;
 
-use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -23,7 +21,6 @@ use super::store::{self, AdministrationRow, NewAdministrationRow};
 use crate::db::DbPool;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::OrgId;
-use crate::schema::audit_events;
 
 type Reply = oneshot::Sender<ApiResult<Option<AdministrationRow>>>;
 
@@ -151,13 +148,14 @@ async fn write(pool: &DbPool, group: Vec<Job>) {
         // Not the database: some row failed. Each on its own, so only that one fails.
         Err(_) => {
             for job in responses {
-                let alone = store::insert_one_audited(&mut conn, &job.row, &job.actor)
+                let alone = store::insert_group_audited(&mut conn, &[&job.row], &[job.actor.as_str()], &[])
                     .await
+                    .map(|mut stored| stored.pop())
                     .map_err(ApiError::from);
                 let _ = job.reply.send(alone);
             }
             for job in reads {
-                let alone = insert_audit(&mut conn, &[&job.event])
+                let alone = store::insert_group_audited(&mut conn, &[], &[], &[&job.event])
                     .await
                     .map(|_| ())
                     .map_err(ApiError::from);
@@ -178,29 +176,4 @@ fn fail_all(responses: Vec<ResponseJob>, reads: Vec<AuditJob>) {
     for job in reads {
         let _ = job.reply.send(Err(unavailable()));
     }
-}
-
-/// Audit events, in one statement.
-async fn insert_audit(conn: &mut AsyncPgConnection, events: &[&AuditRecord]) -> QueryResult<usize> {
-    if events.is_empty() {
-        return Ok(0);
-    }
-    let rows: Vec<_> = events
-        .iter()
-        .map(|e| {
-            (
-                audit_events::org_id.eq(e.org),
-                audit_events::id.eq(Uuid::new_v4()),
-                audit_events::actor.eq(e.actor.as_str()),
-                audit_events::action.eq(e.action.as_str()),
-                audit_events::resource_type.eq(e.resource_type.as_str()),
-                audit_events::resource_id.eq(e.resource_id.as_deref()),
-                audit_events::detail.eq(&e.detail),
-            )
-        })
-        .collect();
-    diesel::insert_into(audit_events::table)
-        .values(rows)
-        .execute(conn)
-        .await
 }

@@ -41,7 +41,7 @@ function showError(err) {
     box.append(h('ul', {}, fields.map((f) => h('li', {}, `${f.pointer || '(body)'}: ${f.detail}`))));
   }
   box.hidden = false;
-  box.focus?.();
+  box.focus();
 }
 
 async function api(path, { method = 'GET', body, raw = false } = {}) {

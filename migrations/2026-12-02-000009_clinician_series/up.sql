@@ -18,6 +18,9 @@ CREATE TABLE clinician_series (
     session3_count      BIGINT NOT NULL,
     PRIMARY KEY (org_id, instrument_key, rater, clinician, patient)
 );
+-- The outbox worker refreshes a patient's series: found by patient, not by clinician (the
+-- primary key alone would scan every series of the instrument).
+CREATE INDEX clinician_series_by_patient ON clinician_series (org_id, patient, instrument_key, rater);
 
 INSERT INTO clinician_series
 SELECT org_id, instrument_key, rater, clinician, patient,

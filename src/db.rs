@@ -13,6 +13,9 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::config::Settings;
 use crate::error::ApiError;
 
+mod prepared;
+pub use prepared::Prepared;
+
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = Object<AsyncPgConnection>;
 pub type BoxError = Box<dyn StdError + Send + Sync>;

@@ -93,13 +93,10 @@ impl<'a> SeriesArrays<'a> {
         arrays
     }
 
-    pub fn query(
-        &self,
-        sql: &str,
-    ) -> diesel::query_builder::BoxedSqlQuery<'_, diesel::pg::Pg, diesel::query_builder::SqlQuery> {
+    /// `sql` (a fixed text) with the four arrays bound as `$1`..`$4`.
+    pub fn query(&self, sql: &str) -> crate::db::Prepared<'_> {
         use diesel::sql_types::Array;
-        diesel::sql_query(sql)
-            .into_boxed()
+        crate::db::Prepared::new(sql)
             .bind::<Array<SqlUuid>, _>(&self.orgs)
             .bind::<Array<Text>, _>(&self.patients)
             .bind::<Array<Text>, _>(&self.instruments)
@@ -195,7 +192,7 @@ pub async fn lock_series(conn: &mut AsyncPgConnection, keys: &[SeriesKey]) -> Qu
         .iter()
         .map(|k| format!("{}|{}|{}|{}", k.org, k.patient, k.instrument, k.rater))
         .collect();
-    diesel::sql_query(
+    crate::db::Prepared::new(
         "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 42)))
          FROM (SELECT unnest($1::text[]) AS k ORDER BY 1) AS keys",
     )
@@ -245,7 +242,7 @@ impl Upserted {
 /// resolving point exists, re-opened when that point went away, and left alone otherwise
 /// (acknowledgements stay). Applying the same state twice changes nothing.
 pub async fn upsert(conn: &mut AsyncPgConnection, key: &SeriesKey, a: &Upsert<'_>) -> QueryResult<Upserted> {
-    diesel::sql_query(
+    crate::db::Prepared::new(
         "WITH before AS (SELECT status FROM alerts WHERE org_id = $1 AND fingerprint = $10)
          INSERT INTO alerts (org_id, id, kind, status, patient, clinician, episode, instrument_key,
             instrument_version, rater, response_id, fingerprint, detail, resolved_at, resolved_by_response_id)
@@ -355,7 +352,7 @@ pub async fn acknowledge(
     actor: &str,
     note: Option<&str>,
 ) -> QueryResult<Option<AlertRow>> {
-    diesel::sql_query(
+    crate::db::Prepared::new(
         "UPDATE alerts SET
             status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END,
             acknowledged_at = COALESCE(acknowledged_at, now()),

@@ -150,7 +150,7 @@ pub async fn clinician_series(
     rater: &str,
     clinician: Option<&str>,
 ) -> QueryResult<Vec<ClinicianSeries>> {
-    diesel::sql_query(format!(
+    crate::db::Prepared::new(format!(
         "WITH pending AS (
              SELECT DISTINCT patient FROM outbox_events
              WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND processed_at IS NULL)
@@ -224,7 +224,7 @@ pub async fn session_aggregates(
     rater: &str,
     clinician: Option<&str>,
 ) -> QueryResult<Vec<SessionAggregate>> {
-    diesel::sql_query(
+    crate::db::Prepared::new(
         "SELECT session, count(*) AS n, avg(total) AS mean, stddev_samp(total) AS sd
          FROM responses
          WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND status = 'active'

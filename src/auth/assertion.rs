@@ -133,7 +133,7 @@ async fn remember_jti(
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    let fresh: Fresh = diesel::sql_query(
+    let fresh: Fresh = crate::db::Prepared::new(
         "WITH swept AS (
              DELETE FROM client_assertion_jtis WHERE org_id = $1 AND expires_at < now() - interval '1 minute'),
          kept AS (

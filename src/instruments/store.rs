@@ -218,7 +218,7 @@ pub async fn insert_draft(
 ) -> QueryResult<Result<VersionRow, i32>> {
     // One writer per (organisation, key) at a time, until the caller's transaction ends:
     // concurrent creates of one key queue here instead of racing for a version number.
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 7))")
+    crate::db::Prepared::new("SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 7))")
         .bind::<diesel::sql_types::Text, _>(org.to_string())
         .bind::<diesel::sql_types::Text, _>(key)
         .execute(conn)

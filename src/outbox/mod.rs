@@ -173,15 +173,16 @@ pub async fn background_figures(
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let lag: Lag = diesel::sql_query(
+    let lag: Lag = crate::db::Prepared::new(
         "SELECT COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS seconds
          FROM outbox_events WHERE processed_at IS NULL",
     )
     .get_result(conn)
     .await?;
-    let counts: Vec<Count> = diesel::sql_query("SELECT kind, status, count(*) AS n FROM alerts GROUP BY kind, status")
-        .load(conn)
-        .await?;
+    let counts: Vec<Count> =
+        crate::db::Prepared::new("SELECT kind, status, count(*) AS n FROM alerts GROUP BY kind, status")
+            .load(conn)
+            .await?;
     Ok((
         lag.seconds,
         counts.into_iter().map(|c| (c.kind, c.status, c.n)).collect(),

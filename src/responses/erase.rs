@@ -56,7 +56,7 @@ struct Series {
 async fn erase(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> diesel::QueryResult<Counts> {
     // Under the patient's series locks: an outbox worker evaluating one of them finishes
     // first, or starts after and finds nothing.
-    let series: Vec<Series> = diesel::sql_query(
+    let series: Vec<Series> = crate::db::Prepared::new(
         "SELECT DISTINCT instrument_key, rater FROM responses WHERE org_id = $1 AND patient = $2
          UNION SELECT DISTINCT instrument_key, rater FROM alerts WHERE org_id = $1 AND patient = $2",
     )
@@ -74,7 +74,7 @@ async fn erase(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> diese
         })
         .collect();
     crate::alerts::store::lock_series(conn, &keys).await?;
-    diesel::sql_query(
+    crate::db::Prepared::new(
         "WITH r AS (DELETE FROM responses WHERE org_id = $1 AND patient = $2 RETURNING 1),
               a AS (DELETE FROM alerts WHERE org_id = $1 AND patient = $2 RETURNING 1),
               o AS (DELETE FROM outbox_events WHERE org_id = $1 AND patient = $2 RETURNING 1),

@@ -179,7 +179,7 @@ pub async fn insert_group_audited(
                 "resource_type": e.resource_type, "resource_id": e.resource_id, "detail": e.detail})
         })
         .collect();
-    diesel::sql_query(format!(
+    crate::db::Prepared::new(format!(
         "WITH input AS (
             SELECT * FROM jsonb_populate_recordset(NULL::responses, $1) WITH ORDINALITY AS i
          ), ins AS (
@@ -205,7 +205,7 @@ pub async fn insert_group_audited(
          SELECT * FROM ins"
     ))
     .bind::<Jsonb, _>(batch_json(rows.iter().copied()))
-    .bind::<Array<SqlUuid>, _>(&ids)
+    .bind::<Array<SqlUuid>, _>(ids)
     .bind::<Array<Text>, _>(actors)
     .bind::<Jsonb, _>(read_events)
     .load(conn)
@@ -232,7 +232,7 @@ pub async fn insert_batch_audited(
         #[diesel(sql_type = Nullable<Bytea>)]
         existing_hash: Option<Vec<u8>>,
     }
-    let outcomes: Vec<Outcome> = diesel::sql_query(format!(
+    let outcomes: Vec<Outcome> = crate::db::Prepared::new(format!(
         "WITH input AS (
             SELECT * FROM jsonb_populate_recordset(NULL::responses, $1) WITH ORDINALITY AS i
          ), ins AS (

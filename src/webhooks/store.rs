@@ -132,7 +132,7 @@ pub async fn rotate(
     secret: &str,
     overlap: std::time::Duration,
 ) -> QueryResult<Option<EndpointRow>> {
-    diesel::sql_query(
+    crate::db::Prepared::new(
         "UPDATE webhook_endpoints SET previous_secret = secret, secret = $3,
             previous_secret_expires_at = now() + make_interval(secs => $4)
          WHERE org_id = $1 AND id = $2",
@@ -288,7 +288,7 @@ pub struct Claimed {
 /// while it sends them and records the outcomes: when its instance dies, the lock goes
 /// with the connection and another worker sends them again at once.
 pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Claimed>> {
-    diesel::sql_query(
+    crate::db::Prepared::new(
         "SELECT d.org_id, d.id, d.endpoint_id, d.event_id, d.body, d.attempts, e.url,
             e.status AS endpoint_status, e.secret,
             CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END AS previous_secret

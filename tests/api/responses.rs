@@ -2,6 +2,8 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
+use rapport::responses::store::NewAdministrationRow;
+
 use crate::helpers::{TestApp, assert_problem, item_strings, pointers};
 
 pub fn wai_sr(patient: &str, external_id: Option<&str>) -> Value {
@@ -597,4 +599,148 @@ async fn a_batch_row_is_stored_like_a_single_post() {
     assert_eq!(stored, single);
     assert_eq!(stored["score"]["prorated"], true, "{stored}");
     assert_eq!(stored["administered_at"], "2026-03-04T15:20:00.123456Z");
+}
+
+/// A prepared row as `prepare` would make it, for driving the writer directly.
+fn writer_row(org: rapport::ids::OrgId, patient: &str, external_id: Option<&str>) -> NewAdministrationRow {
+    NewAdministrationRow {
+        org_id: org,
+        id: uuid::Uuid::new_v4(),
+        instrument_key: "wai-sr".into(),
+        instrument_version: 1,
+        patient: patient.into(),
+        clinician: Some("dr-9".into()),
+        episode: None,
+        rater: "patient".into(),
+        administered_at: chrono::Utc::now(),
+        session: Some(3),
+        answers: json!({"1": 1}),
+        external_id: external_id.map(str::to_string),
+        payload_hash: vec![1, 2, 3],
+        source: rapport::responses::model::Source::Api,
+        created_by: "writer-test".into(),
+        total: Some(33.0),
+        mean: Some(2.75),
+        pomp: Some(43.75),
+        subscales: None,
+        answered: Some(12),
+        missing: Some(0),
+        prorated: Some(false),
+        flags: None,
+        score_error: None,
+        external_system: None,
+        band: None,
+    }
+}
+
+/// One group of four requests, one of which the database refuses (a session of 0 breaks the
+/// table's check; validation would never let it through): the writer answers the other three
+/// as if alone (stored, stored, duplicate of the row before it) and stores nothing of the bad one.
+#[tokio::test]
+async fn a_row_the_database_refuses_fails_only_its_own_request_in_a_group() {
+    use rapport::responses::writer::Writer;
+    let app = TestApp::spawn().await;
+    let mut conn = app.db().await;
+    let org = rapport::organizations::store::find_by_slug(&mut conn, "default")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let pool = rapport::db::create_pool(&crate::helpers::test_settings(&app.db_name)).unwrap();
+    let sizes = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "group sizes")).unwrap();
+    let writer = Writer::start(pool, 256, sizes.clone());
+
+    let mut bad = writer_row(org, "p-w-bad", None);
+    bad.session = Some(0);
+    let rows = [
+        writer_row(org, "p-w-1", None),
+        bad,
+        writer_row(org, "p-w-2", Some("enc-w")),
+        writer_row(org, "p-w-3", Some("enc-w")),
+    ];
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.id).collect();
+    // Polled together before the writer task runs: they queue, and it takes them as one group.
+    let results = futures_util::future::join_all(rows.into_iter().map(|r| writer.insert(r, "writer-test"))).await;
+    assert_eq!(
+        (sizes.get_sample_count(), sizes.get_sample_sum()),
+        (1, 4.0),
+        "one group of four"
+    );
+
+    assert_eq!(results[0].as_ref().unwrap().as_ref().unwrap().id, ids[0]);
+    assert!(results[1].is_err(), "the refused row fails: {:?}", results[1]);
+    assert_eq!(results[2].as_ref().unwrap().as_ref().unwrap().id, ids[2]);
+    assert!(
+        results[3].as_ref().unwrap().is_none(),
+        "the same external_id again is not stored"
+    );
+
+    let stored: Vec<uuid::Uuid> = rapport::responses::store::find_many(&mut conn, org, &ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(stored.iter().collect::<HashSet<_>>(), HashSet::from([&ids[0], &ids[2]]));
+    for (table, filter) in [
+        ("audit_events", "action = 'response.created' AND resource_id = ANY($1)"),
+        ("outbox_events", "response_id::text = ANY($1)"),
+    ] {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let every: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        let n: N = diesel_async::RunQueryDsl::get_result(
+            diesel::sql_query(format!("SELECT count(*) AS n FROM {table} WHERE {filter}"))
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&every),
+            &mut conn,
+        )
+        .await
+        .unwrap();
+        assert_eq!(n.n, 2, "{table}: one row for each stored response");
+    }
+}
+
+/// Hand-written statements are prepared once per connection: Postgres holds the statement
+/// after the first call, and the second call reuses it (a plain `sql_query` is never kept).
+#[tokio::test]
+async fn hand_written_statements_are_prepared_once_per_connection() {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let app = TestApp::spawn().await;
+    let mut conn = app.db().await;
+    for i in 0..3_i64 {
+        let got: N = diesel_async::RunQueryDsl::get_result(
+            rapport::db::Prepared::new("SELECT $1::int8 + 1 AS n /* prepared-probe */")
+                .bind::<diesel::sql_types::BigInt, _>(i),
+            &mut conn,
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.n, i + 1);
+        let _: N = diesel_async::RunQueryDsl::get_result(
+            diesel::sql_query("SELECT 1::int8 AS n /* unprepared-probe */"),
+            &mut conn,
+        )
+        .await
+        .unwrap();
+    }
+    let held = |marker: &'static str| {
+        diesel::sql_query(format!(
+            "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE '%{marker}%'
+             AND statement NOT LIKE '%pg_prepared_statements%'"
+        ))
+    };
+    let prepared: N = diesel_async::RunQueryDsl::get_result(held("/* prepared-probe"), &mut conn)
+        .await
+        .unwrap();
+    let plain: N = diesel_async::RunQueryDsl::get_result(held("/* unprepared-probe"), &mut conn)
+        .await
+        .unwrap();
+    assert_eq!((prepared.n, plain.n), (1, 0));
 }

@@ -13,7 +13,9 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::config::Settings;
 use crate::error::ApiError;
 
+mod json_text;
 mod prepared;
+pub use json_text::JsonText;
 pub use prepared::Prepared;
 
 pub type DbPool = Pool<AsyncPgConnection>;

@@ -1,5 +1,6 @@
 //! `GET /v1/exports/responses`: streamed NDJSON or CSV, pseudonymised by default.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -7,7 +8,8 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{csv_error, pseudonym, pseudonym_secret, text_cell};
@@ -15,8 +17,8 @@ use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::instruments::{LoadedInstrument, LookupError, Wanted};
-use crate::responses::model::{Administration, ListQuery, ResponseStatus};
-use crate::responses::store::{self, AdministrationRow};
+use crate::responses::model::{ListQuery, ResponseStatus};
+use crate::responses::store::{self, ExportRow};
 use crate::scoring::Rater;
 use crate::state::AppState;
 
@@ -95,53 +97,124 @@ pub fn csv_header(instrument: &LoadedInstrument) -> Vec<String> {
     header
 }
 
-/// A response as a pseudonymised NDJSON line: the response shape without what can identify
-/// (the external id and its system, and the free-text void reason).
+/// A response as an NDJSON line: the response shape (`Administration`), written straight
+/// from the export row with its JSON columns passed through. A pseudonymised line leaves out
+/// what can identify (the external id and its system, and the free-text void reason).
 #[derive(serde::Serialize)]
-struct PseudonymisedLine<'a> {
+struct Line<'a> {
     id: &'a uuid::Uuid,
     instrument: &'a str,
     instrument_version: i32,
     patient: &'a str,
     clinician: Option<&'a str>,
     episode: Option<&'a str>,
-    rater: crate::scoring::Rater,
+    rater: &'a str,
     administered_at: &'a DateTime<Utc>,
     session: Option<i32>,
-    answers: &'a serde_json::Map<String, Value>,
+    /// Identified lines only (then present, also when null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_id: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_system: Option<&'a str>,
+    answers: &'a RawValue,
     source: crate::responses::model::Source,
     status: ResponseStatus,
+    /// Identified lines only (then present, also when null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    void_reason: Option<Option<&'a str>>,
     created_at: &'a DateTime<Utc>,
-    score: Option<&'a crate::scoring::Score>,
+    score: Option<LineScore<'a>>,
     score_error: Option<&'a str>,
 }
 
-impl<'a> PseudonymisedLine<'a> {
-    fn of(a: &'a Administration) -> Self {
-        PseudonymisedLine {
-            id: &a.id,
-            instrument: &a.instrument,
-            instrument_version: a.instrument_version,
-            patient: &a.patient,
-            clinician: a.clinician.as_deref(),
-            episode: a.episode.as_deref(),
-            rater: a.rater,
-            administered_at: &a.administered_at,
-            session: a.session,
-            answers: &a.answers,
-            source: a.source,
-            status: a.status,
-            created_at: &a.created_at,
-            score: a.score.as_ref(),
-            score_error: a.score_error.as_deref(),
+/// `Score` as the row holds it.
+#[derive(serde::Serialize)]
+struct LineScore<'a> {
+    total: f64,
+    mean: f64,
+    pomp: f64,
+    subscales: &'a RawValue,
+    answered: u32,
+    missing: u32,
+    prorated: bool,
+    flags: &'a [String],
+    band: Option<&'a str>,
+}
+
+/// The entries of a JSON object with their values as raw JSON, sorted by `key_order` (keys
+/// borrowed unless they hold escapes); anything but an object has none.
+fn object_entries(json: &RawValue) -> Vec<(Cow<'_, str>, &RawValue)> {
+    struct Key<'a>(Cow<'a, str>);
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Text;
+            impl<'de> serde::de::Visitor<'de> for Text {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object key")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                    Ok(Key(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                    Ok(Key(Cow::Owned(v.to_string())))
+                }
+            }
+            d.deserialize_str(Text)
         }
     }
+    struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+    impl<'de> Deserialize<'de> for Entries<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Object;
+            impl<'de> serde::de::Visitor<'de> for Object {
+                type Value = Entries<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                    while let Some((Key(k), v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                        entries.push((k, v));
+                    }
+                    Ok(Entries(entries))
+                }
+            }
+            d.deserialize_map(Object)
+        }
+    }
+    let mut entries = serde_json::from_str::<Entries<'_>>(json.get())
+        .map(|e| e.0)
+        .unwrap_or_default();
+    entries.sort_by(|a, b| key_order(&a.0, &b.0));
+    entries
+}
+
+/// Shorter keys first, then bytewise (the order `jsonb` keeps, so sorting is a no-op).
+fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// The raw value of `key` among sorted `entries`.
+fn entry<'a>(entries: &[(Cow<'_, str>, &'a RawValue)], key: &str) -> Option<&'a RawValue> {
+    let at = entries.binary_search_by(|(k, _)| key_order(k, key)).ok()?;
+    entries.get(at).map(|(_, v)| *v)
+}
+
+/// A raw JSON value that is a number (answers can be strings or codes in custom instruments;
+/// the CSV's item cells hold numbers only).
+fn raw_number(v: &RawValue) -> Option<&str> {
+    let text = v.get();
+    text.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+        .then_some(text)
 }
 
 struct Renderer {
     format: ExportFormat,
     secret: Option<Vec<u8>>,
     instrument: Arc<LoadedInstrument>,
+    /// `{}`, for a score stored without subscales.
+    no_subscales: Box<RawValue>,
 }
 
 pub(super) fn number(v: Option<f64>) -> String {
@@ -156,21 +229,48 @@ impl Renderer {
         }
     }
 
-    fn render(&self, rows: Vec<AdministrationRow>, out: &mut Vec<u8>) -> Result<(), ApiError> {
+    fn render(&self, rows: Vec<ExportRow>, out: &mut Vec<u8>) -> Result<(), ApiError> {
         match self.format {
             ExportFormat::Ndjson => {
+                let identified = self.secret.is_none();
                 for row in rows {
-                    let mut a = Administration::from(row);
-                    let written = match &self.secret {
-                        None => serde_json::to_writer(&mut *out, &a),
-                        Some(_) => {
-                            a.patient = self.reference(&a.patient);
-                            a.clinician = a.clinician.as_deref().map(|c| self.reference(c));
-                            a.episode = a.episode.as_deref().map(|e| self.reference(e));
-                            serde_json::to_writer(&mut *out, &PseudonymisedLine::of(&a))
-                        }
+                    let (patient, clinician, episode) = (
+                        self.reference(&row.patient),
+                        row.clinician.as_deref().map(|c| self.reference(c)),
+                        row.episode.as_deref().map(|e| self.reference(e)),
+                    );
+                    let score = row.total.map(|total| LineScore {
+                        total,
+                        mean: row.mean.unwrap_or_default(),
+                        pomp: row.pomp.unwrap_or_default(),
+                        subscales: row.subscales.as_ref().map_or(&*self.no_subscales, |s| &*s.0),
+                        answered: row.answered.unwrap_or_default() as u32,
+                        missing: row.missing.unwrap_or_default() as u32,
+                        prorated: row.prorated.unwrap_or_default(),
+                        flags: row.flags.as_deref().unwrap_or_default(),
+                        band: row.band.as_deref(),
+                    });
+                    let line = Line {
+                        id: &row.id,
+                        instrument: &row.instrument_key,
+                        instrument_version: row.instrument_version,
+                        patient: &patient,
+                        clinician: clinician.as_deref(),
+                        episode: episode.as_deref(),
+                        rater: &row.rater,
+                        administered_at: &row.administered_at,
+                        session: row.session,
+                        external_id: identified.then_some(row.external_id.as_deref()),
+                        external_system: row.external_system.as_deref().filter(|_| identified),
+                        answers: &row.answers.0,
+                        source: row.source,
+                        status: row.status,
+                        void_reason: identified.then_some(row.void_reason.as_deref()),
+                        created_at: &row.created_at,
+                        score,
+                        score_error: row.score_error.as_deref(),
                     };
-                    written.map_err(|e| ApiError::internal(e.to_string()))?;
+                    serde_json::to_writer(&mut *out, &line).map_err(|e| ApiError::internal(e.to_string()))?;
                     out.push(b'\n');
                 }
             }
@@ -188,7 +288,6 @@ impl Renderer {
                     writer.write_field(&cell).map_err(csv_error)
                 };
                 for row in rows {
-                    let score = row.score();
                     let reference = |r: Option<&str>| r.map(|v| text_cell(&self.reference(v))).unwrap_or_default();
                     field(&mut writer, Some(&row.id))?;
                     writer.write_field(text_cell(&row.instrument_key)).map_err(csv_error)?;
@@ -206,9 +305,10 @@ impl Renderer {
                         .map_err(csv_error)?;
                     field(&mut writer, row.session.as_ref().map(|s| s as &dyn std::fmt::Display))?;
                     writer.write_field(row.status.as_str()).map_err(csv_error)?;
+                    let answers = object_entries(&row.answers.0);
                     for item in &self.instrument.version.items {
-                        let answer = row.answers.get(&item.id).filter(|v| v.is_number());
-                        field(&mut writer, answer.map(|v| v as &dyn std::fmt::Display))?;
+                        let answer = entry(&answers, &item.id).and_then(raw_number);
+                        writer.write_field(answer.unwrap_or_default()).map_err(csv_error)?;
                     }
                     for n in [row.total, row.mean, row.pomp] {
                         field(&mut writer, n.as_ref().map(|v| v as &dyn std::fmt::Display))?;
@@ -216,10 +316,16 @@ impl Renderer {
                     writer
                         .write_field(text_cell(row.band.as_deref().unwrap_or_default()))
                         .map_err(csv_error)?;
+                    // Subscales count only for a scored row (as in the response's `score`).
+                    let subscales = match (&row.subscales, row.total) {
+                        (Some(s), Some(_)) => object_entries(&s.0),
+                        _ => Vec::new(),
+                    };
                     for s in &self.instrument.version.subscales {
-                        let sub = score.as_ref().and_then(|sc| sc.subscales.get(&s.key));
-                        field(&mut writer, sub.map(|x| &x.total as &dyn std::fmt::Display))?;
-                        field(&mut writer, sub.map(|x| &x.mean as &dyn std::fmt::Display))?;
+                        let sub = entry(&subscales, &s.key)
+                            .and_then(|raw| serde_json::from_str::<crate::scoring::SubscaleScore>(raw.get()).ok());
+                        field(&mut writer, sub.as_ref().map(|x| &x.total as &dyn std::fmt::Display))?;
+                        field(&mut writer, sub.as_ref().map(|x| &x.mean as &dyn std::fmt::Display))?;
                     }
                     field(&mut writer, row.prorated.as_ref().map(|p| p as &dyn std::fmt::Display))?;
                     writer
@@ -234,7 +340,7 @@ impl Renderer {
     }
 }
 
-type Chunk = tokio::task::JoinHandle<ApiResult<Vec<AdministrationRow>>>;
+type Chunk = tokio::task::JoinHandle<ApiResult<Vec<ExportRow>>>;
 
 struct Cursor {
     state: web::Data<AppState>,
@@ -252,7 +358,7 @@ fn fetch(state: &web::Data<AppState>, org: crate::ids::OrgId, query: &Arc<ListQu
     let (state, query) = (state.clone(), query.clone());
     tokio::spawn(async move {
         let mut conn = state.read_conn().await?;
-        Ok(store::list(&mut conn, org, &query, after, CHUNK).await?)
+        Ok(store::export_page(&mut conn, org, &query, after, CHUNK).await?)
     })
 }
 
@@ -354,6 +460,7 @@ pub async fn export_responses(
         format,
         secret,
         instrument: instrument.clone(),
+        no_subscales: RawValue::from_string("{}".to_string()).map_err(|e| ApiError::internal(e.to_string()))?,
     };
     let preface = match format {
         ExportFormat::Csv => {

@@ -364,6 +364,16 @@ fn filtered<'a>(org: OrgId, q: &ListQuery) -> Boxed<'a> {
     query
 }
 
+/// One page of the filtered list in insert order: after the `after` sequence number, one row
+/// more than `limit` (to tell whether a next page exists).
+fn page<'a>(org: OrgId, q: &ListQuery, after: Option<i64>, limit: i64) -> Boxed<'a> {
+    let mut query = filtered(org, q).order(responses::seq.asc()).limit(limit + 1);
+    if let Some(seq) = after {
+        query = query.filter(responses::seq.gt(seq));
+    }
+    query
+}
+
 /// The filtered list in insert order, after the `after` sequence number.
 pub async fn list(
     conn: &mut AsyncPgConnection,
@@ -372,14 +382,58 @@ pub async fn list(
     after: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<AdministrationRow>> {
-    let mut query = filtered(org, q)
+    page(org, q, after, limit)
         .select(AdministrationRow::as_select())
-        .order(responses::seq.asc())
-        .limit(limit + 1);
-    if let Some(seq) = after {
-        query = query.filter(responses::seq.gt(seq));
-    }
-    query.load(conn).await
+        .load(conn)
+        .await
+}
+
+/// What the export writes of a response: no organisation, payload hash, author or void
+/// time, and the JSON columns as their text (passed through, not parsed).
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = responses, check_for_backend(diesel::pg::Pg))]
+pub struct ExportRow {
+    pub id: Uuid,
+    pub seq: i64,
+    pub instrument_key: String,
+    pub instrument_version: i32,
+    pub patient: String,
+    pub clinician: Option<String>,
+    pub episode: Option<String>,
+    pub rater: String,
+    pub administered_at: DateTime<Utc>,
+    pub session: Option<i32>,
+    pub external_id: Option<String>,
+    pub external_system: Option<String>,
+    pub answers: crate::db::JsonText,
+    pub source: Source,
+    pub status: ResponseStatus,
+    pub void_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub total: Option<f64>,
+    pub mean: Option<f64>,
+    pub pomp: Option<f64>,
+    pub subscales: Option<crate::db::JsonText>,
+    pub answered: Option<i32>,
+    pub missing: Option<i32>,
+    pub prorated: Option<bool>,
+    pub flags: Option<Vec<String>>,
+    pub score_error: Option<String>,
+    pub band: Option<String>,
+}
+
+/// `list` for the export: the same page, only the exported columns.
+pub async fn export_page(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    q: &ListQuery,
+    after: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<ExportRow>> {
+    page(org, q, after, limit)
+        .select(ExportRow::as_select())
+        .load(conn)
+        .await
 }
 
 /// How many responses the filters match.

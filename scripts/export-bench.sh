@@ -43,7 +43,7 @@ for n in $SIZES; do
         '{\"task\":{\"total\":16,\"mean\":4},\"goal\":{\"total\":16,\"mean\":4},\"bond\":{\"total\":16,\"mean\":4}}'::jsonb,
         12, 0, false, '{}'::text[]
       FROM generate_series($have + 1, $n) AS g" >/dev/null
-    psql -q "$PGURL/$DB" -c "VACUUM ANALYZE responses" >/dev/null
+    psql -q "$PGURL/$DB" -c "VACUUM ANALYZE responses" -c "CHECKPOINT" >/dev/null
     have=$n
   fi
   for format in ndjson csv; do

@@ -498,3 +498,34 @@ pub async fn export_responses(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .streaming(stream))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_string()).unwrap()
+    }
+
+    #[test]
+    fn object_entries_find_every_key_also_escaped_ones_and_leave_values_raw() {
+        let answers = raw(r#"{"10": 4, "2": "often", "1": -1.5, "a\"b": 3, "nested": {"x": [1]}}"#);
+        let entries = object_entries(&answers);
+        assert_eq!(entries.len(), 5);
+        assert_eq!(entry(&entries, "1").map(RawValue::get), Some("-1.5"));
+        assert_eq!(entry(&entries, "10").map(RawValue::get), Some("4"));
+        assert_eq!(entry(&entries, "a\"b").map(RawValue::get), Some("3"));
+        assert_eq!(entry(&entries, "nested").map(RawValue::get), Some(r#"{"x": [1]}"#));
+        assert!(entry(&entries, "3").is_none());
+        assert!(object_entries(&raw("[1, 2]")).is_empty(), "not an object: no entries");
+    }
+
+    #[test]
+    fn only_numbers_fill_an_item_cell() {
+        assert_eq!(raw_number(&raw("4")), Some("4"));
+        assert_eq!(raw_number(&raw("-0.5")), Some("-0.5"));
+        assert_eq!(raw_number(&raw(r#""4""#)), None);
+        assert_eq!(raw_number(&raw("null")), None);
+        assert_eq!(raw_number(&raw("true")), None);
+    }
+}

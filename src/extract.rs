@@ -174,7 +174,7 @@ const REPEATED: &str = "rapport:repeated-member:";
 fn repeated_member(bytes: &[u8]) -> Option<String> {
     use serde::de::DeserializeSeed;
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    match (Walk(String::new())).deserialize(&mut de) {
+    match Walk(&Step::Root).deserialize(&mut de) {
         Err(e) => e.to_string().strip_prefix(REPEATED).map(|rest| {
             // serde_json appends " at line L column C".
             rest.rsplit_once(" at line ").map_or(rest, |(p, _)| p).to_string()
@@ -183,17 +183,56 @@ fn repeated_member(bytes: &[u8]) -> Option<String> {
     }
 }
 
-/// Walks a JSON value, failing at the first object that repeats a member name.
-struct Walk(String);
+/// Where a walk is, from the root; made into a JSON pointer only when it is reported.
+enum Step<'p> {
+    Root,
+    Member(&'p Step<'p>, &'p str),
+    Index(&'p Step<'p>, usize),
+}
 
-impl<'de> serde::de::DeserializeSeed<'de> for Walk {
+impl Step<'_> {
+    fn pointer(&self) -> String {
+        match self {
+            Step::Root => String::new(),
+            Step::Member(up, key) => format!("{}/{}", up.pointer(), escape_pointer(key)),
+            Step::Index(up, i) => format!("{}/{i}", up.pointer()),
+        }
+    }
+}
+
+/// A member name, borrowed from the body unless it holds escapes.
+struct Name<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'de> serde::de::Visitor<'de> for Text {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
+
+/// Walks a JSON value, failing at the first object that repeats a member name.
+struct Walk<'p>(&'p Step<'p>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> serde::de::Visitor<'de> for Walk {
+impl<'de> serde::de::Visitor<'de> for Walk<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -221,7 +260,7 @@ impl<'de> serde::de::Visitor<'de> for Walk {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let mut i = 0usize;
-        while seq.next_element_seed(Walk(format!("{}/{i}", self.0)))?.is_some() {
+        while seq.next_element_seed(Walk(&Step::Index(self.0, i)))?.is_some() {
             i += 1;
         }
         Ok(())
@@ -229,15 +268,23 @@ impl<'de> serde::de::Visitor<'de> for Walk {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut seen = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let pointer = format!("{}/{}", self.0, escape_pointer(&key));
-            if !seen.insert(key) {
-                return Err(serde::de::Error::custom(format!("{REPEATED}{pointer}")));
+        while let Some(Name(key)) = map.next_key::<Name<'de>>()? {
+            let here = Step::Member(self.0, &key);
+            if seen.contains(&key) {
+                return Err(serde::de::Error::custom(format!("{REPEATED}{}", here.pointer())));
             }
-            map.next_value_seed(Walk(pointer))?;
+            map.next_value_seed(Walk(&here))?;
+            seen.insert(key);
         }
         Ok(())
     }
+}
+
+/// Deserialises a JSON text already checked by `parse_json` as part of a larger body (one
+/// item of a batch), naming a bad field by pointer relative to that text.
+pub fn from_checked_text<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(path_error)
 }
 
 /// Deserialises an already-parsed JSON value (one item of a batch), naming a bad field by
@@ -385,6 +432,9 @@ mod tests {
         assert_eq!(pointer(e), "/answers/1");
         let e = parse_json::<serde_json::Value>(br#"{"a": [{"x~/": 1, "x~/": 2}]}"#).unwrap_err();
         assert_eq!(pointer(e), "/a/0/x~0~1");
+        // A name written with an escape is the same name.
+        let e = parse_json::<serde_json::Value>(br#"{"list": [0, {"ab": 1, "a\u0062": 2}]}"#).unwrap_err();
+        assert_eq!(pointer(e), "/list/1/ab");
         assert!(parse_json::<serde_json::Value>(br#"{"a": {"1": 1}, "b": {"1": 1}}"#).is_ok());
     }
 

@@ -2,12 +2,12 @@
 //! multi-row statement in one transaction with one audit event; each item gets its result
 //! in input order (one bad item never rejects the others).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use super::model::{BatchResult, BatchStatus, NewResponse, Source};
+use super::model::{BatchItem, BatchResult, BatchStatus, NewResponse, Source};
 use super::prepare::{InstrumentCache, prepare};
 use super::store::{self, NewAdministrationRow};
 use crate::auth::Principal;
@@ -35,22 +35,26 @@ fn result(index: usize, status: BatchStatus, id: Option<Uuid>, errors: Vec<Field
 }
 
 /// Checks every item, then stores the valid ones (duplicates by external_id resolved by the
-/// unique key). Results are in input order.
+/// unique key). Results are in input order, with the instruments that gained a response.
 pub async fn ingest_batch(
     conn: &mut AsyncPgConnection,
     builtins: &crate::instruments::builtin::BuiltinCatalogue,
     principal: &Principal,
-    items: Vec<serde_json::Value>,
-) -> ApiResult<Vec<BatchResult>> {
+    items: Vec<BatchItem>,
+) -> ApiResult<(Vec<BatchResult>, BTreeSet<String>)> {
     let Checked {
         mut results,
         candidates,
         repeats,
     } = check_items(conn, builtins, principal, items).await?;
-    let rows: Vec<NewAdministrationRow> = candidates.iter().map(|(_, r)| r.clone()).collect();
-    let outcomes = store_rows(conn, principal, rows).await?;
+    let rows: Vec<&NewAdministrationRow> = candidates.iter().map(|(_, r)| r).collect();
+    let outcomes = store_rows(conn, principal, &rows).await?;
+    let mut grown = BTreeSet::new();
     for ((index, row), stored) in candidates.iter().zip(&outcomes) {
         let created = stored.as_ref().is_some_and(|(_, _, new)| *new);
+        if created && !grown.contains(&row.instrument_key) {
+            grown.insert(row.instrument_key.clone());
+        }
         let (status, id) = settle(&row.payload_hash, stored, created);
         results.push(result(*index, status, id, conflict_errors(status)));
     }
@@ -59,20 +63,20 @@ pub async fn ingest_batch(
         results.push(result(index, status, id, conflict_errors(status)));
     }
     results.sort_by_key(|r| r.index);
-    Ok(results)
+    Ok((results, grown))
 }
 
 async fn check_items(
     conn: &mut AsyncPgConnection,
     builtins: &crate::instruments::builtin::BuiltinCatalogue,
     principal: &Principal,
-    items: Vec<serde_json::Value>,
+    items: Vec<BatchItem>,
 ) -> ApiResult<Checked> {
     let mut checked = Checked::default();
     let mut cache = InstrumentCache::new(builtins);
     let mut first_with_external_id: HashMap<String, usize> = HashMap::new();
     for (index, item) in items.into_iter().enumerate() {
-        let prepared = match crate::extract::from_value::<NewResponse>(item) {
+        let prepared = match crate::extract::from_checked_text::<NewResponse>(item.0.get()) {
             Ok(body) => prepare(conn, &mut cache, principal, body, Source::Api).await,
             Err(e) => Err(e),
         };
@@ -110,12 +114,12 @@ async fn check_items(
 async fn store_rows(
     conn: &mut AsyncPgConnection,
     principal: &Principal,
-    rows: Vec<NewAdministrationRow>,
+    rows: &[&NewAdministrationRow],
 ) -> ApiResult<Vec<Stored>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut stored = store::insert_batch_audited(conn, principal.org, &principal.client_id, &rows).await?;
+    let mut stored = store::insert_batch_audited(conn, principal.org, &principal.client_id, rows).await?;
     let unresolved: Vec<String> = rows
         .iter()
         .zip(&stored)

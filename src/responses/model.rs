@@ -124,7 +124,22 @@ pub struct BatchRequest {
     /// checked one by one: an item that is not a valid response is reported `invalid` in the
     /// results, not refused with the batch.
     #[schema(value_type = Vec<Object>)]
-    pub responses: Vec<serde_json::Map<String, serde_json::Value>>,
+    pub responses: Vec<BatchItem>,
+}
+
+/// One batch item as its JSON text (an object), parsed into a response on its own.
+#[derive(Debug)]
+pub struct BatchItem(pub Box<serde_json::value::RawValue>);
+
+impl<'de> Deserialize<'de> for BatchItem {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
+        if raw.get().starts_with('{') {
+            Ok(BatchItem(raw))
+        } else {
+            Err(serde::de::Error::custom("must be an object (a response)"))
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]

@@ -76,11 +76,7 @@ pub async fn create_responses_batch(
     body: LargeJson<BatchRequest>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::ResponsesWrite)?;
-    let items: Vec<serde_json::Value> = body.0.responses.into_iter().map(serde_json::Value::Object).collect();
-    let instrument_keys: std::collections::BTreeSet<String> = items
-        .iter()
-        .filter_map(|i| i.get("instrument").and_then(|k| k.as_str()).map(str::to_string))
-        .collect();
+    let items = body.0.responses;
     if items.is_empty() || items.len() > MAX_BATCH {
         return Err(ApiError::validation(
             "/responses",
@@ -88,12 +84,10 @@ pub async fn create_responses_batch(
         ));
     }
     let mut conn = crate::db::conn(&state.pool).await?;
-    let results = ingest_batch(&mut conn, &state.builtins, &principal, items).await?;
+    let (results, grown) = ingest_batch(&mut conn, &state.builtins, &principal, items).await?;
     // New data changes organisation norms: forget this organisation's cached ones.
-    if results.iter().any(|r| r.status == super::model::BatchStatus::Created) {
-        for key in instrument_keys {
-            state.norms.invalidate(principal.org, &key);
-        }
+    for key in grown {
+        state.norms.invalidate(principal.org, &key);
     }
     Ok(HttpResponse::Ok().json(BatchResponse { results }))
 }

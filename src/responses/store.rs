@@ -137,22 +137,88 @@ impl From<AdministrationRow> for Administration {
 /// `None` when its external_id is stored but not (yet) visible.
 pub type Stored = Option<(Uuid, Vec<u8>, bool)>;
 
-/// A batch's rows as the JSON `jsonb_populate_recordset` reads into `responses` rows.
-fn batch_json<'a>(rows: impl IntoIterator<Item = &'a NewAdministrationRow>) -> serde_json::Value {
-    rows.into_iter()
-        .map(|r| {
-            serde_json::json!({
-                "org_id": r.org_id.0, "id": r.id, "instrument_key": r.instrument_key,
-                "instrument_version": r.instrument_version, "patient": r.patient, "clinician": r.clinician,
-                "episode": r.episode, "rater": r.rater, "administered_at": r.administered_at,
-                "session": r.session, "answers": r.answers, "external_id": r.external_id,
-                "payload_hash": format!("\\x{}", hex::encode(&r.payload_hash)), "source": r.source.as_str(),
-                "created_by": r.created_by, "total": r.total, "mean": r.mean, "pomp": r.pomp,
-                "subscales": r.subscales, "answered": r.answered, "missing": r.missing, "prorated": r.prorated,
-                "flags": r.flags, "score_error": r.score_error, "external_system": r.external_system, "band": r.band,
-            })
-        })
-        .collect()
+/// A new row as `jsonb_populate_recordset` reads it into a `responses` row, serialised
+/// straight from the row (no `serde_json::Value` tree in between).
+#[derive(serde::Serialize)]
+struct InputRow<'a> {
+    org_id: &'a Uuid,
+    id: &'a Uuid,
+    instrument_key: &'a str,
+    instrument_version: i32,
+    patient: &'a str,
+    clinician: Option<&'a str>,
+    episode: Option<&'a str>,
+    rater: &'a str,
+    administered_at: &'a DateTime<Utc>,
+    session: Option<i32>,
+    answers: &'a serde_json::Value,
+    external_id: Option<&'a str>,
+    /// `bytea`'s hex input form.
+    #[serde(serialize_with = "bytea_hex")]
+    payload_hash: &'a [u8],
+    source: &'static str,
+    created_by: &'a str,
+    total: Option<f64>,
+    mean: Option<f64>,
+    pomp: Option<f64>,
+    subscales: Option<&'a serde_json::Value>,
+    answered: Option<i32>,
+    missing: Option<i32>,
+    prorated: Option<bool>,
+    flags: Option<&'a [String]>,
+    score_error: Option<&'a str>,
+    external_system: Option<&'a str>,
+    band: Option<&'a str>,
+}
+
+fn bytea_hex<S: serde::Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    struct Hex<'a>(&'a [u8]);
+    impl std::fmt::Display for Hex<'_> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("\\x")?;
+            self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        }
+    }
+    s.collect_str(&Hex(bytes))
+}
+
+impl<'a> From<&'a NewAdministrationRow> for InputRow<'a> {
+    fn from(r: &'a NewAdministrationRow) -> Self {
+        InputRow {
+            org_id: &r.org_id.0,
+            id: &r.id,
+            instrument_key: &r.instrument_key,
+            instrument_version: r.instrument_version,
+            patient: &r.patient,
+            clinician: r.clinician.as_deref(),
+            episode: r.episode.as_deref(),
+            rater: &r.rater,
+            administered_at: &r.administered_at,
+            session: r.session,
+            answers: &r.answers,
+            external_id: r.external_id.as_deref(),
+            payload_hash: &r.payload_hash,
+            source: r.source.as_str(),
+            created_by: &r.created_by,
+            total: r.total,
+            mean: r.mean,
+            pomp: r.pomp,
+            subscales: r.subscales.as_ref(),
+            answered: r.answered,
+            missing: r.missing,
+            prorated: r.prorated,
+            flags: r.flags.as_deref(),
+            score_error: r.score_error.as_deref(),
+            external_system: r.external_system.as_deref(),
+            band: r.band.as_deref(),
+        }
+    }
+}
+
+/// A batch's rows as the JSON array `jsonb_populate_recordset` reads.
+fn batch_json<'a>(rows: impl IntoIterator<Item = &'a NewAdministrationRow>) -> QueryResult<crate::db::JsonText> {
+    let rows: Vec<InputRow<'a>> = rows.into_iter().map(InputRow::from).collect();
+    crate::db::JsonText::of(&rows).map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))
 }
 
 /// The columns a new response is written with (jsonb_populate_recordset fills them).
@@ -204,7 +270,7 @@ pub async fn insert_group_audited(
          )
          SELECT * FROM ins"
     ))
-    .bind::<Jsonb, _>(batch_json(rows.iter().copied()))
+    .bind::<Jsonb, _>(batch_json(rows.iter().copied())?)
     .bind::<Array<SqlUuid>, _>(ids)
     .bind::<Array<Text>, _>(actors)
     .bind::<Jsonb, _>(read_events)
@@ -220,7 +286,7 @@ pub async fn insert_batch_audited(
     conn: &mut AsyncPgConnection,
     org: OrgId,
     actor: &str,
-    rows: &[NewAdministrationRow],
+    rows: &[&NewAdministrationRow],
 ) -> QueryResult<Vec<Stored>> {
     use diesel::sql_types::{Bool, Bytea, Jsonb, Nullable, Text, Uuid as SqlUuid};
     #[derive(QueryableByName)]
@@ -253,13 +319,16 @@ pub async fn insert_batch_audited(
          FROM input
          LEFT JOIN ins ON ins.id = input.id
          LEFT JOIN LATERAL (
+            -- OFFSET 0 keeps this a subquery, so `ins.id IS NULL` gates it (a one-time
+            -- filter): only skipped rows look their twin up, not every row of the batch.
             SELECT r.id, r.payload_hash FROM responses r
             WHERE ins.id IS NULL AND r.org_id = input.org_id AND r.external_system IS NULL
               AND r.external_id = input.external_id
+            OFFSET 0
          ) e ON true
          ORDER BY input.ordinality"
     ))
-    .bind::<Jsonb, _>(batch_json(rows))
+    .bind::<Jsonb, _>(batch_json(rows.iter().copied())?)
     .bind::<SqlUuid, _>(org)
     .bind::<SqlUuid, _>(Uuid::new_v4())
     .bind::<Text, _>(actor)

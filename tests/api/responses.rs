@@ -235,6 +235,22 @@ async fn batches_keep_good_items_and_report_each() {
         .post_json(&token, "/v1/responses/batch", json!({"responses": []}))
         .await;
     assert_problem(empty, 422).await;
+    // An item that is no object refuses the batch (nothing stored), naming the item.
+    let not_object = app
+        .post_json(
+            &token,
+            "/v1/responses/batch",
+            json!({"responses": [wai_sr("p-7", None), [1, 2]]}),
+        )
+        .await;
+    let problem = assert_problem(not_object, 422).await;
+    assert_eq!(problem["errors"][0]["pointer"], "/responses/1", "{problem}");
+    let page: Value = app.get_json(&token, "/v1/responses?limit=500").await;
+    assert_eq!(
+        page["items"].as_array().unwrap().len(),
+        4,
+        "nothing of the refused batch"
+    );
     let too_many: Vec<Value> = (0..1001).map(|_| json!({})).collect();
     assert_problem(
         app.post_json(&token, "/v1/responses/batch", json!({"responses": too_many}))

@@ -22,7 +22,8 @@ pub struct SeriesRow {
     pub total: Option<f64>,
     pub mean: Option<f64>,
     pub pomp: Option<f64>,
-    pub subscales: Option<serde_json::Value>,
+    /// As its JSON text: read straight into the point's subscale scores.
+    pub subscales: Option<crate::db::JsonText>,
     pub flags: Option<Vec<String>>,
     pub band: Option<String>,
 }

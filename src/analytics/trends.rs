@@ -29,8 +29,8 @@ fn point(row: &SeriesRow) -> TrendPoint {
         pomp: row.pomp.unwrap_or_default(),
         subscales: row
             .subscales
-            .clone()
-            .and_then(|v| serde_json::from_value::<BTreeMap<String, SubscaleScore>>(v).ok())
+            .as_ref()
+            .and_then(|text| serde_json::from_str::<BTreeMap<String, SubscaleScore>>(text.0.get()).ok())
             .unwrap_or_default(),
         flags: row.flags.clone().unwrap_or_default(),
         band: row.band.clone(),

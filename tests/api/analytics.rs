@@ -607,6 +607,15 @@ async fn a_crash_after_a_perfectly_stable_history_is_a_rupture() {
     assert_eq!(ruptures[0]["rule"], "sd_drop");
     assert_eq!(ruptures[0]["drop"], 36.0);
     assert_eq!(ruptures[0]["repaired"], true);
+    // Each point carries its subscale scores (WAI-SR task = items 1, 2, 10, 12).
+    let points = trend["points"].as_array().unwrap();
+    assert_eq!(
+        points[0]["subscales"]["task"],
+        json!({"total": 16.0, "mean": 4.0}),
+        "{trend}"
+    );
+    assert_eq!(points[3]["subscales"]["bond"], json!({"total": 4.0, "mean": 1.0}));
+    assert_eq!(points[3]["subscales"].as_object().unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -200,8 +200,8 @@ impl Step<'_> {
     }
 }
 
-/// A member name, borrowed from the body unless it holds escapes.
-struct Name<'de>(std::borrow::Cow<'de, str>);
+/// A JSON object's member name, borrowed from the text unless it holds escapes.
+pub struct Name<'de>(pub std::borrow::Cow<'de, str>);
 
 impl<'de> serde::Deserialize<'de> for Name<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -16,6 +16,7 @@ use super::{csv_error, pseudonym, pseudonym_secret, text_cell};
 use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::Name;
 use crate::instruments::{LoadedInstrument, LookupError, Wanted};
 use crate::responses::model::{ListQuery, ResponseStatus};
 use crate::responses::store::{self, ExportRow};
@@ -144,25 +145,6 @@ struct LineScore<'a> {
 /// The entries of a JSON object with their values as raw JSON, sorted by `key_order` (keys
 /// borrowed unless they hold escapes); anything but an object has none.
 fn object_entries(json: &RawValue) -> Vec<(Cow<'_, str>, &RawValue)> {
-    struct Key<'a>(Cow<'a, str>);
-    impl<'de> Deserialize<'de> for Key<'de> {
-        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct Text;
-            impl<'de> serde::de::Visitor<'de> for Text {
-                type Value = Key<'de>;
-                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                    f.write_str("an object key")
-                }
-                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                    Ok(Key(Cow::Borrowed(v)))
-                }
-                fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                    Ok(Key(Cow::Owned(v.to_string())))
-                }
-            }
-            d.deserialize_str(Text)
-        }
-    }
     struct Entries<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
     impl<'de> Deserialize<'de> for Entries<'de> {
         fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -174,7 +156,7 @@ fn object_entries(json: &RawValue) -> Vec<(Cow<'_, str>, &RawValue)> {
                 }
                 fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                     let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                    while let Some((Key(k), v)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
+                    while let Some((Name(k), v)) = map.next_entry::<Name<'de>, &'de RawValue>()? {
                         entries.push((k, v));
                     }
                     Ok(Entries(entries))

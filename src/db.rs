@@ -35,6 +35,11 @@ const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 /// a closed connection is still never handed out (the manager checks), and one idle for
 /// `PING_AFTER_IDLE` is pinged first, so one a firewall dropped silently is replaced.
 pub fn create_pool(settings: &Settings) -> Result<DbPool, BoxError> {
+    create_pool_pinging_after(settings, PING_AFTER_IDLE)
+}
+
+/// `create_pool` with its idle time before a ping given (tests).
+pub fn create_pool_pinging_after(settings: &Settings, ping_after: std::time::Duration) -> Result<DbPool, BoxError> {
     use diesel_async::pooled_connection::{ManagerConfig, PoolError, RecyclingMethod};
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
@@ -42,7 +47,7 @@ pub fn create_pool(settings: &Settings) -> Result<DbPool, BoxError> {
     let timeout = settings.pool_timeout;
     let ping_idle = deadpool::managed::Hook::async_fn(move |conn: &mut AsyncPgConnection, metrics| {
         Box::pin(async move {
-            if metrics.last_used() < PING_AFTER_IDLE {
+            if metrics.last_used() < ping_after {
                 return Ok(());
             }
             let ping = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>("1")).execute(conn);

@@ -760,3 +760,45 @@ async fn hand_written_statements_are_prepared_once_per_connection() {
         .unwrap();
     assert_eq!((prepared.n, plain.n), (1, 0));
 }
+
+#[tokio::test]
+async fn a_pooled_connection_idle_past_the_limit_is_pinged_before_checkout_and_a_busy_one_is_not() {
+    use diesel::sql_types::{Integer, Text};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Last {
+        #[diesel(sql_type = Text)]
+        query: String,
+    }
+    let app = TestApp::spawn().await;
+    let mut settings = crate::helpers::test_settings(&app.db_name);
+    settings.pool_size = 1;
+    let mut observer = app.db().await;
+    for (ping_after, pinged) in [
+        (std::time::Duration::ZERO, true),
+        (std::time::Duration::from_secs(3600), false),
+    ] {
+        let pool = rapport::db::create_pool_pinging_after(&settings, ping_after).unwrap();
+        let pid: i32 = {
+            let mut conn = pool.get().await.unwrap();
+            diesel::select(diesel::dsl::sql::<Integer>("pg_backend_pid()"))
+                .get_result(&mut *conn)
+                .await
+                .unwrap()
+        };
+        // The pool's only connection again: the checkout pings it first, or not.
+        let again = pool.get().await.unwrap();
+        let last: Last = diesel::sql_query("SELECT query FROM pg_stat_activity WHERE pid = $1")
+            .bind::<Integer, _>(pid)
+            .get_result(&mut observer)
+            .await
+            .unwrap();
+        assert_eq!(
+            last.query.trim() == "SELECT 1",
+            pinged,
+            "{ping_after:?}: last query {:?}",
+            last.query
+        );
+        drop(again);
+    }
+}

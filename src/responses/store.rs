@@ -226,6 +226,25 @@ const COLUMNS: &str = "org_id, id, instrument_key, instrument_version, patient, 
     administered_at, session, answers, external_id, payload_hash, source, created_by, total, mean, pomp,
     subscales, answered, missing, prorated, flags, score_error, external_system, band";
 
+/// The CTEs both inserts start with: `input` (the rows of `$1`, in order), `ins` (those whose
+/// external_id is free, inserted, returning `returning`) and `outbox` (an event per stored
+/// row). `returning` must name `id, org_id, patient, instrument_key, rater` at least.
+fn insert_ctes(returning: &str) -> String {
+    format!(
+        "WITH input AS (
+            SELECT * FROM jsonb_populate_recordset(NULL::responses, $1) WITH ORDINALITY AS i
+         ), ins AS (
+            INSERT INTO responses ({COLUMNS})
+            SELECT {COLUMNS} FROM input ORDER BY ordinality
+            ON CONFLICT (org_id, external_system, external_id) WHERE external_id IS NOT NULL DO NOTHING
+            RETURNING {returning}
+         ), outbox AS (
+            INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
+            SELECT org_id, gen_random_uuid(), 'response.created', id, patient, instrument_key, rater FROM ins
+         )"
+    )
+}
+
 /// One group commit of the writer in one statement (no BEGIN/COMMIT round trips): the rows
 /// whose external_id is free, a `response.created` audit event (by its request's `actor`)
 /// and an outbox event per stored row, and the group's read audit events. Returns the
@@ -246,14 +265,7 @@ pub async fn insert_group_audited(
         })
         .collect();
     crate::db::Prepared::new(format!(
-        "WITH input AS (
-            SELECT * FROM jsonb_populate_recordset(NULL::responses, $1) WITH ORDINALITY AS i
-         ), ins AS (
-            INSERT INTO responses ({COLUMNS})
-            SELECT {COLUMNS} FROM input ORDER BY ordinality
-            ON CONFLICT (org_id, external_system, external_id) WHERE external_id IS NOT NULL DO NOTHING
-            RETURNING *
-         ), reads AS (
+        "{}, reads AS (
             INSERT INTO audit_events (org_id, id, actor, action, resource_type, resource_id, detail)
             SELECT org_id, gen_random_uuid(), actor, action, resource_type, resource_id, detail
             FROM jsonb_to_recordset($4) AS r(org_id uuid, actor text, action text, resource_type text,
@@ -264,11 +276,9 @@ pub async fn insert_group_audited(
                 jsonb_build_object('instrument', ins.instrument_key, 'version', ins.instrument_version,
                     'source', ins.source)
             FROM ins JOIN unnest($2::uuid[], $3::text[]) AS a(id, actor) ON a.id = ins.id
-         ), outbox AS (
-            INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
-            SELECT org_id, gen_random_uuid(), 'response.created', id, patient, instrument_key, rater FROM ins
          )
-         SELECT * FROM ins"
+         SELECT * FROM ins",
+        insert_ctes("*")
     ))
     .bind::<Jsonb, _>(batch_json(rows.iter().copied())?)
     .bind::<Array<SqlUuid>, _>(ids)
@@ -299,17 +309,7 @@ pub async fn insert_batch_audited(
         existing_hash: Option<Vec<u8>>,
     }
     let outcomes: Vec<Outcome> = crate::db::Prepared::new(format!(
-        "WITH input AS (
-            SELECT * FROM jsonb_populate_recordset(NULL::responses, $1) WITH ORDINALITY AS i
-         ), ins AS (
-            INSERT INTO responses ({COLUMNS})
-            SELECT {COLUMNS} FROM input ORDER BY ordinality
-            ON CONFLICT (org_id, external_system, external_id) WHERE external_id IS NOT NULL DO NOTHING
-            RETURNING id, org_id, patient, instrument_key, rater
-         ), outbox AS (
-            INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
-            SELECT org_id, gen_random_uuid(), 'response.created', id, patient, instrument_key, rater FROM ins
-         ), audit AS (
+        "{}, audit AS (
             INSERT INTO audit_events (org_id, id, actor, action, resource_type, resource_id, detail)
             SELECT $2, $3, $4, 'responses.batch_created', 'response', NULL,
                 jsonb_build_object('created', count(*), 'ids', jsonb_agg(id))
@@ -326,7 +326,8 @@ pub async fn insert_batch_audited(
               AND r.external_id = input.external_id
             OFFSET 0
          ) e ON true
-         ORDER BY input.ordinality"
+         ORDER BY input.ordinality",
+        insert_ctes("id, org_id, patient, instrument_key, rater")
     ))
     .bind::<Jsonb, _>(batch_json(rows.iter().copied())?)
     .bind::<SqlUuid, _>(org)

@@ -12,14 +12,16 @@ use crate::scoring::{Comparator, InstrumentDefinition, exact_change};
 
 pub const FLAG_BELOW_CUTOFF: &str = "below_cutoff";
 
-/// One point of a series: an active, scored response in time order.
+/// One point of a series: an active response in time order that is scored or carries a
+/// flag (an unscored response's item flags raise their alerts all the same).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesPoint {
     pub id: Uuid,
     pub instrument_version: i32,
     pub clinician: Option<String>,
     pub episode: Option<String>,
-    pub total: f64,
+    /// None for an unscored response: it takes part in item flags only.
+    pub total: Option<f64>,
     pub flags: Vec<String>,
     pub answers: Value,
 }
@@ -70,9 +72,34 @@ fn comparator_name(c: Comparator) -> &'static str {
 ///   resolved by the first later point that is not flagged;
 /// - `deterioration`, one each time the class (baseline to that point) becomes
 ///   `deteriorated`, resolved by the first later point where it no longer is;
-/// - `item_flag`, one per response and definition flag, never resolved on its own.
+/// - `item_flag`, one per response and definition flag, never resolved on its own; scored
+///   or not (a safety flag never waits for a score).
+///
+/// The first three read the scored points only.
 pub fn desired(points: &[SeriesPoint], def: &InstrumentDefinition, norms: &NormsUsed) -> Vec<Desired> {
-    let totals: Vec<f64> = points.iter().map(|p| p.total).collect();
+    // The scored points, by their index into `points`.
+    let (scored, scored_points): (Vec<usize>, Vec<SeriesPoint>) = points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.total.is_some())
+        .map(|(i, p)| (i, p.clone()))
+        .unzip();
+    let at = |i: usize| scored.get(i).copied().unwrap_or_default();
+    let mut out: Vec<Desired> = score_alerts(&scored_points, def, norms)
+        .into_iter()
+        .map(|d| Desired {
+            point: at(d.point),
+            resolved_by: d.resolved_by.map(at),
+            ..d
+        })
+        .collect();
+    out.extend(item_flag_alerts(points, def));
+    out
+}
+
+/// The rupture, cut-off and deterioration alerts of scored points.
+fn score_alerts(points: &[SeriesPoint], def: &InstrumentDefinition, norms: &NormsUsed) -> Vec<Desired> {
+    let totals: Vec<f64> = points.iter().map(|p| p.total.unwrap_or_default()).collect();
     let mut out = Vec::new();
     let id = |i: usize| points.get(i).map_or_else(String::new, |p| p.id.to_string());
 
@@ -138,7 +165,12 @@ pub fn desired(points: &[SeriesPoint], def: &InstrumentDefinition, norms: &Norms
             });
         }
     }
+    out
+}
 
+/// One `item_flag` alert per response and definition flag it carries, scored or not.
+fn item_flag_alerts(points: &[SeriesPoint], def: &InstrumentDefinition) -> Vec<Desired> {
+    let mut out = Vec::new();
     for (i, p) in points.iter().enumerate() {
         for f in &def.item_flags {
             if p.flags.contains(&f.flag) {

@@ -104,7 +104,8 @@ impl<'a> SeriesArrays<'a> {
     }
 }
 
-/// The series of a batch, with what evaluating each needs: its active, scored responses in
+/// The series of a batch, with what evaluating each needs: its active responses that are
+/// scored or carry a flag, in
 /// time order (ties by insertion) and how many alerts it holds. Two statements for the whole batch, whatever its size.
 pub async fn series_many(
     conn: &mut AsyncPgConnection,
@@ -146,7 +147,7 @@ pub async fn series_many(
          FROM {SERIES}
          JOIN responses r ON r.org_id = s.org_id AND r.patient = s.patient
             AND r.instrument_key = s.instrument_key AND r.rater = s.rater
-         WHERE r.status = 'active' AND r.total IS NOT NULL
+         WHERE r.status = 'active' AND (r.total IS NOT NULL OR cardinality(r.flags) > 0)
          ORDER BY s.ord, r.administered_at, r.seq"
         ))
         .load(conn)
@@ -171,7 +172,7 @@ pub async fn series_many(
                 instrument_version: p.instrument_version,
                 clinician: p.clinician,
                 episode: p.episode,
-                total: p.total.unwrap_or_default(),
+                total: p.total,
                 flags: p.flags.unwrap_or_default(),
                 answers: p.answers,
             });

@@ -4,7 +4,8 @@
 //!
 //! Elements a reader (or a test) can find by `id`: `plot` (the plotting area), `series` (the
 //! line), `point-{i}`, `cutoff`, `band-{i}`, `rupture-{i}` (red, at the point that dropped),
-//! `repair-{i}` (green, at the point that repaired it), `no-data`.
+//! `repair-{i}` (green, at the point that repaired it), `unscored-{i}` (a marker on the x
+//! axis for a response that could not be scored), `no-data`.
 
 use std::fmt::Write as _;
 
@@ -22,6 +23,15 @@ pub struct ChartPoint {
     pub total: f64,
     /// What the x axis says under it (a date or `S3`).
     pub label: String,
+}
+
+/// A response without a score: a marker on the x axis, never a point of the line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartMarker {
+    pub x: f64,
+    /// Its date or session, and why it has no score (and its flags), in words.
+    pub label: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +57,8 @@ pub struct Chart {
     /// Indexes of points that ruptured, and of the points that repaired a rupture.
     pub ruptures: Vec<usize>,
     pub repairs: Vec<usize>,
+    /// Responses that could not be scored, shown on the x axis.
+    pub unscored: Vec<ChartMarker>,
 }
 
 pub const MIN_SIZE: u32 = 240;
@@ -145,9 +157,9 @@ pub fn render(chart: &Chart) -> String {
     let (x_min, x_max) = chart
         .points
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-            (lo.min(p.x), hi.max(p.x))
-        });
+        .map(|p| p.x)
+        .chain(chart.unscored.iter().map(|m| m.x))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
     let frame = Frame {
         left: MARGIN_LEFT,
         right: w - MARGIN_RIGHT,
@@ -166,7 +178,7 @@ pub fn render(chart: &Chart) -> String {
         frame.right - frame.left,
         frame.bottom - frame.top
     );
-    if chart.points.is_empty() {
+    if chart.points.is_empty() && chart.unscored.is_empty() {
         let _ = write!(
             s,
             r##"<text id="no-data" x="{:.2}" y="{:.2}" text-anchor="middle" fill="#424242" font-size="16">No data for this series</text></svg>"##,
@@ -247,10 +259,12 @@ pub fn render(chart: &Chart) -> String {
             frame.y(p.total)
         );
     }
-    let _ = write!(
-        s,
-        r##"<path id="series" d="{line}" stroke="#1565c0" stroke-width="2" fill="none"/>"##
-    );
+    if !line.is_empty() {
+        let _ = write!(
+            s,
+            r##"<path id="series" d="{line}" stroke="#1565c0" stroke-width="2" fill="none"/>"##
+        );
+    }
     for (i, p) in chart.points.iter().enumerate() {
         let _ = write!(
             s,
@@ -276,6 +290,22 @@ pub fn render(chart: &Chart) -> String {
                 );
             }
         }
+    }
+    // Unscored responses: an orange triangle standing on the x axis, its reason in words.
+    for (i, m) in chart.unscored.iter().enumerate() {
+        let (x, y) = (frame.x(m.x), frame.bottom);
+        let _ = write!(
+            s,
+            r##"<path id="unscored-{i}" d="M{:.2} {:.2}L{:.2} {:.2}L{:.2} {:.2}Z" fill="#ef6c00"><title>{}: {}</title></path>"##,
+            x,
+            y - 9.0,
+            x - 5.0,
+            y,
+            x + 5.0,
+            y,
+            escape(&m.label),
+            escape(&m.detail)
+        );
     }
     s.push_str("</svg>");
     s
@@ -305,7 +335,22 @@ mod tests {
             bands: vec![],
             ruptures: vec![1],
             repairs: vec![2],
+            unscored: vec![],
         }
+    }
+
+    #[test]
+    fn an_unscored_response_is_a_marker_on_the_x_axis_even_alone() {
+        let mut c = chart(&[]);
+        c.unscored = vec![ChartMarker {
+            x: 4.0,
+            label: "S4".into(),
+            detail: "not scored: 1 items missing; flags item_9_positive".into(),
+        }];
+        let svg = render(&c);
+        assert!(svg.contains(r#"id="unscored-0""#), "{svg}");
+        assert!(svg.contains("item_9_positive"));
+        assert!(!svg.contains("no-data") && !svg.contains(r#"id="series""#));
     }
 
     #[test]

@@ -93,12 +93,28 @@ pub struct TrendSummary {
     pub remission: Option<bool>,
 }
 
+/// A response of the series that could not be scored: not a point (it has no total), but
+/// shown with its reason and the item flags its answers raised.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnscoredResponse {
+    pub response_id: Uuid,
+    pub administered_at: DateTime<Utc>,
+    pub session: Option<i32>,
+    /// Why there is no score (e.g. too many items missing).
+    pub reason: String,
+    /// The item flags its raw answers raised (e.g. `item_9_positive`).
+    pub flags: Vec<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Trend {
     pub patient: String,
     pub instrument: String,
     pub rater: Rater,
+    /// The scored responses, in time order.
     pub points: Vec<TrendPoint>,
+    /// The responses of the series that could not be scored, in time order.
+    pub unscored: Vec<UnscoredResponse>,
     pub summary: TrendSummary,
 }
 

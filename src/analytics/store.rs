@@ -1,5 +1,6 @@
 //! Analytics queries: the series in time order, grouped aggregates, the norms sample.
-//! Every query filters by organisation and leaves out voided and unscored responses.
+//! Every query filters by organisation and leaves out voided responses; only the patient's
+//! series reads unscored ones (to show them apart from the points).
 
 use crate::ids::OrgId;
 use chrono::{DateTime, Utc};
@@ -26,6 +27,8 @@ pub struct SeriesRow {
     pub subscales: Option<crate::db::JsonText>,
     pub flags: Option<Vec<String>>,
     pub band: Option<String>,
+    /// Why an unscored row has no score (then `total` is None).
+    pub score_error: Option<String>,
 }
 
 pub async fn patient_has_data(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> QueryResult<bool> {
@@ -38,8 +41,8 @@ pub async fn patient_has_data(conn: &mut AsyncPgConnection, org: OrgId, patient:
     Ok(found.is_some())
 }
 
-/// One patient's active, scored series for one instrument and rater, in time order (ties
-/// in administered_at broken by insert order).
+/// One patient's active series for one instrument and rater, scored and unscored, in time
+/// order (ties in administered_at broken by insert order).
 pub async fn series(
     conn: &mut AsyncPgConnection,
     org: OrgId,
@@ -53,7 +56,6 @@ pub async fn series(
         .filter(responses::instrument_key.eq(q.instrument.clone()))
         .filter(responses::rater.eq(rater.to_string()))
         .filter(responses::status.eq(ResponseStatus::Active))
-        .filter(responses::total.is_not_null())
         .select((
             responses::id,
             responses::administered_at,
@@ -66,6 +68,7 @@ pub async fn series(
             responses::subscales,
             responses::flags,
             responses::band,
+            responses::score_error,
         ))
         .order((responses::administered_at.asc(), responses::seq.asc()))
         .into_boxed();

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::chart::{self, Chart, ChartBand, ChartPoint, XAxis};
+use super::chart::{self, Chart, ChartBand, ChartMarker, ChartPoint, XAxis};
 use super::model::{Trend, TrendQuery};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -72,6 +72,32 @@ fn chart_of(trend: &Trend, instrument: Option<&LoadedInstrument>, x: XAxis, widt
             }
         })
         .collect();
+    let unscored: Vec<ChartMarker> = trend
+        .unscored
+        .iter()
+        .filter_map(|u| {
+            let (x, label) = match x {
+                XAxis::Time => (
+                    u.administered_at.timestamp() as f64,
+                    u.administered_at.format("%Y-%m-%d").to_string(),
+                ),
+                XAxis::Session => {
+                    let session = u.session?;
+                    (f64::from(session), format!("S{session}"))
+                }
+            };
+            let flags = if u.flags.is_empty() {
+                String::new()
+            } else {
+                format!("; flags: {}", u.flags.join(", "))
+            };
+            Some(ChartMarker {
+                x,
+                label,
+                detail: format!("not scored ({}){flags}", u.reason),
+            })
+        })
+        .collect();
     // Marker positions among the points drawn.
     let index_of = |id: uuid::Uuid| kept.iter().position(|(_, p)| p.response_id == id);
     let ruptures: Vec<usize> = trend
@@ -121,7 +147,7 @@ fn chart_of(trend: &Trend, instrument: Option<&LoadedInstrument>, x: XAxis, widt
         points.len(),
         if points.len() == 1 { "" } else { "s" }
     );
-    let description = match (points.first(), points.last()) {
+    let mut description = match (points.first(), points.last()) {
         (Some(first), Some(last)) => {
             let repaired = trend.summary.ruptures.iter().filter(|r| r.repaired).count();
             let mut d = format!(
@@ -158,8 +184,21 @@ fn chart_of(trend: &Trend, instrument: Option<&LoadedInstrument>, x: XAxis, widt
             }
             d
         }
-        _ => "No responses in this series.".to_string(),
+        _ if unscored.is_empty() => "No responses in this series.".to_string(),
+        _ => "No scored responses in this series. ".to_string(),
     };
+    if !unscored.is_empty() {
+        let flagged = trend.unscored.iter().filter(|u| !u.flags.is_empty()).count();
+        let _ = std::fmt::Write::write_fmt(
+            &mut description,
+            format_args!(
+                " {} response{} could not be scored (marked on the time axis); {flagged} of them carr{} a safety flag.",
+                unscored.len(),
+                if unscored.len() == 1 { "" } else { "s" },
+                if flagged == 1 { "ies" } else { "y" }
+            ),
+        );
+    }
     Chart {
         width,
         height,
@@ -172,6 +211,7 @@ fn chart_of(trend: &Trend, instrument: Option<&LoadedInstrument>, x: XAxis, widt
         bands,
         ruptures,
         repairs,
+        unscored,
     }
 }
 

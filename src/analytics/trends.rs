@@ -37,6 +37,16 @@ fn point(row: &SeriesRow) -> TrendPoint {
     }
 }
 
+fn unscored_response(row: SeriesRow) -> UnscoredResponse {
+    UnscoredResponse {
+        response_id: row.id,
+        administered_at: row.administered_at,
+        session: row.session,
+        reason: row.score_error.unwrap_or_default(),
+        flags: row.flags.unwrap_or_default(),
+    }
+}
+
 /// One patient's alliance over time: the points and their summary (change, slopes,
 /// reliable change, ruptures with repair, below-cut-off count).
 #[utoipa::path(
@@ -73,9 +83,17 @@ pub(super) async fn load(
     principal.require(Scope::ResponsesRead)?;
     let rater = query.rater.unwrap_or(Rater::Patient);
     let mut conn = state.read_conn().await?;
-    let rows = store::series(&mut conn, principal.org, &patient, rater.as_str(), query).await?;
+    let (rows, unscored_rows): (Vec<SeriesRow>, Vec<SeriesRow>) =
+        store::series(&mut conn, principal.org, &patient, rater.as_str(), query)
+            .await?
+            .into_iter()
+            .partition(|r| r.total.is_some());
+    // The version that describes the series: its latest point's, else its latest unscored
+    // response's.
+    let latest_version = rows.last().or(unscored_rows.last()).map(|r| r.instrument_version);
+    let unscored: Vec<UnscoredResponse> = unscored_rows.into_iter().map(unscored_response).collect();
     // Only an empty series needs the second question: does the patient exist at all?
-    if rows.is_empty() {
+    if rows.is_empty() && unscored.is_empty() {
         crate::instruments::lookup::require_visible(&mut conn, &state.builtins, principal.org, &query.instrument)
             .await?;
         if !store::patient_has_data(&mut conn, principal.org, &patient).await? {
@@ -85,17 +103,12 @@ pub(super) async fn load(
     let points: Vec<TrendPoint> = rows.iter().map(point).collect();
     let mut summary = describe(&points);
     let mut used = None;
-    if let Some(last) = rows.last() {
-        let instrument = instrument_at(
-            &mut conn,
-            &state.builtins,
-            principal.org,
-            &query.instrument,
-            last.instrument_version,
-        )
-        .await?;
+    if let Some(version) = latest_version {
+        let instrument = instrument_at(&mut conn, &state.builtins, principal.org, &query.instrument, version).await?;
         let norms = norms_for(&mut conn, &state.norms, principal.org, &instrument, rater).await?;
-        judge(&mut summary, &rows, &instrument, &norms);
+        if !rows.is_empty() {
+            judge(&mut summary, &rows, &instrument, &norms);
+        }
         used = Some(instrument);
     }
     drop(conn);
@@ -105,7 +118,7 @@ pub(super) async fn load(
         "trend.read",
         "analytics",
         None,
-        json!({"instrument": query.instrument, "points": points.len()}),
+        json!({"instrument": query.instrument, "points": points.len(), "unscored": unscored.len()}),
     )
     .await?;
     let trend = Trend {
@@ -113,6 +126,7 @@ pub(super) async fn load(
         instrument: query.instrument.clone(),
         rater,
         points,
+        unscored,
         summary,
     };
     Ok((trend, used))

@@ -157,6 +157,12 @@ fn dictionary(instrument: &LoadedInstrument) -> Dictionary {
         None,
     ));
     columns.push(col("flags", "string", &flags_label(def), None));
+    columns.push(col(
+        "score_error",
+        "string",
+        "Why the response has no score (e.g. too many items missing); empty when scored",
+        None,
+    ));
     Dictionary {
         instrument: v.key.clone(),
         instrument_version: v.version,
@@ -203,7 +209,10 @@ fn flags_label(def: &crate::scoring::InstrumentDefinition) -> String {
         })
         .collect();
     names.extend(item_flags);
-    format!("Flags joined by ';': {}", names.join(", "))
+    format!(
+        "Flags joined by ';' (an unscored response keeps its item flags): {}",
+        names.join(", ")
+    )
 }
 
 /// The data dictionary of the export columns, as JSON or CSV.

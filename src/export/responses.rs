@@ -70,7 +70,8 @@ pub(super) async fn instrument_for(
 }
 
 /// The CSV header of an instrument version, in the README's column order: identity
-/// columns, one `item_<id>` per item, scores, one pair per subscale, `prorated`, `flags`.
+/// columns, one `item_<id>` per item, scores, one pair per subscale, `prorated`, `flags`
+/// (every flag the row has: an unscored row's item flags too), `score_error`.
 pub fn csv_header(instrument: &LoadedInstrument) -> Vec<String> {
     let mut header: Vec<String> = [
         "id",
@@ -95,6 +96,7 @@ pub fn csv_header(instrument: &LoadedInstrument) -> Vec<String> {
     }
     header.push("prorated".into());
     header.push("flags".into());
+    header.push("score_error".into());
     header
 }
 
@@ -126,6 +128,7 @@ struct Line<'a> {
     created_at: &'a DateTime<Utc>,
     score: Option<LineScore<'a>>,
     score_error: Option<&'a str>,
+    score_flags: &'a [String],
 }
 
 /// `Score` as the row holds it.
@@ -251,6 +254,7 @@ impl Renderer {
                         created_at: &row.created_at,
                         score,
                         score_error: row.score_error.as_deref(),
+                        score_flags: row.flags.as_deref().unwrap_or_default(),
                     };
                     serde_json::to_writer(&mut *out, &line).map_err(|e| ApiError::internal(e.to_string()))?;
                     out.push(b'\n');
@@ -312,6 +316,9 @@ impl Renderer {
                     field(&mut writer, row.prorated.as_ref().map(|p| p as &dyn std::fmt::Display))?;
                     writer
                         .write_field(text_cell(&row.flags.as_deref().unwrap_or_default().join(";")))
+                        .map_err(csv_error)?;
+                    writer
+                        .write_field(text_cell(row.score_error.as_deref().unwrap_or_default()))
                         .map_err(csv_error)?;
                     writer.write_record(None::<&[u8]>).map_err(csv_error)?;
                 }

@@ -68,17 +68,34 @@ pub async fn owner_slug(conn: &mut AsyncPgConnection, row: &VersionRow) -> ApiRe
     }
 }
 
-/// Scores answers against a loaded version: `(score, score_error)`, or a 422 naming every
-/// bad answer as `{prefix}/answers/{item id}`.
+/// What scoring a response's answers gave: the score or why there is none, and every flag
+/// the response has (item flags always, score-based flags when scored).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub score: Option<crate::scoring::Score>,
+    pub score_error: Option<String>,
+    pub flags: Vec<String>,
+}
+
+/// Scores answers against a loaded version, or a 422 naming every bad answer as
+/// `{prefix}/answers/{item id}`.
 pub fn score_answers(
     instrument: &LoadedInstrument,
     answers: &std::collections::BTreeMap<String, serde_json::Value>,
     prefix: &str,
-) -> ApiResult<(Option<crate::scoring::Score>, Option<String>)> {
+) -> ApiResult<Scored> {
     use crate::scoring::ScoreOutcome;
     match crate::scoring::score(&instrument.definition, answers) {
-        Ok(ScoreOutcome::Scored(score)) => Ok((Some(score), None)),
-        Ok(ScoreOutcome::Unscored { reason }) => Ok((None, Some(reason))),
+        Ok(ScoreOutcome::Scored(score)) => Ok(Scored {
+            flags: score.flags.clone(),
+            score: Some(score),
+            score_error: None,
+        }),
+        Ok(ScoreOutcome::Unscored { reason, flags }) => Ok(Scored {
+            score: None,
+            score_error: Some(reason),
+            flags,
+        }),
         Err(errors) => Err(ApiError::Validation(
             errors
                 .into_iter()

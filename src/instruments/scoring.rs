@@ -33,6 +33,9 @@ pub struct ScoreResult {
     pub score: Option<Score>,
     /// Why there is no score.
     pub score_error: Option<String>,
+    /// Every flag the answers raise: the definition's item flags (e.g. `item_9_positive`)
+    /// always, scored or not, and the score-based flags when scored.
+    pub score_flags: Vec<String>,
 }
 
 /// Score answers without storing anything.
@@ -67,11 +70,12 @@ pub async fn score_answers(
     .await
     .map_err(|e| e.in_body(""))?;
     drop(conn);
-    let (score, score_error) = super::score_answers(&instrument, &body.answers, "")?;
+    let scored = super::score_answers(&instrument, &body.answers, "")?;
     Ok(HttpResponse::Ok().json(ScoreResult {
         instrument: instrument.version.key.clone(),
         instrument_version: instrument.version.version,
-        score,
-        score_error,
+        score: scored.score,
+        score_error: scored.score_error,
+        score_flags: scored.flags,
     }))
 }

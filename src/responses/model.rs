@@ -100,6 +100,10 @@ pub struct Administration {
     /// Null when too many items were missing; `score_error` says why.
     pub score: Option<Score>,
     pub score_error: Option<String>,
+    /// Every flag the response has: the definition's item flags (e.g. PHQ-9
+    /// `item_9_positive`) from the raw answers whether or not the response could be scored,
+    /// and the score-based flags (`below_cutoff`, ...) when it was.
+    pub score_flags: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

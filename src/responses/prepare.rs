@@ -18,7 +18,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::ids::OrgId;
 use crate::instruments::model::InstrumentStatus;
-use crate::instruments::{LoadedInstrument, Wanted, validate::MAX_ITEMS};
+use crate::instruments::{LoadedInstrument, Scored, Wanted, validate::MAX_ITEMS};
 use crate::scoring::Rater;
 
 /// Instrument versions already resolved in this request, in front of the process-wide
@@ -155,8 +155,6 @@ fn check_time(text: &str, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>>
     Some(t)
 }
 
-type Scored = (Option<crate::scoring::Score>, Option<String>);
-
 /// What the instrument version says of the response: published, allows the rater, and the
 /// answers fit its items and scale (then their score).
 fn check_against(
@@ -200,7 +198,11 @@ fn into_row(
     body: NewResponse,
     administered_at: DateTime<Utc>,
     rater: Rater,
-    (score, score_error): Scored,
+    Scored {
+        score,
+        score_error,
+        flags,
+    }: Scored,
     source: Source,
 ) -> NewAdministrationRow {
     let payload_hash = canonical_hash(&body, administered_at);
@@ -231,7 +233,8 @@ fn into_row(
         answered: score.as_ref().and_then(|s| i32::try_from(s.answered).ok()),
         missing: score.as_ref().and_then(|s| i32::try_from(s.missing).ok()),
         prorated: score.as_ref().map(|s| s.prorated),
-        flags: score.as_ref().map(|s| s.flags.clone()),
+        // Every flag the response has: item flags are kept for an unscored response too.
+        flags: Some(flags),
         band: score.as_ref().and_then(|s| s.band.clone()),
         score_error,
     }

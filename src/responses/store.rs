@@ -129,6 +129,7 @@ impl From<AdministrationRow> for Administration {
             created_at: r.created_at,
             score,
             score_error: r.score_error,
+            score_flags: r.flags.unwrap_or_default(),
         }
     }
 }

@@ -47,8 +47,12 @@ fn scored(d: &InstrumentDefinition, a: &BTreeMap<String, Value>) -> Score {
 }
 
 fn unscored(d: &InstrumentDefinition, a: &BTreeMap<String, Value>) -> String {
+    unscored_with_flags(d, a).0
+}
+
+fn unscored_with_flags(d: &InstrumentDefinition, a: &BTreeMap<String, Value>) -> (String, Vec<String>) {
     match score(d, a).unwrap() {
-        ScoreOutcome::Unscored { reason } => reason,
+        ScoreOutcome::Unscored { reason, flags } => (reason, flags),
         other => panic!("expected no score, got {other:?}"),
     }
 }
@@ -364,6 +368,21 @@ fn phq9_allows_no_missing_item() {
     let mut a = nums(&[0.0; 9]);
     a.remove("9");
     assert!(unscored(&def("phq-9"), &a).contains("missing"));
+}
+
+#[test]
+fn a_phq9_safety_flag_holds_when_another_item_is_skipped_and_the_response_cannot_be_scored() {
+    let mut a = nums(&[0., 0., 0., 0., 0., 0., 0., 0., 3.]);
+    a.remove("4");
+    let (reason, flags) = unscored_with_flags(&def("phq-9"), &a);
+    assert!(reason.contains("missing"), "{reason}");
+    assert_eq!(flags, vec!["item_9_positive"]);
+    // Item 9 answered 0 with another item skipped: unscored, no flag.
+    a.insert("9".into(), Value::from(0));
+    assert!(unscored_with_flags(&def("phq-9"), &a).1.is_empty());
+    // Every answer null: no flag either.
+    let nulls: BTreeMap<String, Value> = (1..=9).map(|i| (i.to_string(), Value::Null)).collect();
+    assert!(unscored_with_flags(&def("phq-9"), &nulls).1.is_empty());
 }
 
 #[test]

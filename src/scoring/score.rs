@@ -43,10 +43,22 @@ pub struct Score {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ScoreOutcome {
     Scored(Score),
-    /// Too many missing items for the policy; the reason says which limit was passed.
+    /// Too many missing items for the policy; the reason says which limit was passed. The
+    /// item flags raised by the answers given still hold: a safety flag never waits for a score.
     Unscored {
         reason: String,
+        flags: Vec<String>,
     },
+}
+
+impl ScoreOutcome {
+    /// Every flag the response has: the score's flags when scored, the item flags otherwise.
+    pub fn flags(&self) -> &[String] {
+        match self {
+            ScoreOutcome::Scored(score) => &score.flags,
+            ScoreOutcome::Unscored { flags, .. } => flags,
+        }
+    }
 }
 
 /// One bad answer, by item id (the caller turns it into a JSON pointer).
@@ -104,6 +116,10 @@ pub fn score_values(def: &InstrumentDefinition, values: &[Option<Decimal>]) -> S
     let answered = scored.iter().filter(|v| v.is_some()).count();
     let missing = n_items - answered;
 
+    let unscored = |reason: String| ScoreOutcome::Unscored {
+        reason,
+        flags: item_flags(def, values),
+    };
     let max_total = def.missing.max_total.unwrap_or(0) as usize;
     if missing > max_total {
         return unscored(format!(
@@ -164,13 +180,9 @@ pub fn score_values(def: &InstrumentDefinition, values: &[Option<Decimal>]) -> S
     {
         flags.push(FLAG_ITEM_BELOW_THRESHOLD.to_string());
     }
-    // Item flags compare the raw answer (before reverse keying); unanswered never raises.
-    for f in &def.item_flags {
-        if let Some(Some(raw)) = values.get(f.item)
-            && f.comparator.holds(*raw, f.value)
-            && !flags.contains(&f.flag)
-        {
-            flags.push(f.flag.clone());
+    for flag in item_flags(def, values) {
+        if !flags.contains(&flag) {
+            flags.push(flag);
         }
     }
 
@@ -205,6 +217,18 @@ fn prorated_total(answered: &[Decimal], item_count: usize) -> Decimal {
     }
 }
 
-fn unscored(reason: String) -> ScoreOutcome {
-    ScoreOutcome::Unscored { reason }
+/// The definition's item flags the raw answers raise (before reverse keying), in definition
+/// order, each once; an unanswered item never raises one. Computed whether or not the
+/// response can be scored.
+pub fn item_flags(def: &InstrumentDefinition, values: &[Option<Decimal>]) -> Vec<String> {
+    let mut flags: Vec<String> = Vec::new();
+    for f in &def.item_flags {
+        if let Some(Some(raw)) = values.get(f.item)
+            && f.comparator.holds(*raw, f.value)
+            && !flags.contains(&f.flag)
+        {
+            flags.push(f.flag.clone());
+        }
+    }
+    flags
 }

@@ -158,6 +158,86 @@ async fn phq9_item_9_raises_an_item_flag_alert_that_a_person_acknowledges() {
     );
 }
 
+/// A PHQ-9 with item 9 answered 3 and item 4 skipped: PHQ-9 allows no missing item.
+pub fn phq9_unscored_with_item_9(item9: u32) -> Value {
+    let mut answers = phq9_answers(item9, item9);
+    answers.as_object_mut().unwrap().remove("4");
+    answers
+}
+
+#[tokio::test]
+async fn a_safety_flag_on_an_unscored_response_is_kept_alerted_and_scored_alike() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let created = post(
+        &app,
+        &token,
+        json!({"instrument": "phq-9", "patient": "p-unscored", "administered_at": "2026-01-05T10:00:00Z",
+        "answers": phq9_unscored_with_item_9(3)}),
+    )
+    .await;
+    assert!(created["score"].is_null(), "{created}");
+    assert!(
+        created["score_error"].as_str().unwrap().contains("missing"),
+        "{created}"
+    );
+    assert_eq!(
+        created["score_flags"],
+        json!(["item_9_positive"]),
+        "the 201 carries the flag"
+    );
+    let read = app
+        .get_json(&token, &format!("/v1/responses/{}", created["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(
+        read["score_flags"],
+        json!(["item_9_positive"]),
+        "stored with the response"
+    );
+
+    let alerts = wait_for(&app, &token, "kind=item_flag", |a| a.len() == 1).await;
+    assert_eq!(alerts[0]["response_id"], created["id"]);
+    assert_eq!(
+        alerts[0]["detail"],
+        json!({"flag": "item_9_positive", "item": "9", "answer": 3})
+    );
+
+    // Scoring without storing says the same.
+    let res = app
+        .post_json(
+            &token,
+            "/v1/score",
+            json!({"instrument": "phq-9", "answers": phq9_unscored_with_item_9(3)}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let scored: Value = res.json().await.unwrap();
+    assert!(scored["score"].is_null());
+    assert_eq!(scored["score_flags"], json!(["item_9_positive"]));
+
+    // Item 9 answered 0 and another item skipped: unscored, no flag, no alert.
+    let quiet = post(
+        &app,
+        &token,
+        json!({"instrument": "phq-9", "patient": "p-quiet", "administered_at": "2026-01-05T10:00:00Z",
+        "answers": phq9_unscored_with_item_9(0)}),
+    )
+    .await;
+    assert_eq!(quiet["score_flags"], json!([]));
+    // A scored response after it in the same series keeps the flag's alert.
+    post(
+        &app,
+        &token,
+        json!({"instrument": "phq-9", "patient": "p-unscored", "administered_at": "2026-01-12T10:00:00Z",
+        "answers": phq9_answers(5, 0)}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let open = wait_for(&app, &token, "kind=item_flag", |_| true).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["patient"], "p-unscored");
+}
+
 #[tokio::test]
 async fn below_cutoff_runs_and_deteriorations_are_raised_and_resolved() {
     let app = TestApp::spawn().await;

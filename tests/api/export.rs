@@ -77,7 +77,7 @@ async fn both_formats_carry_the_same_data() {
         header_line,
         "id,instrument,instrument_version,patient,clinician,episode,rater,administered_at,session,status,\
 item_1,item_2,item_3,item_4,item_5,item_6,item_7,item_8,item_9,item_10,item_11,item_12,total,mean,pomp,band,\
-task_total,task_mean,goal_total,goal_mean,bond_total,bond_mean,prorated,flags"
+task_total,task_mean,goal_total,goal_mean,bond_total,bond_mean,prorated,flags,score_error"
     );
     let rows = csv_rows(&text);
     assert_eq!(rows.len(), 2);
@@ -222,8 +222,9 @@ async fn the_dictionary_describes_every_column() {
     let dict: Value = app.get_json(&token, "/v1/exports/dictionary?instrument=wai-s").await;
     let columns = dict["columns"].as_array().unwrap();
     let names: Vec<&str> = columns.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    // v2: `band` follows `pomp`.
-    assert_eq!(names.len(), 10 + 12 + 4 + 6 + 2);
+    // v2: `band` follows `pomp`; v3: `score_error` follows `flags`.
+    assert_eq!(names.len(), 10 + 12 + 4 + 6 + 2 + 1);
+    assert_eq!(names.last(), Some(&"score_error"));
     let item4 = columns.iter().find(|c| c["name"] == "item_4").unwrap();
     assert_eq!(
         (item4["reverse_keyed"].as_bool(), item4["subscale"].as_str()),

@@ -21,4 +21,5 @@ mod replica;
 mod responses;
 mod tenancy;
 mod tenancy_matrix;
+mod unscored;
 mod webhooks;

@@ -280,6 +280,29 @@ async fn an_alert_is_sent_signed_and_a_failing_receiver_gets_retries_with_the_sa
 }
 
 #[tokio::test]
+async fn an_unscored_response_with_a_safety_flag_is_announced() {
+    let app = open_app("0.3").await;
+    let admin = app.admin_token().await;
+    let receiver = Receiver::start(&[], 200).await;
+    let hook = register(&app, &admin, json!({"url": receiver.url, "events": ["alert.created"]})).await;
+    let secret = hook["secret"].as_str().unwrap();
+    let body = json!({"instrument": "phq-9", "patient": "p-skipped", "clinician": "dr-a",
+        "administered_at": "2026-02-03T09:00:00Z", "answers": crate::alerts::phq9_unscored_with_item_9(3)});
+    let res = app.post_json(&admin, "/v1/responses", body).await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    assert!(created["score"].is_null());
+    let got = receiver.wait(Duration::from_secs(10), |g| !g.is_empty()).await;
+    assert!(verified(secret, &got[0]));
+    capture("alert-created-unscored", &[secret], &got[0]);
+    let message = got[0].json();
+    assert_eq!(message["type"], "alert.created");
+    assert_eq!(message["data"]["kind"], "item_flag");
+    assert_eq!(message["data"]["response_id"], created["id"]);
+    assert_eq!(message["data"]["detail"]["flag"], "item_9_positive");
+}
+
+#[tokio::test]
 async fn response_events_in_id_only_form() {
     let app = open_app("0.2").await;
     let admin = app.admin_token().await;

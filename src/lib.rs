@@ -29,10 +29,12 @@ pub mod pagination;
 pub mod responses;
 pub mod schema;
 pub mod scoring;
+pub mod series;
 pub mod startup;
 pub mod state;
 pub mod validation;
 pub mod webhooks;
+pub mod workers;
 
 pub use startup::Application;
 

@@ -70,15 +70,31 @@ impl Application {
             })?)),
             None => None,
         };
+        let builtins = Arc::new(crate::instruments::builtin::BuiltinCatalogue::load()?);
+        let worker_norms: Arc<crate::analytics::NormsCache> = Default::default();
+        let outbox = Arc::new(crate::workers::outbox::OutboxEnvironment {
+            pool: pool.clone(),
+            processed: metrics.outbox_counter(),
+            // In order: the kept series, then alerts (which announce what they raised), then
+            // the webhook messages of the responses and of what was announced.
+            consumers: vec![
+                Box::new(crate::analytics::kept_series::KeptSeries),
+                Box::new(crate::alerts::AlertEvaluator {
+                    builtins: builtins.clone(),
+                    norms: worker_norms.clone(),
+                }),
+                Box::new(crate::webhooks::consumer::WebhookMessages),
+            ],
+        });
         let state = web::Data::new(AppState {
             read_pool,
             jwt: JwtKeys::new(&secret, &settings.jwt_issuer, &settings.jwt_audience)?,
             client_status: ClientStatusCache::new(settings.client_status_ttl),
             metrics,
             migration_versions: db::embedded_migration_versions(),
-            builtins: crate::instruments::builtin::BuiltinCatalogue::load()?,
+            builtins,
             norms: Default::default(),
-            worker_norms: Default::default(),
+            worker_norms,
             routes: crate::ops::route_table::RouteTable::from_openapi(&crate::openapi::document()),
             writer,
             providers: Default::default(),
@@ -93,7 +109,7 @@ impl Application {
         // to a response): events of different series are evaluated in parallel, one series
         // at a time whatever the worker or instance, under its advisory lock.
         for _ in 0..settings.outbox_workers {
-            tokio::spawn(crate::outbox::run(state.clone()));
+            tokio::spawn(crate::workers::outbox::run(outbox.clone()));
         }
         // Its webhook delivery workers.
         let webhook_client = crate::webhooks::deliver::client(settings.webhook_allow_private)?;

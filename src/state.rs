@@ -17,13 +17,11 @@ pub struct AppState {
     pub client_status: ClientStatusCache,
     pub metrics: Metrics,
     pub migration_versions: Vec<String>,
-    pub builtins: crate::instruments::builtin::BuiltinCatalogue,
+    pub builtins: Arc<crate::instruments::builtin::BuiltinCatalogue>,
     pub norms: crate::analytics::NormsCache,
-    /// The outbox worker's organisation norms: the same 5-minute cache, but not cleared by
-    /// each new response (clearing it on every ingest made every alert evaluation recompute
-    /// the organisation's norms over all its patients). Alerts may use norms up to 5
-    /// minutes old; trends on the instance that took a response use fresh ones.
-    pub worker_norms: crate::analytics::NormsCache,
+    /// The outbox worker's organisation norms (see `alerts::AlertEvaluator`): erasure
+    /// clears them; trends on the instance that took a response use fresh ones.
+    pub worker_norms: Arc<crate::analytics::NormsCache>,
     pub routes: crate::ops::route_table::RouteTable,
     /// The group-commit writer of single responses (its own connection).
     pub writer: crate::responses::writer::Writer,

@@ -3,6 +3,7 @@
 //! The outbox worker calls `evaluate_many` for the series its events name; the same evaluation twice
 //! changes nothing.
 
+pub mod consumer;
 pub mod evaluate;
 pub mod model;
 pub mod routes;
@@ -13,20 +14,31 @@ use std::sync::Arc;
 
 use diesel_async::AsyncPgConnection;
 
+use crate::analytics::NormsCache;
 use crate::error::ApiResult;
 use crate::ids::OrgId;
-use crate::state::AppState;
-use store::{SeriesKey, Upsert};
+use crate::instruments::builtin::BuiltinCatalogue;
+use crate::series::SeriesKey;
+use store::Upsert;
+
+/// What evaluating alerts uses: the built-in instruments and the evaluator's own norms cache
+/// (not cleared by each new response: clearing it on every ingest made every evaluation
+/// recompute the organisation's norms over all its patients; alerts may use norms up to 5
+/// minutes old).
+pub struct AlertEvaluator {
+    pub builtins: Arc<BuiltinCatalogue>,
+    pub norms: Arc<NormsCache>,
+}
 
 /// Instrument versions resolved during one batch, by (organisation, key, version).
 type Instruments = HashMap<(OrgId, String, i32), Arc<crate::instruments::LoadedInstrument>>;
 
 /// Brings the stored alerts of each series to what the series now says. The caller holds
-/// each series' evaluation lock (`store::lock_series`). Returns the alerts that were raised or resolved, with their webhook
+/// each series' evaluation lock (`series::lock`). Returns the alerts that were raised or resolved, with their webhook
 /// event types and organisations.
 pub async fn evaluate_many(
     conn: &mut AsyncPgConnection,
-    state: &AppState,
+    evaluator: &AlertEvaluator,
     keys: &[SeriesKey],
 ) -> ApiResult<Vec<(OrgId, &'static str, store::AlertRow)>> {
     if keys.is_empty() {
@@ -37,7 +49,7 @@ pub async fn evaluate_many(
     // One lookup per instrument version in a batch (a custom one is a database read).
     let mut instruments: Instruments = HashMap::new();
     for (key, (points, existing)) in keys.iter().zip(read) {
-        let found = evaluate_points(conn, state, &mut instruments, key, &points, existing).await?;
+        let found = evaluate_points(conn, evaluator, &mut instruments, key, &points, existing).await?;
         changes.extend(found.into_iter().map(|(event, row)| (key.org, event, row)));
     }
     Ok(changes)
@@ -47,7 +59,7 @@ pub async fn evaluate_many(
 /// the points say.
 async fn evaluate_points(
     conn: &mut AsyncPgConnection,
-    state: &AppState,
+    evaluator: &AlertEvaluator,
     instruments: &mut Instruments,
     key: &SeriesKey,
     points: &[evaluate::SeriesPoint],
@@ -62,7 +74,7 @@ async fn evaluate_points(
             None => {
                 let found = crate::analytics::instrument_at(
                     conn,
-                    &state.builtins,
+                    &evaluator.builtins,
                     key.org,
                     &key.instrument,
                     last.instrument_version,
@@ -73,7 +85,7 @@ async fn evaluate_points(
             }
         };
         let rater = crate::scoring::Rater::parse(&key.rater).unwrap_or(crate::scoring::Rater::Patient);
-        let norms = crate::analytics::norms_for(conn, &state.worker_norms, key.org, &instrument, rater).await?;
+        let norms = crate::analytics::norms_for(conn, &evaluator.norms, key.org, &instrument, rater).await?;
         for d in evaluate::desired(points, &instrument.definition, &norms) {
             let Some(point) = points.get(d.point) else { continue };
             let resolved_by = d.resolved_by.and_then(|i| points.get(i)).map(|p| p.id);

@@ -10,6 +10,7 @@ use super::evaluate::SeriesPoint;
 use super::model::{Alert, AlertQuery};
 use crate::ids::OrgId;
 use crate::schema::alerts;
+use crate::series::{SeriesArrays, SeriesKey};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = alerts)]
@@ -55,52 +56,6 @@ impl From<AlertRow> for Alert {
             resolved_at: r.resolved_at,
             resolved_by_response_id: r.resolved_by_response_id,
         }
-    }
-}
-
-/// The series an event names: (organisation, patient, instrument, rater).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SeriesKey {
-    pub org: OrgId,
-    pub patient: String,
-    pub instrument: String,
-    pub rater: String,
-}
-
-/// A batch of series as four parallel arrays (organisations, patients, instruments, raters),
-/// bound as `$1`..`$4` of a query that unnests them: one statement serves the batch.
-pub struct SeriesArrays<'a> {
-    orgs: Vec<Uuid>,
-    patients: Vec<&'a str>,
-    instruments: Vec<&'a str>,
-    raters: Vec<&'a str>,
-}
-
-impl<'a> SeriesArrays<'a> {
-    pub fn of(keys: impl IntoIterator<Item = &'a SeriesKey>) -> Self {
-        let mut arrays = SeriesArrays {
-            orgs: Vec::new(),
-            patients: Vec::new(),
-            instruments: Vec::new(),
-            raters: Vec::new(),
-        };
-        for k in keys {
-            arrays.orgs.push(k.org.0);
-            arrays.patients.push(&k.patient);
-            arrays.instruments.push(&k.instrument);
-            arrays.raters.push(&k.rater);
-        }
-        arrays
-    }
-
-    /// `sql` (a fixed text) with the four arrays bound as `$1`..`$4`.
-    pub fn query(&self, sql: &str) -> crate::db::Prepared<'_> {
-        use diesel::sql_types::Array;
-        crate::db::Prepared::new(sql)
-            .bind::<Array<SqlUuid>, _>(&self.orgs)
-            .bind::<Array<Text>, _>(&self.patients)
-            .bind::<Array<Text>, _>(&self.instruments)
-            .bind::<Array<Text>, _>(&self.raters)
     }
 }
 
@@ -184,23 +139,6 @@ pub async fn series_many(
         }
     }
     Ok(out)
-}
-
-/// Takes the evaluation lock of every series in `keys` (one at a time across instances),
-/// in one statement and in a fixed order, so two workers never wait on each other in a cycle.
-pub async fn lock_series(conn: &mut AsyncPgConnection, keys: &[SeriesKey]) -> QueryResult<()> {
-    let names: Vec<String> = keys
-        .iter()
-        .map(|k| format!("{}|{}|{}|{}", k.org, k.patient, k.instrument, k.rater))
-        .collect();
-    crate::db::Prepared::new(
-        "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 42)))
-         FROM (SELECT unnest($1::text[]) AS k ORDER BY 1) AS keys",
-    )
-    .bind::<diesel::sql_types::Array<Text>, _>(&names)
-    .execute(conn)
-    .await
-    .map(|_| ())
 }
 
 /// One alert the series calls for, ready to upsert.

@@ -6,6 +6,7 @@ pub mod alliance_outcome;
 pub mod chart;
 pub mod clinicians;
 pub mod courses;
+pub mod kept_series;
 pub mod model;
 pub mod routes;
 pub mod store;

@@ -183,7 +183,7 @@ pub async fn clinician_series(
 /// events it marks processed, in the same transaction.
 pub async fn refresh_clinician_series(
     conn: &mut AsyncPgConnection,
-    keys: &crate::alerts::store::SeriesArrays<'_>,
+    keys: &crate::series::SeriesArrays<'_>,
 ) -> QueryResult<()> {
     keys.query(
         "DELETE FROM clinician_series c

@@ -109,8 +109,9 @@ impl Metrics {
         })
     }
 
-    pub fn outbox_processed(&self, n: usize) {
-        self.outbox_processed.inc_by(n as u64);
+    /// The counter of outbox events processed, for this instance's outbox workers.
+    pub fn outbox_counter(&self) -> prometheus::IntCounter {
+        self.outbox_processed.clone()
     }
 
     pub fn read_served(&self, pool: &str) {

@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use crate::alerts::store::SeriesKey;
 use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::ApiJson;
 use crate::ids::OrgId;
+use crate::series::SeriesKey;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -73,7 +73,7 @@ async fn erase(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> diese
             rater: s.rater,
         })
         .collect();
-    crate::alerts::store::lock_series(conn, &keys).await?;
+    crate::series::lock(conn, &keys).await?;
     crate::db::Prepared::new(
         "WITH r AS (DELETE FROM responses WHERE org_id = $1 AND patient = $2 RETURNING 1),
               a AS (DELETE FROM alerts WHERE org_id = $1 AND patient = $2 RETURNING 1),

@@ -13,6 +13,7 @@ use crate::audit::{self, AuditEntry};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::ResponseId;
+use crate::outbox::{self, OutboxKind};
 use crate::state::AppState;
 
 /// Checks, scores and stores one response (idempotent by `external_id`). A new row clears
@@ -76,7 +77,7 @@ pub async fn void(
             let Some(row) = store::void(conn, org, id, reason).await? else {
                 return store::find(conn, org, id).await?.ok_or(ApiError::NotFound);
             };
-            store::record_events(conn, org, &[row.id], "response.voided").await?;
+            outbox::record(conn, org, &[row.id], OutboxKind::ResponseVoided).await?;
             let detail = match via {
                 Source::Api => json!({}),
                 Source::Fhir => json!({"via": "fhir"}),
@@ -137,9 +138,15 @@ pub async fn amend(
             let amended = store::amend(conn, org, id, &row).await?.ok_or_else(|| {
                 ApiError::Conflict("the stored response is voided; a voided response cannot be amended".into())
             })?;
-            store::record_events(conn, org, &[amended.id], "response.rescored").await?;
+            outbox::record(conn, org, &[amended.id], OutboxKind::ResponseRescored).await?;
             if previous.instrument_key != amended.instrument_key || previous.rater != amended.rater {
-                store::record_event_for_old_series(conn, &previous).await?;
+                let left = crate::series::SeriesKey {
+                    org,
+                    patient: previous.patient.clone(),
+                    instrument: previous.instrument_key.clone(),
+                    rater: previous.rater.clone(),
+                };
+                outbox::record_for_series(conn, previous.id, &left).await?;
             }
             audit::record(
                 conn,

@@ -240,9 +240,9 @@ fn insert_ctes(returning: &str) -> String {
             ON CONFLICT (org_id, external_system, external_id) WHERE external_id IS NOT NULL DO NOTHING
             RETURNING {returning}
          ), outbox AS (
-            INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
-            SELECT org_id, gen_random_uuid(), 'response.created', id, patient, instrument_key, rater FROM ins
-         )"
+            {outbox}
+         )",
+        outbox = crate::outbox::insert_from("ins", crate::outbox::OutboxKind::ResponseCreated)
     )
 }
 
@@ -658,41 +658,4 @@ pub async fn count_scored(conn: &mut AsyncPgConnection, org: OrgId, s: &ScoredSe
     scored_filters(responses::table.select(diesel::dsl::count_star()).into_boxed(), org, s)
         .get_result(conn)
         .await
-}
-
-/// Records outbox events for responses changed in the caller's transaction (`kind` one of
-/// `response.created`, `response.voided`, `response.rescored`): the change and its event
-/// commit together, and workers evaluate alerts after the commit.
-pub async fn record_events(conn: &mut AsyncPgConnection, org: OrgId, ids: &[Uuid], kind: &str) -> QueryResult<usize> {
-    use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    diesel::sql_query(
-        "INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
-         SELECT org_id, gen_random_uuid(), $3, id, patient, instrument_key, rater
-         FROM responses WHERE org_id = $1 AND id = ANY($2)",
-    )
-    .bind::<SqlUuid, _>(org)
-    .bind::<Array<SqlUuid>, _>(ids)
-    .bind::<Text, _>(kind)
-    .execute(conn)
-    .await
-}
-
-/// An outbox event for the series a response *left* (an amendment moved it to another
-/// instrument or rater): that series is re-evaluated too.
-pub async fn record_event_for_old_series(conn: &mut AsyncPgConnection, old: &AdministrationRow) -> QueryResult<usize> {
-    use diesel::sql_types::{Text, Uuid as SqlUuid};
-    diesel::sql_query(
-        "INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
-         VALUES ($1, gen_random_uuid(), 'response.rescored', $2, $3, $4, $5)",
-    )
-    .bind::<SqlUuid, _>(old.org_id)
-    .bind::<SqlUuid, _>(old.id)
-    .bind::<Text, _>(&old.patient)
-    .bind::<Text, _>(&old.instrument_key)
-    .bind::<Text, _>(&old.rater)
-    .execute(conn)
-    .await
 }

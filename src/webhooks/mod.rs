@@ -4,6 +4,7 @@
 //! worker's, for alerts and responses) and sent, at least once, by delivery workers in every
 //! instance, with retries on the configured schedule.
 
+pub mod consumer;
 pub mod deliver;
 pub mod model;
 pub mod routes;
@@ -13,76 +14,37 @@ pub mod target;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::alerts::model::Alert;
-use crate::alerts::store::AlertRow;
 use crate::ids::OrgId;
+use crate::outbox::{Announcement, OutboxEvent, OutboxKind};
 use crate::responses::model::Administration;
 use store::{EndpointRow, NewDelivery};
 
-/// One event, ready to be written as a message for any endpoint.
-#[derive(Debug, Clone)]
-pub struct Event {
-    /// The message's `webhook-id`.
-    pub id: Uuid,
-    pub event_type: &'static str,
-    pub timestamp: DateTime<Utc>,
-    /// `data` for `full` endpoints.
-    pub full: Value,
-    /// `data` for `id-only` endpoints.
-    pub id_only: Value,
+/// A response's event as a message: its id is the outbox event's (so a replay resends the
+/// same `webhook-id`).
+pub fn response_announcement(
+    id: Uuid,
+    event_type: &'static str,
+    timestamp: DateTime<Utc>,
+    response: &Administration,
+) -> Announcement {
+    Announcement {
+        id,
+        event_type,
+        timestamp,
+        full: serde_json::to_value(response).unwrap_or(Value::Null),
+        id_only: json!({"id": response.id, "instrument": response.instrument, "patient": response.patient}),
+    }
 }
 
-impl Event {
-    pub fn for_alert(event_type: &'static str, alert: &Alert) -> Event {
-        Event {
-            id: Uuid::new_v4(),
-            event_type,
-            timestamp: Utc::now(),
-            full: serde_json::to_value(alert).unwrap_or(Value::Null),
-            id_only: json!({"id": alert.id, "kind": alert.kind, "patient": alert.patient}),
-        }
-    }
-
-    pub fn for_response(
-        id: Uuid,
-        event_type: &'static str,
-        timestamp: DateTime<Utc>,
-        response: &Administration,
-    ) -> Event {
-        Event {
-            id,
-            event_type,
-            timestamp,
-            full: serde_json::to_value(response).unwrap_or(Value::Null),
-            id_only: json!({"id": response.id, "instrument": response.instrument, "patient": response.patient}),
-        }
-    }
-
-    pub fn test(endpoint: Uuid) -> Event {
-        let data = json!({"webhook_id": endpoint, "message": "A test event from rapport."});
-        Event {
-            id: Uuid::new_v4(),
-            event_type: model::TEST_EVENT,
-            timestamp: Utc::now(),
-            full: data.clone(),
-            id_only: data,
-        }
-    }
-
-    /// The exact body sent (and signed) to an endpoint with this payload setting.
-    pub fn body(&self, payload: &str) -> String {
-        json!({
-            "type": self.event_type,
-            "timestamp": self.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
-            "data": if payload == "id-only" { &self.id_only } else { &self.full },
-        })
-        .to_string()
-    }
+/// The message `POST /v1/webhooks/{id}/test` sends.
+pub fn test_announcement(endpoint: Uuid) -> Announcement {
+    let data = json!({"webhook_id": endpoint, "message": "A test event from rapport."});
+    Announcement::new(model::TEST_EVENT, data.clone(), data)
 }
 
 /// True when some endpoint takes events of this type.
@@ -90,60 +52,61 @@ pub fn wanted(endpoints: &[EndpointRow], event_type: &str) -> bool {
     endpoints.iter().any(|e| e.events.iter().any(|t| t == event_type))
 }
 
-/// Queues a message of each event for each endpoint subscribed to its type, in the caller's
-/// transaction. Returns how many were queued.
+/// Queues a message of each announcement for each endpoint subscribed to its type, in the
+/// caller's transaction. Returns how many were queued.
 pub async fn publish(
     conn: &mut AsyncPgConnection,
     org: OrgId,
     endpoints: &[EndpointRow],
-    events: &[Event],
+    announcements: &[&Announcement],
 ) -> diesel::QueryResult<usize> {
     let deliveries: Vec<NewDelivery> = endpoints
         .iter()
         .flat_map(|endpoint| {
-            events
+            announcements
                 .iter()
-                .filter(|event| endpoint.events.iter().any(|t| t == event.event_type))
-                .map(|event| NewDelivery {
+                .filter(|a| endpoint.events.iter().any(|t| t == a.event_type))
+                .map(|a| NewDelivery {
                     endpoint_id: endpoint.id,
-                    event_id: event.id,
-                    event_type: event.event_type.to_string(),
-                    body: event.body(&endpoint.payload),
+                    event_id: a.id,
+                    event_type: a.event_type.to_string(),
+                    body: a.body(&endpoint.payload),
                 })
         })
         .collect();
     Ok(store::queue(conn, org, deliveries).await?.len())
 }
 
+/// The webhook event type of an outbox event's kind, if it has one (a rescore is internal).
+fn response_event_type(kind: OutboxKind) -> Option<&'static str> {
+    match kind {
+        OutboxKind::ResponseCreated | OutboxKind::ResponseVoided => Some(kind.as_str()),
+        OutboxKind::ResponseRescored => None,
+    }
+}
+
 /// Queues the webhook messages of one organisation's processed outbox events: the
-/// responses created or voided, and the alerts raised or resolved. Without an active
-/// endpoint this is one indexed read and nothing else.
+/// responses created or voided, and what earlier consumers announced (the alerts raised or
+/// resolved). Without an active endpoint this is one indexed read and nothing else.
 pub async fn publish_changes(
     conn: &mut AsyncPgConnection,
     org: OrgId,
-    outbox: &[&crate::outbox::PendingEvent],
-    alerts: &[(&'static str, AlertRow)],
+    outbox: &[&OutboxEvent],
+    announced: &[Announcement],
 ) -> diesel::QueryResult<usize> {
     let endpoints = store::active(conn, org).await?;
     if endpoints.is_empty() {
         return Ok(0);
     }
-    let mut events: Vec<Event> = alerts
-        .iter()
-        .filter(|(event_type, _)| wanted(&endpoints, event_type))
-        .map(|(event_type, row)| Event::for_alert(event_type, &Alert::from(row.clone())))
-        .collect();
-    let responses: Vec<(&crate::outbox::PendingEvent, &'static str)> = outbox
+    let mut messages: Vec<&Announcement> = announced.iter().filter(|a| wanted(&endpoints, a.event_type)).collect();
+    let responses: Vec<(&OutboxEvent, &'static str)> = outbox
         .iter()
         .filter_map(|e| {
-            let event_type = match e.kind.as_str() {
-                "response.created" => "response.created",
-                "response.voided" => "response.voided",
-                _ => return None,
-            };
+            let event_type = response_event_type(e.kind)?;
             wanted(&endpoints, event_type).then_some((*e, event_type))
         })
         .collect();
+    let mut made: Vec<Announcement> = Vec::new();
     if !responses.is_empty() {
         let ids: Vec<Uuid> = responses.iter().map(|(e, _)| e.response_id).collect();
         let rows: BTreeMap<Uuid, Administration> = crate::responses::store::find_many(conn, org, &ids)
@@ -153,9 +116,10 @@ pub async fn publish_changes(
             .collect();
         for (e, event_type) in responses {
             if let Some(response) = rows.get(&e.response_id) {
-                events.push(Event::for_response(e.id, event_type, e.created_at, response));
+                made.push(response_announcement(e.id, event_type, e.created_at, response));
             }
         }
     }
-    publish(conn, org, &endpoints, &events).await
+    messages.extend(made.iter());
+    publish(conn, org, &endpoints, &messages).await
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::model::{
     Delivery, DeliveryPage, DeliveryQuery, EVENT_TYPES, NewWebhook, Webhook, WebhookList, WebhookWithSecret,
 };
-use super::{Event, signature, store, target};
+use super::{signature, store, target, test_announcement};
 use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
@@ -276,7 +276,7 @@ pub async fn test_webhook(
     if endpoint.status != "active" {
         return Err(ApiError::Conflict("the endpoint is disabled".into()));
     }
-    let event = Event::test(endpoint.id);
+    let event = test_announcement(endpoint.id);
     let mut conn = crate::db::conn(&state.pool).await?;
     let queued = store::queue(
         &mut conn,

@@ -103,32 +103,26 @@ impl ReadPool {
 
 /// A connection for a read that may lag a little behind the writes (analytics, exports,
 /// FHIR searches, lists): from the replica when one is configured and up, else from the
-/// primary. `metrics` counts which pool served it.
-pub async fn read_conn(
-    primary: &DbPool,
-    replica: Option<&ReadPool>,
-    metrics: &crate::ops::metrics::Metrics,
-) -> Result<DbConn, ApiError> {
+/// primary. Also says which served it (`replica`, `primary_fallback` or `primary`), for the
+/// caller's metrics.
+pub async fn read_conn(primary: &DbPool, replica: Option<&ReadPool>) -> Result<(DbConn, &'static str), ApiError> {
     if let Some(read) = replica
         && !read.is_resting()
     {
         match read.pool.get().await {
-            Ok(conn) => {
-                metrics.read_served("replica");
-                return Ok(conn);
-            }
+            Ok(conn) => return Ok((conn, "replica")),
             Err(e) => {
                 log::warn!(target: "rapport::db", "replica unavailable, reading from the primary: {e}");
                 read.rest();
             }
         }
     }
-    metrics.read_served(if replica.is_some() {
+    let served = if replica.is_some() {
         "primary_fallback"
     } else {
         "primary"
-    });
-    conn(primary).await
+    };
+    Ok((conn(primary).await?, served))
 }
 
 /// A pooled connection, or 503 when none is free within the pool timeout.

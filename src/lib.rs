@@ -14,6 +14,7 @@ pub mod clients;
 pub mod config;
 pub mod console;
 pub mod db;
+pub mod edge;
 pub mod error;
 pub mod export;
 pub mod extract;
@@ -21,6 +22,8 @@ pub mod fhir;
 pub mod identity;
 pub mod ids;
 pub mod instruments;
+#[cfg(test)]
+mod layers;
 pub mod openapi;
 pub mod ops;
 pub mod organizations;

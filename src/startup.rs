@@ -70,8 +70,10 @@ impl Application {
             })?)),
             None => None,
         };
+        let jwks = Arc::new(crate::auth::jwks::JwksCache::new(settings.webhook_allow_private)?);
         let builtins = Arc::new(crate::instruments::builtin::BuiltinCatalogue::load()?);
         let worker_norms: Arc<crate::analytics::NormsCache> = Default::default();
+        let norms: Arc<crate::analytics::NormsCache> = Default::default();
         let outbox = Arc::new(crate::workers::outbox::OutboxEnvironment {
             pool: pool.clone(),
             processed: metrics.outbox_counter(),
@@ -92,15 +94,25 @@ impl Application {
             client_status: ClientStatusCache::new(settings.client_status_ttl),
             metrics,
             migration_versions: db::embedded_migration_versions(),
+            ingest: crate::responses::service::IngestContext {
+                builtins: builtins.clone(),
+                writer: writer.clone(),
+                norms: norms.clone(),
+            },
             builtins,
-            norms: Default::default(),
+            norms,
             worker_norms,
             routes: crate::ops::route_table::RouteTable::from_openapi(&crate::openapi::document()),
             writer,
-            providers: Default::default(),
+            identity: crate::identity::IdentityVerifier {
+                pool: pool.clone(),
+                ttl: settings.client_status_ttl,
+                providers: Default::default(),
+                jwks: jwks.clone(),
+            },
             rate_limit: crate::ops::rate_limit::RateLimiter::new(settings.rate_limit_per_minute),
             auth_failures: crate::ops::rate_limit::RateLimiter::new(crate::auth::routes::FAILED_AUTH_PER_MINUTE),
-            jwks: crate::auth::jwks::JwksCache::new(settings.webhook_allow_private)?,
+            jwks,
             public_url: public.url.clone(),
             settings: Arc::new(settings.clone()),
             pool,
@@ -112,9 +124,15 @@ impl Application {
             tokio::spawn(crate::workers::outbox::run(outbox.clone()));
         }
         // Its webhook delivery workers.
-        let webhook_client = crate::webhooks::deliver::client(settings.webhook_allow_private)?;
+        let delivery = Arc::new(crate::webhooks::deliver::DeliveryEnvironment {
+            pool: state.pool.clone(),
+            client: crate::webhooks::deliver::client(settings.webhook_allow_private)?,
+            retry: settings.webhook_retry.clone(),
+            allow_private: settings.webhook_allow_private,
+            attempts: state.metrics.webhook_attempts(),
+        });
         for _ in 0..crate::webhooks::deliver::WORKERS {
-            tokio::spawn(crate::webhooks::deliver::run(state.clone(), webhook_client.clone()));
+            tokio::spawn(crate::webhooks::deliver::run(delivery.clone()));
         }
         let mut server = HttpServer::new(move || build_app(state.clone(), public.clone()))
             .listen(listener)?

@@ -18,21 +18,23 @@ pub struct AppState {
     pub metrics: Metrics,
     pub migration_versions: Vec<String>,
     pub builtins: Arc<crate::instruments::builtin::BuiltinCatalogue>,
-    pub norms: crate::analytics::NormsCache,
+    pub norms: Arc<crate::analytics::NormsCache>,
     /// The outbox worker's organisation norms (see `alerts::AlertEvaluator`): erasure
     /// clears them; trends on the instance that took a response use fresh ones.
     pub worker_norms: Arc<crate::analytics::NormsCache>,
     pub routes: crate::ops::route_table::RouteTable,
     /// The group-commit writer of single responses (its own connection).
     pub writer: crate::responses::writer::Writer,
+    /// The response use cases' context (the same built-ins, writer and norms cache).
+    pub ingest: crate::responses::service::IngestContext,
     /// Requests per client (`RAPPORT_RATE_LIMIT_PER_MINUTE`).
     pub rate_limit: crate::ops::rate_limit::RateLimiter,
     /// Failed authentications per client id at the token endpoint (10 a minute).
     pub auth_failures: crate::ops::rate_limit::RateLimiter,
-    /// Identity providers by issuer, as last read.
-    pub providers: crate::identity::ProviderCache,
+    /// Verifies identity providers' tokens (its provider cache, and the shared key sets).
+    pub identity: crate::identity::IdentityVerifier,
     /// Fetched JWK sets of asymmetric clients and identity providers.
-    pub jwks: crate::auth::jwks::JwksCache,
+    pub jwks: Arc<crate::auth::jwks::JwksCache>,
     /// `RAPPORT_PUBLIC_URL`, or `http://` and the bound address: the base of the token
     /// endpoint URL that client assertions name as `aud`.
     pub public_url: String,
@@ -42,6 +44,8 @@ impl AppState {
     /// A connection for a read that may lag slightly behind writes: analytics, exports,
     /// FHIR searches and lists. The replica when configured and up, else the primary.
     pub async fn read_conn(&self) -> Result<crate::db::DbConn, crate::error::ApiError> {
-        crate::db::read_conn(&self.pool, self.read_pool.as_ref(), &self.metrics).await
+        let (conn, served) = crate::db::read_conn(&self.pool, self.read_pool.as_ref()).await?;
+        self.metrics.read_served(served);
+        Ok(conn)
     }
 }

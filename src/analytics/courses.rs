@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::alliance_outcome::{
+use super::alliance_outcome_model::{
     ClinicianEffects, Correlation, CourseRow, EstimateView, Lagged, LaggedCoefficients, Tertile,
 };
 use crate::scoring::association::{self, OlsFit};

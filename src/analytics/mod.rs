@@ -3,6 +3,7 @@
 //! statistic is computed by the pure functions of `scoring`.
 
 pub mod alliance_outcome;
+pub mod alliance_outcome_model;
 pub mod chart;
 pub mod clinicians;
 pub mod courses;

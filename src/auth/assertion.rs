@@ -12,7 +12,6 @@ use super::jwks::{self, VerifyError};
 use super::token::{LEEWAY_SECS, MAX_AUTHORIZATION_BYTES, now_secs};
 use crate::clients::store::{self as clients_store, ClientRow};
 use crate::error::ApiError;
-use crate::state::AppState;
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// An assertion may expire at most this far ahead (SMART: five minutes).
@@ -58,9 +57,11 @@ fn invalid(description: impl Into<String>) -> AssertionError {
     AssertionError::Invalid(description.into())
 }
 
-/// The active asymmetric client that signed `assertion` for `token_url`.
+/// The active asymmetric client that signed `assertion` for `token_url` (its registered key
+/// set, or the one fetched from its `jwks_uri` through `jwks`).
 pub async fn authenticate(
-    state: &AppState,
+    pool: &crate::db::DbPool,
+    jwks_cache: &jwks::JwksCache,
     assertion: &str,
     client_id: Option<&str>,
     token_url: &str,
@@ -72,7 +73,7 @@ pub async fn authenticate(
     if client_id.is_some_and(|c| c != issuer) {
         return Err(invalid("client_id differs from the assertion's `iss`"));
     }
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = crate::db::conn(pool).await?;
     let client = clients_store::find_by_client_id(&mut conn, &issuer)
         .await
         .map_err(ApiError::from)?
@@ -83,8 +84,7 @@ pub async fn authenticate(
     let header = jsonwebtoken::decode_header(assertion).map_err(|_| invalid("client_assertion has a bad header"))?;
     let keys = match (&client.jwks, &client.jwks_uri) {
         (Some(set), _) => std::sync::Arc::new(jwks::registered_keys(set).map_err(|(_, p)| invalid(p))?),
-        (None, Some(uri)) => state
-            .jwks
+        (None, Some(uri)) => jwks_cache
             .keys(uri, header.kid.as_deref())
             .await
             .map_err(|e| invalid(format!("the client's key set is unavailable: {e}")))?,
@@ -110,7 +110,7 @@ pub async fn authenticate(
     if claims.jti.is_empty() || claims.jti.len() > 255 {
         return Err(invalid("`jti` must be 1 to 255 characters"));
     }
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = crate::db::conn(pool).await?;
     if !remember_jti(&mut conn, &client, &claims.jti, claims.exp)
         .await
         .map_err(ApiError::from)?

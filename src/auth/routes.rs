@@ -299,14 +299,20 @@ async fn grant_by_assertion(state: &AppState, body: TokenRequest) -> Result<Toke
         ));
     };
     let token_url = super::smart::token_url(state);
-    let client = super::assertion::authenticate(state, assertion, body.client_id.as_deref(), &token_url)
-        .await
-        .map_err(|e| match e {
-            super::assertion::AssertionError::Invalid(why) => fail(StatusCode::UNAUTHORIZED, "invalid_client", why),
-            super::assertion::AssertionError::Unavailable(why) => {
-                fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", why)
-            }
-        })?;
+    let client = super::assertion::authenticate(
+        &state.pool,
+        &state.jwks,
+        assertion,
+        body.client_id.as_deref(),
+        &token_url,
+    )
+    .await
+    .map_err(|e| match e {
+        super::assertion::AssertionError::Invalid(why) => fail(StatusCode::UNAUTHORIZED, "invalid_client", why),
+        super::assertion::AssertionError::Unavailable(why) => {
+            fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", why)
+        }
+    })?;
     let ttl = state
         .settings
         .token_ttl

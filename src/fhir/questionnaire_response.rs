@@ -100,11 +100,11 @@ pub async fn create_questionnaire_response(
     let (status, stored) = match to_amend {
         Some(stored) => (
             StatusCode::OK,
-            service::amend(&mut conn, &state, &principal, stored, posted.body, Source::Fhir)
+            service::amend(&mut conn, &state.ingest, &principal, stored, posted.body, Source::Fhir)
                 .await
                 .map_err(|e| outcome(&e, &map))?,
         ),
-        None => match service::ingest(&mut conn, &state, &principal, posted.body, Source::Fhir)
+        None => match service::ingest(&mut conn, &state.ingest, &principal, posted.body, Source::Fhir)
             .await
             .map_err(|e| outcome(&e, &map))?
         {
@@ -204,7 +204,7 @@ async fn void_posted(
         .ok_or(ApiError::NotFound)?;
     service::void(
         conn,
-        state,
+        &state.ingest,
         principal,
         ResponseId(row.id),
         "entered-in-error (FHIR)",

@@ -13,17 +13,27 @@ pub mod routes;
 pub mod store;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use crate::auth::Scope;
-use crate::auth::jwks::{self, VerifyError};
+use crate::auth::jwks::{self, JwksCache, VerifyError};
+use crate::db::DbPool;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::OrgId;
-use crate::state::AppState;
 use store::ProviderRow;
+
+/// What verifying an identity provider's token uses: the pool (to find the provider), how
+/// long a provider read stays fresh, the providers read so far and the fetched key sets.
+pub struct IdentityVerifier {
+    pub pool: DbPool,
+    /// `RAPPORT_CLIENT_STATUS_TTL_SECS`: a deleted provider's tokens stop within this time.
+    pub ttl: Duration,
+    pub providers: ProviderCache,
+    pub jwks: Arc<JwksCache>,
+}
 
 /// Providers by issuer, per process (`None`: no provider has that issuer).
 #[derive(Default)]
@@ -37,17 +47,17 @@ impl ProviderCache {
     }
 }
 
-async fn provider(state: &AppState, issuer: &str) -> ApiResult<Option<ProviderRow>> {
-    let ttl = state.settings.client_status_ttl;
-    if let Ok(map) = state.providers.0.lock()
+async fn provider(verifier: &IdentityVerifier, issuer: &str) -> ApiResult<Option<ProviderRow>> {
+    let ttl = verifier.ttl;
+    if let Ok(map) = verifier.providers.0.lock()
         && let Some((at, found)) = map.get(issuer)
         && at.elapsed() < ttl
     {
         return Ok(found.clone());
     }
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = crate::db::conn(&verifier.pool).await?;
     let found = store::find_by_issuer(&mut conn, issuer).await?;
-    if let Ok(mut map) = state.providers.0.lock() {
+    if let Ok(mut map) = verifier.providers.0.lock() {
         if map.len() > 10_000 {
             map.clear();
         }
@@ -81,15 +91,30 @@ pub fn scopes_from_claim(claim: Option<&serde_json::Value>) -> Vec<Scope> {
     scopes
 }
 
-/// The organisation, subject and scopes of a token from a registered provider; `Ok(None)`
-/// when no provider has the token's issuer.
-pub async fn verify(state: &AppState, token: &str, issuer: &str) -> ApiResult<Option<(OrgId, String, Vec<Scope>)>> {
-    let Some(provider) = provider(state, issuer).await? else {
+impl IdentityVerifier {
+    /// The organisation, subject and scopes of a token from a registered provider; `Ok(None)`
+    /// when no provider has the token's issuer.
+    pub async fn verify(&self, token: &str, issuer: &str) -> ApiResult<Option<(OrgId, String, Vec<Scope>)>> {
+        verify(self, token, issuer).await
+    }
+
+    /// Forgets a provider (registered or deleted here: other instances catch up within `ttl`).
+    pub fn forget(&self, issuer: &str) {
+        self.providers.forget(issuer);
+    }
+}
+
+async fn verify(
+    verifier: &IdentityVerifier,
+    token: &str,
+    issuer: &str,
+) -> ApiResult<Option<(OrgId, String, Vec<Scope>)>> {
+    let Some(provider) = provider(verifier, issuer).await? else {
         return Ok(None);
     };
     let unauthorized = |why: String| ApiError::Unauthorized(why);
     let header = jsonwebtoken::decode_header(token).map_err(|_| unauthorized("invalid token".into()))?;
-    let keys = state
+    let keys = verifier
         .jwks
         .keys(&provider.jwks_uri, header.kid.as_deref())
         .await

@@ -118,7 +118,7 @@ pub async fn create_provider(
             Ok(row)
         })
         .await?;
-    state.providers.forget(&created.issuer);
+    state.identity.forget(&created.issuer);
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/identity-providers/{}", created.id)))
         .json(created))
@@ -212,7 +212,7 @@ pub async fn delete_provider(
             Ok(row)
         })
         .await?;
-    state.providers.forget(&deleted.issuer);
+    state.identity.forget(&deleted.issuer);
     state.jwks.forget(&deleted.jwks_uri);
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,5 +1,14 @@
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
+/// A connection pool's state at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolFigures {
+    pub max: usize,
+    pub open: usize,
+    pub idle: usize,
+    pub waiting: usize,
+}
+
 /// One registry per application instance (tests run several in a process).
 pub struct Metrics {
     registry: Registry,
@@ -118,8 +127,9 @@ impl Metrics {
         self.reads.with_label_values(&[pool]).inc();
     }
 
-    pub fn webhook_attempt(&self, outcome: &str) {
-        self.webhook_attempts.with_label_values(&[outcome]).inc();
+    /// The counter of webhook delivery attempts by outcome, for the delivery workers.
+    pub fn webhook_attempts(&self) -> prometheus::IntCounterVec {
+        self.webhook_attempts.clone()
     }
 
     /// Webhook deliveries by status, read from the database at scrape time.
@@ -155,16 +165,14 @@ impl Metrics {
         self.latency.with_label_values(&labels).observe(seconds);
     }
 
-    /// Prometheus text exposition, with the pools' state read now.
-    pub fn render(&self, pool: &crate::db::DbPool, replica: Option<&crate::db::DbPool>) -> String {
-        for (name, pool) in [("primary", Some(pool)), ("replica", replica)] {
-            let Some(pool) = pool else { continue };
-            let status = pool.status();
+    /// Prometheus text exposition, with the pools' state as read by the caller.
+    pub fn render(&self, pools: &[(&str, PoolFigures)]) -> String {
+        for (name, figures) in pools {
             for (state, n) in [
-                ("max", status.max_size),
-                ("open", status.size),
-                ("idle", status.available),
-                ("waiting", status.waiting),
+                ("max", figures.max),
+                ("open", figures.open),
+                ("idle", figures.idle),
+                ("waiting", figures.waiting),
             ] {
                 self.pool.with_label_values(&[name, state]).set(n as i64);
             }

@@ -3,6 +3,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::ops::metrics::PoolFigures;
 use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
@@ -78,13 +79,22 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             state.metrics.set_deliveries(&deliveries);
         }
     }
+    let figures = |pool: &crate::db::DbPool| {
+        let status = pool.status();
+        PoolFigures {
+            max: status.max_size,
+            open: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+        }
+    };
+    let mut pools = vec![("primary", figures(&state.pool))];
+    if let Some(read) = &state.read_pool {
+        pools.push(("replica", figures(&read.pool)));
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(
-            state
-                .metrics
-                .render(&state.pool, state.read_pool.as_ref().map(|r| &r.pool)),
-        )
+        .body(state.metrics.render(&pools))
 }
 
 /// Any unmatched request: 405 with `Allow` when the path is known but the method is not

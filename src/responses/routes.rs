@@ -5,7 +5,7 @@ use uuid::Uuid;
 use super::model::{
     Administration, AdministrationPage, BatchRequest, BatchResponse, ListQuery, NewResponse, Source, VoidRequest,
 };
-use super::{Ingested, MAX_BATCH, ingest_batch, service, store};
+use super::{Ingested, MAX_BATCH, service, store};
 use crate::audit;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
@@ -42,7 +42,7 @@ pub async fn create_response(
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::ResponsesWrite)?;
     let mut conn = crate::db::conn(&state.pool).await?;
-    match service::ingest(&mut conn, &state, &principal, body.0, Source::Api).await? {
+    match service::ingest(&mut conn, &state.ingest, &principal, body.0, Source::Api).await? {
         Ingested::Created(row) => Ok(HttpResponse::Created()
             .insert_header(("Location", format!("/v1/responses/{}", row.id)))
             .json(Administration::from(row))),
@@ -84,11 +84,7 @@ pub async fn create_responses_batch(
         ));
     }
     let mut conn = crate::db::conn(&state.pool).await?;
-    let (results, grown) = ingest_batch(&mut conn, &state.builtins, &principal, items).await?;
-    // New data changes organisation norms: forget this organisation's cached ones.
-    for key in grown {
-        state.norms.invalidate(principal.org, &key);
-    }
+    let results = service::ingest_many(&mut conn, &state.ingest, &principal, items).await?;
     Ok(HttpResponse::Ok().json(BatchResponse { results }))
 }
 
@@ -212,7 +208,7 @@ pub async fn void_response(
     let mut conn = crate::db::conn(&state.pool).await?;
     let row = service::void(
         &mut conn,
-        &state,
+        &state.ingest,
         &principal,
         ResponseId(id.into_inner()),
         reason.trim(),

@@ -9,18 +9,28 @@ use super::model::{NewResponse, Source};
 use super::prepare::{InstrumentCache, prepare};
 use super::store::{self, AdministrationRow};
 use super::{Ingested, ingest_one};
+use crate::analytics::NormsCache;
 use crate::audit::{self, AuditEntry};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::ResponseId;
+use crate::instruments::builtin::BuiltinCatalogue;
 use crate::outbox::{self, OutboxKind};
-use crate::state::AppState;
+
+/// What the response use cases need: the built-in instruments, the group-commit writer,
+/// and this instance's norms cache (cleared for an instrument when its data changes).
+#[derive(Clone)]
+pub struct IngestContext {
+    pub builtins: std::sync::Arc<BuiltinCatalogue>,
+    pub writer: super::writer::Writer,
+    pub norms: std::sync::Arc<NormsCache>,
+}
 
 /// Checks, scores and stores one response (idempotent by `external_id`). A new row clears
 /// the organisation's cached norms for the instrument on this instance.
 pub async fn ingest(
     conn: &mut AsyncPgConnection,
-    state: &AppState,
+    ctx: &IngestContext,
     principal: &Principal,
     body: NewResponse,
     source: Source,
@@ -30,15 +40,7 @@ pub async fn ingest(
     // extra lookup, and only when it carries a key.
     let key = body.external_id.clone().map(|id| (body.external_system.clone(), id));
     let retry_hash = key.as_ref().and_then(|_| super::prepare::payload_hash(&body));
-    let row = match prepare(
-        conn,
-        &mut InstrumentCache::new(&state.builtins),
-        principal,
-        body,
-        source,
-    )
-    .await
-    {
+    let row = match prepare(conn, &mut InstrumentCache::new(&ctx.builtins), principal, body, source).await {
         Ok(row) => row,
         Err(ApiError::Validation(errors)) => {
             if let Some((system, id)) = &key
@@ -53,18 +55,33 @@ pub async fn ingest(
         }
         Err(e) => return Err(e),
     };
-    let ingested = ingest_one(conn, &state.writer, principal, row).await?;
+    let ingested = ingest_one(conn, &ctx.writer, principal, row).await?;
     if let Ingested::Created(row) = &ingested {
-        state.norms.invalidate(principal.org, &row.instrument_key);
+        ctx.norms.invalidate(principal.org, &row.instrument_key);
     }
     Ok(ingested)
+}
+
+/// Checks, scores and stores a batch (see `ingest_batch`), then forgets the cached norms of
+/// every instrument that got new data.
+pub async fn ingest_many(
+    conn: &mut AsyncPgConnection,
+    ctx: &IngestContext,
+    principal: &Principal,
+    items: Vec<super::model::BatchItem>,
+) -> ApiResult<Vec<super::model::BatchResult>> {
+    let (results, grown) = super::ingest_batch(conn, &ctx.builtins, principal, items).await?;
+    for key in grown {
+        ctx.norms.invalidate(principal.org, &key);
+    }
+    Ok(results)
 }
 
 /// Marks a response entered-in-error, with its audit event, in one transaction. Voiding
 /// again changes nothing and answers the stored row; an unknown id is 404.
 pub async fn void(
     conn: &mut AsyncPgConnection,
-    state: &AppState,
+    ctx: &IngestContext,
     principal: &Principal,
     id: ResponseId,
     reason: &str,
@@ -98,7 +115,7 @@ pub async fn void(
         })
         .await?;
     // A voided point leaves the norms' sample.
-    state.norms.invalidate(org, &row.instrument_key);
+    ctx.norms.invalidate(org, &row.instrument_key);
     Ok(row)
 }
 
@@ -107,20 +124,13 @@ pub async fn void(
 /// changes nothing. A different patient, or a voided response, is 409.
 pub async fn amend(
     conn: &mut AsyncPgConnection,
-    state: &AppState,
+    ctx: &IngestContext,
     principal: &Principal,
     stored: AdministrationRow,
     body: NewResponse,
     source: Source,
 ) -> ApiResult<AdministrationRow> {
-    let row = prepare(
-        conn,
-        &mut InstrumentCache::new(&state.builtins),
-        principal,
-        body,
-        source,
-    )
-    .await?;
+    let row = prepare(conn, &mut InstrumentCache::new(&ctx.builtins), principal, body, source).await?;
     if row.patient != stored.patient {
         return Err(ApiError::Conflict(
             "this identifier belongs to a response of another patient".into(),
@@ -163,9 +173,9 @@ pub async fn amend(
             Ok(amended)
         })
         .await?;
-    state.norms.invalidate(org, &amended.instrument_key);
+    ctx.norms.invalidate(org, &amended.instrument_key);
     if stored.instrument_key != amended.instrument_key {
-        state.norms.invalidate(org, &stored.instrument_key);
+        ctx.norms.invalidate(org, &stored.instrument_key);
     }
     Ok(amended)
 }

@@ -246,6 +246,16 @@ fn insert_ctes(returning: &str) -> String {
     )
 }
 
+/// An audit event the writer records (a read's, or a new response's).
+pub struct AuditRecord {
+    pub org: OrgId,
+    pub actor: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub detail: serde_json::Value,
+}
+
 /// One group commit of the writer in one statement (no BEGIN/COMMIT round trips): the rows
 /// whose external_id is free, a `response.created` audit event (by its request's `actor`)
 /// and an outbox event per stored row, and the group's read audit events. Returns the
@@ -254,7 +264,7 @@ pub async fn insert_group_audited(
     conn: &mut AsyncPgConnection,
     rows: &[&NewAdministrationRow],
     actors: &[&str],
-    reads: &[&crate::responses::writer::AuditRecord],
+    reads: &[&AuditRecord],
 ) -> QueryResult<Vec<AdministrationRow>> {
     use diesel::sql_types::{Array, Jsonb, Text, Uuid as SqlUuid};
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();

@@ -17,10 +17,10 @@ use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+pub use super::store::AuditRecord;
 use super::store::{self, AdministrationRow, NewAdministrationRow};
 use crate::db::DbPool;
 use crate::error::{ApiError, ApiResult};
-use crate::ids::OrgId;
 
 type Reply = oneshot::Sender<ApiResult<Option<AdministrationRow>>>;
 
@@ -29,16 +29,6 @@ struct ResponseJob {
     row: NewAdministrationRow,
     actor: String,
     reply: Reply,
-}
-
-/// An audit event the writer records (a read's, or a new response's).
-pub struct AuditRecord {
-    pub org: OrgId,
-    pub actor: String,
-    pub action: String,
-    pub resource_type: String,
-    pub resource_id: Option<String>,
-    pub detail: serde_json::Value,
 }
 
 struct AuditJob {

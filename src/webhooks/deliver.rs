@@ -7,15 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::web;
 use diesel_async::AsyncConnection as _;
 use rand::Rng as _;
 
 use super::signature;
 use super::store::{self, Claimed, Outcome};
 use super::target::{self, CheckedResolver};
+use crate::db::DbPool;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Deliveries taken at once by one worker (sent concurrently).
 const BATCH: i64 = 16;
@@ -27,6 +26,16 @@ const MAX_ANSWER: usize = 64 * 1024;
 const IDLE: Duration = Duration::from_millis(200);
 /// Worker tasks per instance.
 pub const WORKERS: usize = 1;
+
+/// What a delivery worker uses: its pool, HTTP client, retry schedule, whether private
+/// addresses are allowed (tests only), and its attempt counter (by outcome).
+pub struct DeliveryEnvironment {
+    pub pool: DbPool,
+    pub client: reqwest::Client,
+    pub retry: Vec<Duration>,
+    pub allow_private: bool,
+    pub attempts: prometheus::IntCounterVec,
+}
 
 /// The HTTP client of the delivery workers: rustls, no redirects, no proxy (the address
 /// connected must be the address checked), 10 s for the whole attempt, and a resolver
@@ -43,9 +52,9 @@ pub fn client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
 }
 
 /// Runs until the process ends.
-pub async fn run(state: web::Data<AppState>, client: reqwest::Client) {
+pub async fn run(env: Arc<DeliveryEnvironment>) {
     loop {
-        match deliver_due(&state, &client).await {
+        match deliver_due(&env).await {
             Ok(0) => tokio::time::sleep(IDLE).await,
             Ok(_) => {}
             Err(e) => {
@@ -59,18 +68,17 @@ pub async fn run(state: web::Data<AppState>, client: reqwest::Client) {
 
 /// Sends every due delivery this worker could take, in one transaction that holds their
 /// row locks until the outcomes are recorded; returns how many it took.
-pub async fn deliver_due(state: &AppState, client: &reqwest::Client) -> Result<usize, ApiError> {
-    let mut conn = crate::db::conn(&state.pool).await?;
+pub async fn deliver_due(env: &DeliveryEnvironment) -> Result<usize, ApiError> {
+    let mut conn = crate::db::conn(&env.pool).await?;
     conn.transaction::<_, ApiError, _>(async |conn| {
         let claimed = store::claim(conn, BATCH).await?;
-        let settings = &state.settings;
         let attempts: Vec<_> = claimed
             .iter()
-            .map(|c| attempt(client, c, &settings.webhook_retry, settings.webhook_allow_private))
+            .map(|c| attempt(&env.client, c, &env.retry, env.allow_private))
             .collect();
         let outcomes: Vec<Outcome> = futures_util::future::join_all(attempts).await;
         for (c, outcome) in claimed.iter().zip(&outcomes) {
-            state.metrics.webhook_attempt(outcome_label(outcome));
+            env.attempts.with_label_values(&[outcome_label(outcome)]).inc();
             store::record(conn, c, outcome).await?;
         }
         Ok(claimed.len())

@@ -24,6 +24,7 @@ pub mod ids;
 pub mod instruments;
 #[cfg(test)]
 mod layers;
+pub mod norms;
 pub mod openapi;
 pub mod ops;
 pub mod organizations;

@@ -7,6 +7,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::ids::OrgId;
+use crate::norms::NormsUsed;
+use crate::scoring::outcome::{Change, assess_change};
+use crate::scoring::ruptures::{RuptureFound, detect_ruptures};
+use crate::scoring::{InstrumentDefinition, RuptureRuleKind};
 
 /// The series an event names: (organisation, patient, instrument, rater).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,4 +73,31 @@ pub async fn lock(conn: &mut AsyncPgConnection, keys: &[SeriesKey]) -> diesel::Q
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+pub fn rule_name(kind: RuptureRuleKind) -> &'static str {
+    match kind {
+        RuptureRuleKind::ReliableDrop => "reliable_drop",
+        RuptureRuleKind::SdDrop => "sd_drop",
+    }
+}
+
+/// Ruptures and reliable change of one series of totals, under one definition and norms.
+/// Ruptures (only where the definition has a rupture rule) and reliable change, in the
+/// instrument's direction, of one series of totals under one definition and norms.
+pub fn series_statistics(
+    totals: &[f64],
+    definition: &InstrumentDefinition,
+    norms: &NormsUsed,
+) -> (Vec<RuptureFound>, Option<Change>) {
+    let s_diff = norms.s_diff();
+    let ruptures = definition
+        .rupture
+        .map(|rule| detect_ruptures(totals, &rule, s_diff))
+        .unwrap_or_default();
+    let change = totals
+        .first()
+        .zip(totals.last())
+        .map(|(b, l)| assess_change(definition, *b, *l, s_diff));
+    (ruptures, change)
 }

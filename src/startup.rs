@@ -72,8 +72,8 @@ impl Application {
         };
         let jwks = Arc::new(crate::auth::jwks::JwksCache::new(settings.webhook_allow_private)?);
         let builtins = Arc::new(crate::instruments::builtin::BuiltinCatalogue::load()?);
-        let worker_norms: Arc<crate::analytics::NormsCache> = Default::default();
-        let norms: Arc<crate::analytics::NormsCache> = Default::default();
+        let worker_norms: Arc<crate::norms::NormsCache> = Default::default();
+        let norms: Arc<crate::norms::NormsCache> = Default::default();
         let outbox = Arc::new(crate::workers::outbox::OutboxEnvironment {
             pool: pool.clone(),
             processed: metrics.outbox_counter(),

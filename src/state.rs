@@ -18,10 +18,10 @@ pub struct AppState {
     pub metrics: Metrics,
     pub migration_versions: Vec<String>,
     pub builtins: Arc<crate::instruments::builtin::BuiltinCatalogue>,
-    pub norms: Arc<crate::analytics::NormsCache>,
+    pub norms: Arc<crate::norms::NormsCache>,
     /// The outbox worker's organisation norms (see `alerts::AlertEvaluator`): erasure
     /// clears them; trends on the instance that took a response use fresh ones.
-    pub worker_norms: Arc<crate::analytics::NormsCache>,
+    pub worker_norms: Arc<crate::norms::NormsCache>,
     pub routes: crate::ops::route_table::RouteTable,
     /// The group-commit writer of single responses (its own connection).
     pub writer: crate::responses::writer::Writer,

@@ -5,10 +5,11 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::analytics::{NormsUsed, rule_name, series_statistics};
+use crate::norms::NormsUsed;
 use crate::scoring::outcome::{ReliableChangeRule, assess_change};
 use crate::scoring::stats::ReliableChange;
 use crate::scoring::{Comparator, InstrumentDefinition, exact_change};
+use crate::series::{rule_name, series_statistics};
 
 pub const FLAG_BELOW_CUTOFF: &str = "below_cutoff";
 

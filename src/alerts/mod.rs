@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use diesel_async::AsyncPgConnection;
 
-use crate::analytics::NormsCache;
 use crate::error::ApiResult;
 use crate::ids::OrgId;
 use crate::instruments::builtin::BuiltinCatalogue;
+use crate::norms::NormsCache;
 use crate::series::SeriesKey;
 use store::Upsert;
 
@@ -72,7 +72,7 @@ async fn evaluate_points(
         let instrument = match instruments.get(&at) {
             Some(found) => found.clone(),
             None => {
-                let found = crate::analytics::instrument_at(
+                let found = crate::instruments::instrument_at(
                     conn,
                     &evaluator.builtins,
                     key.org,
@@ -85,7 +85,7 @@ async fn evaluate_points(
             }
         };
         let rater = crate::scoring::Rater::parse(&key.rater).unwrap_or(crate::scoring::Rater::Patient);
-        let norms = crate::analytics::norms_for(conn, &evaluator.norms, key.org, &instrument, rater).await?;
+        let norms = crate::norms::norms_for(conn, &evaluator.norms, key.org, &instrument, rater).await?;
         for d in evaluate::desired(points, &instrument.definition, &norms) {
             let Some(point) = points.get(d.point) else { continue };
             let resolved_by = d.resolved_by.and_then(|i| points.get(i)).map(|p| p.id);

@@ -9,14 +9,7 @@ use crate::scoring::Rater;
 use crate::scoring::SubscaleScore;
 use crate::scoring::stats::ReliableChange;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum NormsSource {
-    /// SD and reliability from the instrument version's definition.
-    Instrument,
-    /// Derived from the organisation's own data (first complete response per patient).
-    Organisation,
-}
+pub use crate::norms::NormsSource;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -87,34 +87,6 @@ pub async fn series(
     query.load(conn).await
 }
 
-/// Each patient's first active, complete (not prorated) response for one instrument
-/// version and rater: (total, answers). The sample for organisation norms.
-pub async fn first_complete_responses(
-    conn: &mut AsyncPgConnection,
-    org: OrgId,
-    key: &str,
-    version: i32,
-    rater: &str,
-) -> QueryResult<Vec<(Option<f64>, serde_json::Value)>> {
-    responses::table
-        .filter(responses::org_id.eq(org))
-        .filter(responses::instrument_key.eq(key))
-        .filter(responses::instrument_version.eq(version))
-        .filter(responses::rater.eq(rater))
-        .filter(responses::status.eq(ResponseStatus::Active))
-        .filter(responses::total.is_not_null())
-        .filter(responses::prorated.eq(false))
-        .distinct_on(responses::patient)
-        .select((responses::total, responses::answers))
-        .order((
-            responses::patient.asc(),
-            responses::administered_at.asc(),
-            responses::seq.asc(),
-        ))
-        .load(conn)
-        .await
-}
-
 /// One (clinician, patient) series of one instrument and rater: its totals in series order,
 /// the latest instrument version, responses below the cut-off, and the sum and count of
 /// session-3 totals.

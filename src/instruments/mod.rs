@@ -109,3 +109,17 @@ pub fn score_answers(
         )),
     }
 }
+
+/// The instrument version a series was scored with (its latest point's): stored responses
+/// name versions that exist, so a failed lookup is the database's or an internal fault.
+pub async fn instrument_at(
+    conn: &mut AsyncPgConnection,
+    builtins: &builtin::BuiltinCatalogue,
+    org: OrgId,
+    key: &str,
+    version: i32,
+) -> ApiResult<std::sync::Arc<LoadedInstrument>> {
+    find(conn, builtins, org, key, Wanted::Exact(version))
+        .await
+        .map_err(LookupError::in_path)
+}

@@ -9,12 +9,12 @@ use super::model::{NewResponse, Source};
 use super::prepare::{InstrumentCache, prepare};
 use super::store::{self, AdministrationRow};
 use super::{Ingested, ingest_one};
-use crate::analytics::NormsCache;
 use crate::audit::{self, AuditEntry};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::ResponseId;
 use crate::instruments::builtin::BuiltinCatalogue;
+use crate::norms::NormsCache;
 use crate::outbox::{self, OutboxKind};
 
 /// What the response use cases need: the built-in instruments, the group-commit writer,

@@ -101,7 +101,7 @@ async fn read_limited(req: &HttpRequest, payload: Payload, limit: usize) -> Resu
     let mut stream = Decompress::from_headers(payload, req.headers());
     let mut body = BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ApiError::BadRequest("the body could not be read".into()))?;
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("the body could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }

@@ -269,14 +269,14 @@ impl JwksCache {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|_| unreachable("broke off its answer".into()))?
+            .map_err(|e| unreachable(format!("broke off its answer ({e})")))?
         {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_JWKS_BYTES {
                 return Err(unreachable("answered more than 256 KiB".into()));
             }
         }
-        let set: JwkSet = serde_json::from_slice(&body).map_err(|_| unreachable("is not a JWK set".into()))?;
+        let set: JwkSet = serde_json::from_slice(&body).map_err(|e| unreachable(format!("is not a JWK set ({e})")))?;
         Ok((usable_keys(&set), fresh_for))
     }
 }

@@ -64,6 +64,13 @@ struct OAuthFailure {
 /// Failed authentications allowed per client id and minute at the token endpoint.
 pub const FAILED_AUTH_PER_MINUTE: u32 = 10;
 
+/// A 500 at the token endpoint: the cause is logged (never the secret or token), the
+/// answer says only `server_error`.
+fn internal(cause: impl std::fmt::Display) -> OAuthFailure {
+    log::error!(target: "rapport::auth", "token endpoint: {cause}");
+    fail(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+}
+
 fn fail(status: StatusCode, error: &'static str, description: impl Into<String>) -> OAuthFailure {
     OAuthFailure {
         status,
@@ -272,7 +279,7 @@ fn token_for(
     let access_token = state
         .jwt
         .issue_with_scope(&client.client_id, client.org_id, &scope, ttl)
-        .map_err(|_| fail(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"))?;
+        .map_err(|e| internal(format!("signing a token: {e}")))?;
     debug_assert_eq!(Scope::parse_list(&scope).ok(), Some(granted));
     Ok(TokenResponse {
         access_token,
@@ -359,7 +366,7 @@ async fn authenticate(
         .unwrap_or_else(|| secrets::dummy_hash().to_string());
     let verified = web::block(move || secrets::verify_secret(&client_secret, &stored_hash))
         .await
-        .map_err(|_| fail(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error"))?;
+        .map_err(|e| internal(format!("checking a secret: {e}")))?;
     match client {
         Some(c) if verified && c.revoked_at.is_none() => Ok(c),
         _ => Err(invalid_client()),

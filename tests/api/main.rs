@@ -1,3 +1,6 @@
+// Test code may unwrap, expect and index: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 //! One integration-test binary (linking once matters on 2 cores); one module per domain.
 
 mod alerts;

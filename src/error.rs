@@ -104,7 +104,7 @@ pub enum ApiError {
     #[error("database unavailable: {0}")]
     Unavailable(#[source] Cause),
     #[error("too many requests from this client: at most {} a minute; retry in {} s", .0.limit, .0.retry_after)]
-    RateLimited(crate::ops::rate_limit::Limited),
+    RateLimited(crate::telemetry::rate_limit::Limited),
     #[error("internal error: {0}")]
     Internal(#[source] Cause),
 }

@@ -25,7 +25,7 @@ const WEB_EDGE: &[&str] = &[
     // The public base URL as seen in a request (forwarded headers).
     "config.rs",
     "edge/authenticate.rs",
-    "ops/middleware.rs",
+    "edge/middleware.rs",
     "console/mod.rs",
     "auth/smart.rs",
     "analytics/alliance_outcome.rs",

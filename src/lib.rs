@@ -27,16 +27,19 @@ pub mod instruments;
 mod layers;
 pub mod norms;
 pub mod openapi;
-pub mod ops;
+
 pub mod organizations;
+pub mod outbound;
 pub mod outbox;
 pub mod pagination;
+pub mod pseudonyms;
 pub mod responses;
 pub mod schema;
 pub mod scoring;
 pub mod series;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 pub mod validation;
 pub mod webhooks;
 pub mod workers;
@@ -46,9 +49,9 @@ pub use startup::Application;
 /// Every route, registered once for both the router and the OpenAPI document.
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     use utoipa_actix_web::scope;
-    cfg.service(ops::routes::healthz)
-        .service(ops::routes::readyz)
-        .service(ops::routes::metrics)
+    cfg.service(edge::ops_routes::healthz)
+        .service(edge::ops_routes::readyz)
+        .service(edge::ops_routes::metrics)
         .service(auth::smart::smart_configuration);
     cfg.service(
         scope::scope("/v1")

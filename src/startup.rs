@@ -19,9 +19,9 @@ use crate::clients::store::PreparedCredentials;
 use crate::config::Settings;
 use crate::db::{self, BoxError, DbPool};
 use crate::error::ApiError;
-use crate::ops::metrics::Metrics;
 use crate::organizations::model::CreatedOrganization;
 use crate::state::AppState;
+use crate::telemetry::metrics::Metrics;
 
 pub struct Application {
     port: u16,
@@ -102,7 +102,7 @@ impl Application {
             builtins,
             norms,
             worker_norms,
-            routes: crate::ops::route_table::RouteTable::from_openapi(&crate::openapi::document()),
+            routes: crate::edge::route_table::RouteTable::from_openapi(&crate::openapi::document()),
             writer,
             identity: crate::identity::IdentityVerifier {
                 pool: pool.clone(),
@@ -110,8 +110,8 @@ impl Application {
                 providers: Default::default(),
                 jwks: jwks.clone(),
             },
-            rate_limit: crate::ops::rate_limit::RateLimiter::new(settings.rate_limit_per_minute),
-            auth_failures: crate::ops::rate_limit::RateLimiter::new(crate::auth::routes::FAILED_AUTH_PER_MINUTE),
+            rate_limit: crate::telemetry::rate_limit::RateLimiter::new(settings.rate_limit_per_minute),
+            auth_failures: crate::telemetry::rate_limit::RateLimiter::new(crate::auth::routes::FAILED_AUTH_PER_MINUTE),
             jwks,
             public_url: public.url.clone(),
             settings: Arc::new(settings.clone()),
@@ -190,7 +190,7 @@ fn build_app(
         .app_data(limits)
         .app_data(public)
         .app_data(web::PathConfig::default().error_handler(|err, req| {
-            actix_web::error::InternalError::from_response(err, crate::ops::routes::unmatched(req)).into()
+            actix_web::error::InternalError::from_response(err, crate::edge::ops_routes::unmatched(req)).into()
         }))
         .app_data(
             web::QueryConfig::default()
@@ -207,13 +207,13 @@ fn build_app(
         )
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
         .configure(crate::console::configure)
-        .default_service(web::to(crate::ops::routes::not_found))
-        .wrap(from_fn(crate::ops::middleware::no_store))
-        .wrap(from_fn(crate::ops::middleware::reject_nul))
-        .wrap(from_fn(crate::ops::middleware::problem_fallback))
-        .wrap(from_fn(crate::ops::middleware::fhir_outcomes))
-        .wrap(from_fn(crate::ops::middleware::observe))
-        .wrap(from_fn(crate::ops::middleware::head_as_get))
+        .default_service(web::to(crate::edge::ops_routes::not_found))
+        .wrap(from_fn(crate::edge::middleware::no_store))
+        .wrap(from_fn(crate::edge::middleware::reject_nul))
+        .wrap(from_fn(crate::edge::middleware::problem_fallback))
+        .wrap(from_fn(crate::edge::middleware::fhir_outcomes))
+        .wrap(from_fn(crate::edge::middleware::observe))
+        .wrap(from_fn(crate::edge::middleware::head_as_get))
 }
 
 const JWT_SECRET_NAME: &str = "jwt_signing_key";

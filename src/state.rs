@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::auth::{ClientStatusCache, JwtKeys};
 use crate::config::Settings;
 use crate::db::DbPool;
-use crate::ops::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 pub struct AppState {
     pub pool: DbPool,
@@ -22,15 +22,15 @@ pub struct AppState {
     /// The outbox worker's organisation norms (see `alerts::AlertEvaluator`): erasure
     /// clears them; trends on the instance that took a response use fresh ones.
     pub worker_norms: Arc<crate::norms::NormsCache>,
-    pub routes: crate::ops::route_table::RouteTable,
+    pub routes: crate::edge::route_table::RouteTable,
     /// The group-commit writer of single responses (its own connection).
     pub writer: crate::responses::writer::Writer,
     /// The response use cases' context (the same built-ins, writer and norms cache).
     pub ingest: crate::responses::service::IngestContext,
     /// Requests per client (`RAPPORT_RATE_LIMIT_PER_MINUTE`).
-    pub rate_limit: crate::ops::rate_limit::RateLimiter,
+    pub rate_limit: crate::telemetry::rate_limit::RateLimiter,
     /// Failed authentications per client id at the token endpoint (10 a minute).
-    pub auth_failures: crate::ops::rate_limit::RateLimiter,
+    pub auth_failures: crate::telemetry::rate_limit::RateLimiter,
     /// Verifies identity providers' tokens (its provider cache, and the shared key sets).
     pub identity: crate::identity::IdentityVerifier,
     /// Fetched JWK sets of asymmetric clients and identity providers.

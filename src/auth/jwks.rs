@@ -185,7 +185,7 @@ impl JwksCache {
             .no_proxy()
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
-            .dns_resolver(Arc::new(crate::webhooks::target::CheckedResolver { allow_private }))
+            .dns_resolver(Arc::new(crate::outbound::CheckedResolver { allow_private }))
             .user_agent(concat!("rapport-jwks/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(JwksCache {

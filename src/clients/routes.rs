@@ -54,9 +54,7 @@ pub async fn create_client(
             }
         }
         (None, Some(uri)) => {
-            if let Err(problem) =
-                crate::webhooks::target::check_registration(uri, state.settings.webhook_allow_private).await
-            {
+            if let Err(problem) = crate::outbound::check_registration(uri, state.settings.webhook_allow_private).await {
                 errors.push(FieldError::new("/jwks_uri", problem));
             }
         }

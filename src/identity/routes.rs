@@ -71,7 +71,7 @@ pub async fn create_provider(
     if body.issuer == state.settings.jwt_issuer {
         errors.push(FieldError::new("/issuer", "is rapport's own issuer"));
     }
-    if let Err(problem) = crate::webhooks::target::check_registration(&body.jwks_uri, allow_private).await {
+    if let Err(problem) = crate::outbound::check_registration(&body.jwks_uri, allow_private).await {
         errors.push(FieldError::new("/jwks_uri", problem));
     }
     check_text(&body.audience, "/audience", &mut errors);

@@ -132,8 +132,8 @@ pub async fn erase_patient(
             if counts.responses == 0 && counts.alerts == 0 {
                 return Err(ApiError::NotFound);
             }
-            let secret = crate::export::pseudonym_secret(conn, org).await?;
-            let pseudonym = crate::export::pseudonym(&secret, &patient);
+            let secret = crate::pseudonyms::pseudonym_secret(conn, org).await?;
+            let pseudonym = crate::pseudonyms::pseudonym(&secret, &patient);
             audit::record(
                 conn,
                 AuditEntry {

@@ -12,9 +12,9 @@ use rand::Rng as _;
 
 use super::signature;
 use super::store::{self, Claimed, Outcome};
-use super::target::{self, CheckedResolver};
 use crate::db::DbPool;
 use crate::error::ApiError;
+use crate::outbound::{self as target, CheckedResolver};
 
 /// Deliveries taken at once by one worker (sent concurrently).
 const BATCH: i64 = 16;

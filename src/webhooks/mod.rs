@@ -10,7 +10,6 @@ pub mod model;
 pub mod routes;
 pub mod signature;
 pub mod store;
-pub mod target;
 
 use std::collections::BTreeMap;
 

@@ -6,11 +6,12 @@ use uuid::Uuid;
 use super::model::{
     Delivery, DeliveryPage, DeliveryQuery, EVENT_TYPES, NewWebhook, Webhook, WebhookList, WebhookWithSecret,
 };
-use super::{signature, store, target, test_announcement};
+use super::{signature, store, test_announcement};
 use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::ApiJson;
+use crate::outbound as target;
 use crate::pagination;
 use crate::state::AppState;
 

@@ -3,8 +3,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::ops::metrics::PoolFigures;
 use crate::state::AppState;
+use crate::telemetry::metrics::PoolFigures;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {

@@ -1,4 +1,5 @@
-//! Where a webhook may be sent: `https` only, and never to an address inside the network
+//! Where rapport may connect to on its own (webhook endpoints, a client's or an identity
+//! provider's JWKS URI): `https` only, and never to an address inside the network
 //! rapport runs in (loopback, private, link-local, unique-local, multicast, unspecified and
 //! the other special-purpose ranges), IPv4 and IPv6 alike, IPv4 embedded in IPv6 included.
 //! The rule is checked at registration and again on the address actually connected at each

@@ -95,27 +95,15 @@ async fn run() -> Result<(), BoxError> {
             let pool = rapport::startup::cli_pool(&settings).await?;
             let mut conn = pool.get().await?;
             let credentials = PreparedCredentials::prepare(None)?;
-            let created = conn
-                .transaction::<_, BoxError, _>(async move |conn| {
-                    let created = rapport::organizations::create_organization(
-                        conn,
-                        &body.slug,
-                        body.name.trim(),
-                        &Scope::all_but_platform(),
-                        credentials,
-                    )
-                    .await?;
-                    record_cli(
-                        conn,
-                        OrgId(created.id),
-                        "organization.created",
-                        "organization",
-                        created.id.to_string(),
-                    )
-                    .await?;
-                    Ok(created)
-                })
-                .await?;
+            let created = rapport::organizations::service::create(
+                &mut conn,
+                rapport::audit::Actor::Cli,
+                (&body.slug, &body.name),
+                &Scope::all_but_platform(),
+                credentials,
+                "organization.created",
+            )
+            .await?;
             println!("{}", serde_json::to_string_pretty(&created)?);
             Ok(())
         }

@@ -255,24 +255,13 @@ async fn bootstrap(conn: &mut AsyncPgConnection, settings: &Settings) -> Result<
             if crate::organizations::store::count(conn).await? > 0 {
                 return Ok(None);
             }
-            let created = crate::organizations::create_organization(
+            let created = crate::organizations::service::create(
                 conn,
-                "default",
-                "Default organisation",
+                crate::audit::Actor::System,
+                ("default", "Default organisation"),
                 &Scope::ALL,
                 credentials,
-            )
-            .await?;
-            crate::audit::record(
-                conn,
-                crate::audit::AuditEntry {
-                    org: crate::ids::OrgId(created.id),
-                    actor: "system",
-                    action: "organization.bootstrapped",
-                    resource_type: "organization",
-                    resource_id: Some(created.id.to_string()),
-                    detail: serde_json::json!({"client_id": created.admin_client.client_id}),
-                },
+                "organization.bootstrapped",
             )
             .await?;
             Ok(Some(created))

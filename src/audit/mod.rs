@@ -39,3 +39,34 @@ pub fn filters_used<'a>(filters: &[(&'a str, bool)]) -> Vec<&'a str> {
         .map(|(name, _)| *name)
         .collect()
 }
+
+/// Who does something, as the audit log names them: an API caller (a client, or an identity
+/// provider's user), the command line, or rapport itself (start-up bootstrap, workers).
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    /// An authenticated caller, acting in its own organisation.
+    Caller(&'a crate::auth::Principal),
+    /// `rapport` subcommands run by an operator.
+    Cli,
+    /// rapport on its own.
+    System,
+}
+
+impl Actor<'_> {
+    /// The name the audit event records.
+    pub fn name(&self) -> &str {
+        match self {
+            Actor::Caller(p) => &p.client_id,
+            Actor::Cli => "cli",
+            Actor::System => "system",
+        }
+    }
+
+    /// The organisation whose audit log records the act: the caller's own, else `acted_on`.
+    pub fn audit_org(&self, acted_on: crate::ids::OrgId) -> crate::ids::OrgId {
+        match self {
+            Actor::Caller(p) => p.org,
+            Actor::Cli | Actor::System => acted_on,
+        }
+    }
+}

@@ -2,9 +2,8 @@
 
 pub mod model;
 pub mod routes;
+pub mod service;
 pub mod store;
-
-pub use store::create_organization;
 
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::validation::validate_name;

@@ -1,11 +1,8 @@
 use actix_web::{HttpResponse, get, post, web};
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::AsyncConnection as _;
-use serde_json::json;
 
 use super::model::{CreatedOrganization, NewOrganization, Organization, OrganizationList};
 use super::{store, validate_new_organization};
-use crate::audit::{self, AuditEntry};
+use crate::audit::Actor;
 use crate::auth::{Principal, Scope};
 use crate::clients::store::PreparedCredentials;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -43,37 +40,15 @@ pub async fn create_organization(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     let mut conn = crate::db::conn(&state.pool).await?;
-    let created = conn
-        .transaction::<_, ApiError, _>(async move |conn| {
-            let created = store::create_organization(
-                conn,
-                &body.slug,
-                body.name.trim(),
-                &Scope::all_but_platform(),
-                credentials,
-            )
-            .await
-            .map_err(|e| match e {
-                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                    ApiError::Conflict("an organisation with this slug exists".into())
-                }
-                other => other.into(),
-            })?;
-            audit::record(
-                conn,
-                AuditEntry {
-                    org: principal.org,
-                    actor: &principal.client_id,
-                    action: "organization.created",
-                    resource_type: "organization",
-                    resource_id: Some(created.id.to_string()),
-                    detail: json!({"slug": created.slug}),
-                },
-            )
-            .await?;
-            Ok(created)
-        })
-        .await?;
+    let created = super::service::create(
+        &mut conn,
+        Actor::Caller(&principal),
+        (&body.slug, &body.name),
+        &Scope::all_but_platform(),
+        credentials,
+        "organization.created",
+    )
+    .await?;
     Ok(HttpResponse::Created()
         .insert_header(("Cache-Control", "no-store"))
         .json(created))

@@ -16,7 +16,8 @@ const STATUSES: [&str; 4] = ["open", "acknowledged", "resolved", "withdrawn"];
 const KINDS: [&str; 4] = ["rupture", "below_cutoff", "deterioration", "item_flag"];
 const MAX_NOTE: usize = 1_000;
 
-/// The organisation's alerts, oldest first, keyset-paged (`status` defaults to `open`).
+/// The organisation's alerts, newest first, keyset-paged (`status` defaults to `open`): a new
+/// safety flag is always on the first page.
 #[utoipa::path(
     tag = "alerts",
     params(AlertQuery),
@@ -111,7 +112,8 @@ pub async fn get_alert(
 }
 
 /// Acknowledge an alert, with an optional note (at most 1,000 characters). Acknowledging
-/// again changes nothing; the event is audited.
+/// again changes nothing; the event is audited. Needs `responses:read`: the clinician who can
+/// read the alert acts on it (a write-only feed cannot silence alerts it cannot see).
 #[utoipa::path(
     tag = "alerts",
     params(("id" = Uuid, Path, description = "The alert id")),
@@ -120,12 +122,12 @@ pub async fn get_alert(
         (status = 200, description = "The acknowledged alert", body = Alert),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs `responses:write`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such alert in this organisation", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Note over 1,000 characters or with NUL", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("bearer" = ["responses:write"]))
+    security(("bearer" = ["responses:read"]))
 )]
 #[post("/alerts/{id}/acknowledge")]
 pub async fn acknowledge_alert(
@@ -134,7 +136,7 @@ pub async fn acknowledge_alert(
     id: web::Path<Uuid>,
     body: ApiJson<serde_json::Value>,
 ) -> ApiResult<HttpResponse> {
-    principal.require(Scope::ResponsesWrite)?;
+    principal.require(Scope::ResponsesRead)?;
     let id = id.into_inner();
     let mut conn = crate::db::conn(&state.pool).await?;
     // The path decides first: an id the caller cannot see is 404 whatever the body says.

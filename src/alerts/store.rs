@@ -256,7 +256,8 @@ pub async fn list(
     let mut query = alerts::table
         .filter(alerts::org_id.eq(org))
         .select(AlertRow::as_select())
-        .order(alerts::seq.asc())
+        // Newest first: a new safety flag is on the first page.
+        .order(alerts::seq.desc())
         .into_boxed();
     if let Some(s) = status {
         query = query.filter(alerts::status.eq(s.to_string()));
@@ -277,7 +278,7 @@ pub async fn list(
         query = query.filter(alerts::created_at.ge(v));
     }
     if let Some(a) = after {
-        query = query.filter(alerts::seq.gt(a));
+        query = query.filter(alerts::seq.lt(a));
     }
     query.limit(limit + 1).load(conn).await
 }

@@ -126,7 +126,12 @@ pub async fn alliance_outcome(
     if let Some(c) = &q.clinician {
         all.retain(|course| course.clinician.as_deref() == Some(c.as_str()));
     }
-    let (correlation, lagged, tertiles, clinicians) = analyse(&all, &outcome_instrument.definition, min_patients);
+    let (correlation, lagged, mut tertiles, clinicians) = analyse(&all, &outcome_instrument.definition, min_patients);
+    if !principal.has(crate::auth::Scope::ResponsesRead) {
+        for t in tertiles.iter_mut().filter(|t| t.n < super::SMALL_CELL_FLOOR) {
+            t.suppress();
+        }
+    }
     let filters = audit::filters_used(&[
         ("rater", q.rater.is_some()),
         ("clinician", q.clinician.is_some()),

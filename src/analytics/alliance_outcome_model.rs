@@ -87,13 +87,29 @@ pub struct Lagged {
 pub struct Tertile {
     pub tertile: u8,
     pub n: usize,
-    pub alliance_min: f64,
-    pub alliance_max: f64,
-    pub mean_improvement: f64,
+    /// Null when suppressed (as are the other figures below).
+    pub alliance_min: Option<f64>,
+    pub alliance_max: Option<f64>,
+    pub mean_improvement: Option<f64>,
     /// Share of the tertile's courses meeting the outcome's response rule; null without one.
     pub response_rate: Option<f64>,
     /// Share meeting the remission rule; null without one.
     pub remission_rate: Option<f64>,
+    /// True when a token without `responses:read` would learn figures of fewer than 5
+    /// courses: then every figure is null (`n` stays).
+    pub suppressed: bool,
+}
+
+impl Tertile {
+    /// Withholds every figure (the small-cell floor).
+    pub fn suppress(&mut self) {
+        self.alliance_min = None;
+        self.alliance_max = None;
+        self.mean_improvement = None;
+        self.response_rate = None;
+        self.remission_rate = None;
+        self.suppressed = true;
+    }
 }
 
 /// Clinician effects: only courses with a clinician, clinicians with at least 2 of them.

@@ -6,11 +6,13 @@ use actix_web::{HttpResponse, get, web};
 use diesel_async::AsyncPgConnection;
 use serde_json::json;
 
+use super::SMALL_CELL_FLOOR;
 use super::model::*;
 use super::store::{self};
 use super::{instrument_at, norms_for, series_statistics};
 use crate::audit;
 use crate::auth::Principal;
+use crate::auth::Scope;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::scoring::Rater;
 use crate::scoring::stats::{self, ReliableChange};
@@ -71,16 +73,14 @@ async fn summaries(
             sd: stats::sample_sd(&means),
             min: means.iter().copied().reduce(f64::min),
             max: means.iter().copied().reduce(f64::max),
-            share_below_cutoff: if responses > 0 {
-                below as f64 / responses as f64
-            } else {
-                0.0
-            },
-            patients_with_rupture: with_rupture,
-            ruptures,
+            share_below_cutoff: (instrument.definition.cutoff.is_some() && responses > 0)
+                .then(|| below as f64 / responses as f64),
+            patients_with_rupture: Some(with_rupture),
+            ruptures: Some(ruptures),
             share_repaired: (ruptures > 0).then(|| repaired as f64 / ruptures as f64),
-            reliable_change,
+            reliable_change: Some(reliable_change),
             session3_mean: (s3_count > 0).then(|| s3_sum / s3_count as f64),
+            suppressed: false,
         });
     }
     Ok(out)
@@ -120,6 +120,10 @@ pub async fn clinician_summary(
     .await?
     .pop()
     .ok_or(ApiError::NotFound)?;
+    let mut summary = summary;
+    if !principal.has(Scope::ResponsesRead) && summary.patients < SMALL_CELL_FLOOR {
+        summary.suppress();
+    }
     audit::record_read(
         &state.writer,
         &principal,
@@ -156,6 +160,11 @@ pub async fn list_clinicians(
     let min_patients = query.min_patients.unwrap_or(5);
     if min_patients == 0 {
         return Err(ApiError::BadRequest("`min_patients` must be at least 1".into()));
+    }
+    if !principal.has(Scope::ResponsesRead) && (min_patients as usize) < SMALL_CELL_FLOOR {
+        return Err(ApiError::BadRequest(format!(
+            "`min_patients` must be at least {SMALL_CELL_FLOOR} without `responses:read` (the small-cell floor)"
+        )));
     }
     let rater = query.rater.unwrap_or(Rater::Patient);
     let mut conn = state.read_conn().await?;

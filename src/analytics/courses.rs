@@ -140,12 +140,13 @@ fn tertiles(courses: &[Course], outcome: &InstrumentDefinition) -> Vec<Tertile> 
             Tertile {
                 tertile,
                 n: group.len(),
-                alliance_min: group.iter().map(|c| c.alliance).fold(f64::INFINITY, f64::min),
-                alliance_max: group.iter().map(|c| c.alliance).fold(f64::NEG_INFINITY, f64::max),
-                mean_improvement: group.iter().map(|c| c.improvement).sum::<f64>() / size,
+                alliance_min: Some(group.iter().map(|c| c.alliance).fold(f64::INFINITY, f64::min)),
+                alliance_max: Some(group.iter().map(|c| c.alliance).fold(f64::NEG_INFINITY, f64::max)),
+                mean_improvement: Some(group.iter().map(|c| c.improvement).sum::<f64>() / size),
                 response_rate: has_response
                     .then(|| share(&|c| outcome::response(outcome, c.baseline, c.end) == Some(true))),
                 remission_rate: has_remission.then(|| share(&|c| outcome::remission(outcome, c.end) == Some(true))),
+                suppressed: false,
             }
         })
         .collect()

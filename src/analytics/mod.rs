@@ -22,6 +22,10 @@ use crate::instruments::LoadedInstrument;
 use crate::scoring::Rater;
 use model::NormsView;
 
+/// A token without `responses:read` never gets a number computed from fewer patients (or
+/// treatment courses) than this: the server-side small-cell floor.
+pub const SMALL_CELL_FLOOR: usize = 5;
+
 pub fn norms_view(instrument: &LoadedInstrument, rater: Rater, norms: NormsUsed) -> NormsView {
     NormsView {
         instrument: instrument.version.key.clone(),

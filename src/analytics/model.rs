@@ -172,16 +172,38 @@ pub struct ClinicianSummary {
     pub sd: Option<f64>,
     pub min: Option<f64>,
     pub max: Option<f64>,
-    /// Responses flagged below the cut-off / responses.
-    pub share_below_cutoff: f64,
-    pub patients_with_rupture: usize,
-    pub ruptures: usize,
+    /// Responses flagged below the cut-off / responses; null for an instrument without a
+    /// cut-off.
+    pub share_below_cutoff: Option<f64>,
+    pub patients_with_rupture: Option<usize>,
+    pub ruptures: Option<usize>,
     /// Repaired ruptures / ruptures; null when there are none.
     pub share_repaired: Option<f64>,
     /// Patients by the class of their RCI (patients whose RCI is null are not counted).
-    pub reliable_change: ReliableChangeCounts,
+    pub reliable_change: Option<ReliableChangeCounts>,
     /// Mean total of responses at session 3 (the early alliance that predicts outcome).
     pub session3_mean: Option<f64>,
+    /// True when the statistics are withheld: a token without `responses:read` never gets a
+    /// number computed from fewer than 5 patients (then every statistic above is null;
+    /// `patients` and `responses` stay).
+    pub suppressed: bool,
+}
+
+impl ClinicianSummary {
+    /// Withholds every statistic (the small-cell floor).
+    pub fn suppress(&mut self) {
+        self.mean = None;
+        self.sd = None;
+        self.min = None;
+        self.max = None;
+        self.share_below_cutoff = None;
+        self.patients_with_rupture = None;
+        self.ruptures = None;
+        self.share_repaired = None;
+        self.reliable_change = None;
+        self.session3_mean = None;
+        self.suppressed = true;
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -205,12 +227,17 @@ pub struct TrajectoryQuery {
 pub struct TrajectoryPoint {
     pub session: i32,
     pub n: i64,
-    pub mean: f64,
-    /// Sample SD; null when n = 1.
+    /// Null when suppressed.
+    pub mean: Option<f64>,
+    /// Sample SD; null when n = 1 or suppressed.
     pub sd: Option<f64>,
-    /// 95% confidence interval of the mean (t distribution, n - 1 df); null when n = 1.
+    /// 95% confidence interval of the mean (t distribution, n - 1 df); null when n = 1 or
+    /// suppressed.
     pub ci_lower: Option<f64>,
     pub ci_upper: Option<f64>,
+    /// True when a token without `responses:read` would learn a number from fewer than 5
+    /// patients: then `mean`, `sd` and the interval are null (`n` stays).
+    pub suppressed: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -5,9 +5,9 @@ use serde_json::json;
 
 use super::model::*;
 use super::store::{self};
-use super::{instrument_at, norms_for, norms_view};
+use super::{SMALL_CELL_FLOOR, instrument_at, norms_for, norms_view};
 use crate::audit;
-use crate::auth::Principal;
+use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::scoring::Rater;
 use crate::scoring::stats::{self};
@@ -85,18 +85,31 @@ pub async fn trajectory(
         crate::instruments::lookup::require_visible(&mut conn, &state.builtins, principal.org, &query.instrument)
             .await?;
     }
+    let floor = !principal.has(Scope::ResponsesRead);
     let points = rows
         .into_iter()
         .map(|r| {
+            if floor && r.n < SMALL_CELL_FLOOR as i64 {
+                return TrajectoryPoint {
+                    session: r.session,
+                    n: r.n,
+                    mean: None,
+                    sd: None,
+                    ci_lower: None,
+                    ci_upper: None,
+                    suppressed: true,
+                };
+            }
             let sd = if r.n > 1 { r.sd } else { None };
             let ci = sd.and_then(|sd| stats::confidence_interval_95(r.mean, sd, r.n as usize));
             TrajectoryPoint {
                 session: r.session,
                 n: r.n,
-                mean: r.mean,
+                mean: Some(r.mean),
                 sd,
                 ci_lower: ci.map(|c| c.0),
                 ci_upper: ci.map(|c| c.1),
+                suppressed: false,
             }
         })
         .collect();

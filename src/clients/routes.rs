@@ -150,14 +150,15 @@ pub async fn get_client(
 }
 
 /// Revoke a client: its tokens stop working within 60 s (at once on this instance).
-/// Revoking twice is harmless.
+/// Revoking twice is harmless. A caller may revoke only clients whose scopes are all among
+/// its own (a limited administrator cannot revoke a fuller one).
 #[utoipa::path(
     tag = "clients",
     params(("id" = String, Path, description = "The client's id (UUID) or its client_id")),
     responses(
         (status = 204, description = "Revoked"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `org:admin`, and every scope the client holds", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such client in this organisation", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The organisation's last active `org:admin` client", body = Problem, content_type = "application/problem+json"),
     ),
@@ -178,6 +179,11 @@ pub async fn revoke_client(
             // An organisation never locks itself out: its last active administrator stays.
             let admins = store::lock_active_admins(conn, org).await?;
             let target = store::find(conn, org, &client).await?.ok_or(ApiError::NotFound)?;
+            if let Some(beyond) = target.scopes().into_iter().find(|s| !principal.has(*s)) {
+                return Err(ApiError::Forbidden(format!(
+                    "this client holds `{beyond}`, which the caller does not: only a client with all its scopes may revoke it"
+                )));
+            }
             if admins == [target.id] {
                 return Err(ApiError::Conflict(
                     "this is the organisation's last active client holding org:admin; create another administrator first"

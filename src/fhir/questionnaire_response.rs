@@ -63,6 +63,13 @@ pub async fn create_questionnaire_response(
     let mut conn = crate::db::conn(&state.pool).await.map_err(fail)?;
     if status == PostedStatus::EnteredInError {
         let voided = void_posted(&mut conn, &state, &principal, &qr).await.map_err(fail)?;
+        if !principal.has(Scope::ResponsesRead) {
+            // A write-only feed learns that the void took, never the answers.
+            return Ok(fhir_json(
+                StatusCode::OK,
+                &serde_json::json!({"resourceType": "QuestionnaireResponse", "id": voided.id, "status": "entered-in-error"}),
+            ));
+        }
         let a = Administration::from(voided);
         return Ok(fhir_json(
             StatusCode::OK,

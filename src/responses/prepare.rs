@@ -91,6 +91,12 @@ pub async fn prepare(
         errors.push(FieldError::new("/answers", format!("at most {MAX_ITEMS} answers")));
         return Err(ApiError::Validation(errors));
     }
+    if body.answers.values().all(serde_json::Value::is_null) {
+        errors.push(FieldError::new(
+            "/answers",
+            "must answer at least one item (empty or all null is no administration)",
+        ));
+    }
     let rater = match body.rater.as_deref() {
         None => Some(Rater::Patient),
         Some(text) => Rater::parse(text),

@@ -172,13 +172,14 @@ pub async fn list_responses(
 }
 
 /// Mark a response entered-in-error. It leaves trends and summaries but stays readable,
-/// with its reason, and in the audit trail. Voiding again changes nothing.
+/// with its reason, and in the audit trail. Voiding again changes nothing. A caller without
+/// `responses:read` gets `{"id", "status"}` only (a write-only feed never reads answers back).
 #[utoipa::path(
     tag = "responses",
     params(("id" = Uuid, Path, description = "The response id")),
     request_body = VoidRequest,
     responses(
-        (status = 200, description = "The voided response", body = Administration),
+        (status = 200, description = "The voided response (`{\"id\", \"status\"}` only without `responses:read`)", body = Administration),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs `responses:write`", body = Problem, content_type = "application/problem+json"),
@@ -215,5 +216,8 @@ pub async fn void_response(
         Source::Api,
     )
     .await?;
+    if !principal.has(Scope::ResponsesRead) {
+        return Ok(HttpResponse::Ok().json(serde_json::json!({"id": row.id, "status": row.status})));
+    }
     Ok(HttpResponse::Ok().json(Administration::from(row)))
 }

@@ -19,7 +19,8 @@ const MAX_DESCRIPTION: usize = 500;
 /// How long a replaced secret keeps signing.
 pub const ROTATION_OVERLAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Register a webhook endpoint. The signing secret is in this answer only.
+/// Register a webhook endpoint. The signing secret is in this answer only. A `full` payload
+/// (the default) carries patient data and needs `responses:read` as well as `org:admin`.
 #[utoipa::path(
     tag = "webhooks",
     request_body = NewWebhook,
@@ -27,7 +28,7 @@ pub const ROTATION_OVERLAP: std::time::Duration = std::time::Duration::from_secs
         (status = 201, description = "Registered; the secret is shown only here", body = WebhookWithSecret),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs `org:admin` (and `responses:read` for a `full` payload)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A URL that is not https or reaches an internal address, an unknown event, a bad payload or description", body = Problem, content_type = "application/problem+json"),
@@ -76,6 +77,13 @@ pub async fn create_webhook(
     let payload = body.payload.unwrap_or_else(|| "full".into());
     if payload != "full" && payload != "id-only" {
         errors.push(FieldError::new("/payload", "must be full or id-only"));
+    }
+    // A full payload carries every patient's data: only a caller who may read it registers one.
+    if payload == "full" && !principal.has(Scope::ResponsesRead) {
+        return Err(ApiError::Forbidden(
+            "a `full` payload sends patient data: it needs `responses:read` as well as `org:admin` (or use `id-only`)"
+                .into(),
+        ));
     }
     let Some(url) = url.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));

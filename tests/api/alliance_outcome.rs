@@ -105,6 +105,21 @@ async fn a_clinic_sees_its_own_alliance_outcome_link() {
     let tertiles = answer["tertiles"].as_array().unwrap();
     let sizes: Vec<u64> = tertiles.iter().map(|t| t["n"].as_u64().unwrap()).collect();
     assert_eq!(sizes, [4, 4, 4]);
+    // v3: tertiles of fewer than 5 courses are suppressed for a token without
+    // `responses:read` (the small-cell floor); a clinician's token sees their figures.
+    for t in tertiles {
+        assert_eq!(t["suppressed"], true, "{t}");
+        assert!(t["alliance_min"].is_null() && t["mean_improvement"].is_null() && t["response_rate"].is_null());
+    }
+    let clinician = app.token(&["responses:read"]).await;
+    let answer = app
+        .get_json(
+            &clinician,
+            "/v1/alliance-outcome?alliance=wai-sr&outcome=phq-9&at_session=3",
+        )
+        .await;
+    let tertiles = answer["tertiles"].as_array().unwrap();
+    assert!(tertiles.iter().all(|t| t["suppressed"] == false));
     assert_eq!(
         (
             tertiles[0]["alliance_min"].as_f64(),

@@ -153,7 +153,8 @@ async fn analytics_read_opens_aggregates_but_no_patient_reference() {
     let research = app.token(&["analytics:read", "export"]).await;
     for path in [
         "/v1/clinicians/dr-9/summary?instrument=wai-sr",
-        "/v1/clinicians?instrument=wai-sr&min_patients=1",
+        // v3: at least 5 without `responses:read` (the small-cell floor).
+        "/v1/clinicians?instrument=wai-sr&min_patients=5",
         "/v1/trajectory?instrument=wai-sr",
         "/v1/instruments/wai-sr/versions/1/norms",
     ] {

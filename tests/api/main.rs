@@ -10,6 +10,7 @@ mod auth;
 mod citus;
 mod console;
 mod corrections;
+mod corrections_v3;
 mod erasure;
 mod export;
 mod faults;

@@ -1,0 +1,238 @@
+//! SPEC v3, "Corrections to v2 behaviour": one test per behaviour, each failing on v2.
+
+use serde_json::{Value, json};
+
+use crate::analytics::wai_sr_answers;
+use crate::helpers::{TestApp, assert_problem};
+use crate::outcomes::phq9_answers;
+
+async fn post(app: &TestApp, token: &str, body: Value) -> Value {
+    let res = app.post_json(token, "/v1/responses", body).await;
+    assert_eq!(res.status(), 201);
+    res.json().await.unwrap()
+}
+
+fn wai(patient: &str, clinician: &str, session: u32, total: u32) -> Value {
+    json!({"instrument": "wai-sr", "patient": patient, "clinician": clinician, "session": session,
+        "administered_at": format!("2026-01-{:02}T10:00:00Z", session.min(28)), "answers": wai_sr_answers(total)})
+}
+
+/// Waits for the outbox worker to bring the open alerts to `n`.
+async fn open_alerts(app: &TestApp, token: &str, n: usize) -> Vec<Value> {
+    for _ in 0..200 {
+        let page = app.get_json(token, "/v1/alerts?limit=500").await;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= n {
+            return items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("never {n} open alerts");
+}
+
+#[tokio::test]
+async fn a_response_must_answer_something() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    for answers in [json!({}), json!({"1": null, "2": null})] {
+        let body = json!({"instrument": "wai-sr", "patient": "p", "administered_at": "2026-01-01T10:00:00Z",
+            "answers": answers});
+        let problem = assert_problem(app.post_json(&token, "/v1/responses", body).await, 422).await;
+        assert!(problem.to_string().contains("/answers"), "{problem}");
+    }
+    let listed = app.get_json(&token, "/v1/responses").await;
+    assert_eq!(listed["items"], json!([]), "nothing half-written");
+}
+
+#[tokio::test]
+async fn alerts_are_listed_newest_first_and_page_to_the_oldest() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    for (i, patient) in ["p-1", "p-2", "p-3"].iter().enumerate() {
+        let body = json!({"instrument": "phq-9", "patient": patient,
+            "administered_at": format!("2026-01-0{}T10:00:00Z", i + 1), "answers": phq9_answers(4, 1)});
+        post(&app, &token, body).await;
+        open_alerts(&app, &token, i + 1).await;
+    }
+    let first = app.get_json(&token, "/v1/alerts?limit=2").await;
+    let patients: Vec<&str> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["patient"].as_str().unwrap())
+        .collect();
+    assert_eq!(patients, ["p-3", "p-2"], "newest first");
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = app
+        .get_json(&token, &format!("/v1/alerts?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(second["items"][0]["patient"], "p-1");
+    assert!(second["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn acknowledging_needs_the_clinicians_read_scope_and_a_write_only_feed_gets_no_answers_back() {
+    let app = TestApp::spawn().await;
+    let feed = app.token(&["responses:write"]).await;
+    let clinician = app.token(&["responses:read"]).await;
+    let created = post(
+        &app,
+        &feed,
+        json!({"instrument": "phq-9", "patient": "p-a", "administered_at": "2026-01-05T10:00:00Z",
+            "answers": phq9_answers(4, 1)}),
+    )
+    .await;
+    let alert = &open_alerts(&app, &clinician, 1).await[0];
+    let path = format!("/v1/alerts/{}/acknowledge", alert["id"].as_str().unwrap());
+    assert_problem(app.post_json(&feed, &path, json!({})).await, 403).await;
+    assert_eq!(app.post_json(&clinician, &path, json!({})).await.status(), 200);
+
+    let void = app
+        .post_json(
+            &feed,
+            &format!("/v1/responses/{}/void", created["id"].as_str().unwrap()),
+            json!({"reason": "wrong patient"}),
+        )
+        .await;
+    assert_eq!(void.status(), 200);
+    let body: Value = void.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"id": created["id"], "status": "voided"}),
+        "no answers to a write-only feed"
+    );
+}
+
+#[tokio::test]
+async fn a_full_payload_webhook_needs_the_read_scope() {
+    let app = TestApp::spawn().await;
+    let admin_only = app.token(&["org:admin"]).await;
+    let url = "https://hooks.example.org/rapport";
+    let problem = assert_problem(
+        app.post_json(
+            &admin_only,
+            "/v1/webhooks",
+            json!({"url": url, "events": ["alert.created"]}),
+        )
+        .await,
+        403,
+    )
+    .await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("responses:read"),
+        "{problem}"
+    );
+    let id_only = app
+        .post_json(
+            &admin_only,
+            "/v1/webhooks",
+            json!({"url": url, "events": ["alert.created"], "payload": "id-only"}),
+        )
+        .await;
+    assert_ne!(id_only.status(), 403, "id-only needs no read scope");
+}
+
+#[tokio::test]
+async fn a_client_may_revoke_only_clients_whose_scopes_are_all_its_own() {
+    let app = TestApp::spawn().await;
+    let full = app.admin_token().await;
+    let limited = app.token(&["org:admin"]).await;
+    let (fuller, _) = app.create_client(&full, &["org:admin", "responses:read"]).await;
+    let (equal, _) = app.create_client(&full, &["org:admin"]).await;
+    assert_problem(app.delete(&limited, &format!("/v1/clients/{fuller}")).await, 403).await;
+    assert_eq!(
+        app.delete(&limited, &format!("/v1/clients/{equal}")).await.status(),
+        204
+    );
+    assert_eq!(app.delete(&full, &format!("/v1/clients/{fuller}")).await.status(), 204);
+}
+
+#[tokio::test]
+async fn aggregate_tokens_never_get_numbers_from_fewer_than_five_patients() {
+    let app = TestApp::spawn().await;
+    let writer = app.token(&["responses:write"]).await;
+    let aggregate = app.token(&["analytics:read"]).await;
+    let clinician = app.token(&["responses:read"]).await;
+    for (patient, total) in [("a", 40), ("b", 50)] {
+        post(&app, &writer, wai(patient, "dr-few", 1, total)).await;
+        post(&app, &writer, wai(patient, "dr-few", 3, total)).await;
+    }
+    let summary = app
+        .get_json(&aggregate, "/v1/clinicians/dr-few/summary?instrument=wai-sr")
+        .await;
+    assert_eq!(summary["suppressed"], true, "{summary}");
+    assert_eq!(summary["patients"], 2);
+    for field in [
+        "mean",
+        "sd",
+        "min",
+        "max",
+        "session3_mean",
+        "ruptures",
+        "reliable_change",
+    ] {
+        assert!(summary[field].is_null(), "{field}: {summary}");
+    }
+    let full = app
+        .get_json(&clinician, "/v1/clinicians/dr-few/summary?instrument=wai-sr")
+        .await;
+    assert_eq!(
+        (full["suppressed"].as_bool(), full["mean"].as_f64()),
+        (Some(false), Some(45.0))
+    );
+
+    let trajectory = app.get_json(&aggregate, "/v1/trajectory?instrument=wai-sr").await;
+    let point = &trajectory["points"][0];
+    assert_eq!(
+        (point["n"].as_i64(), point["suppressed"].as_bool()),
+        (Some(2), Some(true))
+    );
+    assert!(point["mean"].is_null() && point["sd"].is_null() && point["ci_lower"].is_null());
+    let trajectory = app.get_json(&clinician, "/v1/trajectory?instrument=wai-sr").await;
+    assert_eq!(trajectory["points"][0]["suppressed"], false);
+    assert_eq!(trajectory["points"][0]["mean"], 45.0);
+
+    let problem = assert_problem(
+        app.get(&aggregate, "/v1/clinicians?instrument=wai-sr&min_patients=2")
+            .await,
+        400,
+    )
+    .await;
+    assert!(problem["detail"].as_str().unwrap().contains("min_patients"));
+    assert_eq!(
+        app.get(&clinician, "/v1/clinicians?instrument=wai-sr&min_patients=2")
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn share_below_cutoff_is_null_for_an_instrument_without_a_cutoff() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    // GAD-7 (like the WAI-SR) has no cut-off; the SRS has one.
+    for patient in ["a", "b"] {
+        let answers: serde_json::Map<String, Value> = (1..=7).map(|i| (i.to_string(), json!(1))).collect();
+        post(
+            &app,
+            &token,
+            json!({"instrument": "gad-7", "patient": patient, "clinician": "dr-g",
+                "administered_at": "2026-01-05T10:00:00Z", "answers": answers}),
+        )
+        .await;
+    }
+    let summary = app
+        .get_json(&token, "/v1/clinicians/dr-g/summary?instrument=gad-7")
+        .await;
+    assert!(summary["share_below_cutoff"].is_null(), "{summary}");
+    post(
+        &app,
+        &token,
+        json!({"instrument": "srs", "patient": "s", "clinician": "dr-s", "administered_at": "2026-01-05T10:00:00Z",
+            "answers": {"1": 9, "2": 9, "3": 9, "4": 9}}),
+    )
+    .await;
+    let srs = app.get_json(&token, "/v1/clinicians/dr-s/summary?instrument=srs").await;
+    assert_eq!(srs["share_below_cutoff"], 0.0, "{srs}");
+}

@@ -177,6 +177,7 @@ async fn grant(
     state: web::Data<AppState>,
 ) -> Result<TokenResponse, OAuthFailure> {
     let basic = basic_credentials(&req)?;
+    let source = source_address(&req, state.settings.trust_forwarded);
     let body = parse_request(&req, payload, state.settings.body_limit).await?;
     match body.grant_type.as_deref() {
         Some("client_credentials") => {}
@@ -212,7 +213,7 @@ async fn grant(
                     .and_then(super::assertion::unverified_issuer)
             })
             .unwrap_or_default();
-        return limit_failures(&state, &claimed, grant_by_assertion(&state, body)).await;
+        return limit_failures(&state, &claimed, &source, grant_by_assertion(&state, body)).await;
     }
     let used_basic = basic.is_some();
     let (client_id, client_secret) = match (basic, body.client_id, body.client_secret) {
@@ -234,20 +235,35 @@ async fn grant(
         }
     };
     let claimed = client_id.clone();
-    limit_failures(&state, &claimed, async {
+    limit_failures(&state, &claimed, &source, async {
         let client = authenticate(&state, client_id, client_secret, used_basic).await?;
         token_for(&state, &client, body.scope.as_deref(), state.settings.token_ttl)
     })
     .await
 }
 
-/// At most `FAILED_AUTH_PER_MINUTE` failed authentications per client id (in this
-/// instance), then 429 until the bucket refills: guessing secrets gets slow.
+/// The address a token request came from: the peer, or with `RAPPORT_TRUST_FORWARDED` the
+/// one the proxy names (`Forwarded`/`X-Forwarded-For`).
+fn source_address(req: &HttpRequest, trust_forwarded: bool) -> String {
+    let address = if trust_forwarded {
+        req.connection_info().realip_remote_addr().map(str::to_string)
+    } else {
+        req.peer_addr().map(|a| a.ip().to_string())
+    };
+    address.unwrap_or_default()
+}
+
+/// At most `FAILED_AUTH_PER_MINUTE` failed authentications per client id and source
+/// address (in this instance), then 429 until the bucket refills: guessing secrets gets
+/// slow, and failures from one address never lock out the right secret from another.
 async fn limit_failures(
     state: &AppState,
     client_id: &str,
+    source: &str,
     attempt: impl std::future::Future<Output = Result<TokenResponse, OAuthFailure>>,
 ) -> Result<TokenResponse, OAuthFailure> {
+    let key = format!("{client_id}|{source}");
+    let client_id = key.as_str();
     if let Some(limited) = state.auth_failures.exhausted(client_id) {
         let mut f = fail(
             StatusCode::TOO_MANY_REQUESTS,

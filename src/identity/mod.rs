@@ -92,8 +92,9 @@ pub fn scopes_from_claim(claim: Option<&serde_json::Value>) -> Vec<Scope> {
 }
 
 impl IdentityVerifier {
-    /// The organisation, subject and scopes of a token from a registered provider; `Ok(None)`
-    /// when no provider has the token's issuer.
+    /// The organisation, actor (`idp:{provider id}:{sub}`, as the audit log and the rate
+    /// limit name the user) and scopes of a token from a registered provider; `Ok(None)` when
+    /// no provider has the token's issuer.
     pub async fn verify(&self, token: &str, issuer: &str) -> ApiResult<Option<(OrgId, String, Vec<Scope>)>> {
         verify(self, token, issuer).await
     }
@@ -130,7 +131,8 @@ async fn verify(
         other => unauthorized(other.to_string()),
     })?;
     let scopes = scopes_from_claim(claims.rest.get(&provider.scope_claim));
-    Ok(Some((provider.org_id, claims.sub, scopes)))
+    // Named by its provider: a `sub` can never pass for a client id (or another provider's user).
+    Ok(Some((provider.org_id, format!("idp:{}:{}", provider.id, claims.sub), scopes)))
 }
 
 #[cfg(test)]

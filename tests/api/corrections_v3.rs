@@ -236,3 +236,32 @@ async fn share_below_cutoff_is_null_for_an_instrument_without_a_cutoff() {
     let srs = app.get_json(&token, "/v1/clinicians/dr-s/summary?instrument=srs").await;
     assert_eq!(srs["share_below_cutoff"], 0.0, "{srs}");
 }
+
+#[tokio::test]
+async fn failed_secrets_from_one_address_never_lock_out_the_right_secret_from_another() {
+    let app = TestApp::spawn_with(|s| s.trust_forwarded = true).await;
+    let admin = app.admin_token().await;
+    let (id, secret) = app.create_client(&admin, &["responses:read"]).await;
+    let attempt = |secret: String, from: &'static str| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            app.http
+                .post(app.url("/v1/oauth/token"))
+                .header("X-Forwarded-For", from)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", &id),
+                    ("client_secret", &secret),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for _ in 0..10 {
+        assert_eq!(attempt("wrong".into(), "198.51.100.7").await, 401);
+    }
+    assert_eq!(attempt(secret.clone(), "198.51.100.7").await, 429, "the guessing address is slowed");
+    assert_eq!(attempt(secret, "203.0.113.20").await, 200, "the clinic's own address is not locked out");
+}

@@ -470,16 +470,18 @@ async fn an_organisations_identity_provider_is_trusted_for_it_alone() {
     assert_eq!(app.get(&token, "/v1/responses").await.status(), 200);
     // platform:admin in the claim is never honoured.
     assert_problem(app.get(&token, "/v1/organizations").await, 403).await;
-    // The audit log names the token's subject.
+    // The audit log names the token's subject, by its provider (v3: never a bare `sub`,
+    // which could equal a client id).
     let audit: Value = app.get_json(&admin, "/v1/audit-events?limit=500").await;
-    assert!(
-        audit["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["actor"] == "svc-dashboard"),
-        "{audit}"
-    );
+    let actor = format!("idp:{}:svc-dashboard", provider["id"].as_str().unwrap());
+    let actors: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["actor"].as_str())
+        .collect();
+    assert!(actors.contains(&actor.as_str()), "{audit}");
+    assert!(!actors.contains(&"svc-dashboard"), "{audit}");
     // No rapport scope: 403 on a scoped route.
     let bare = provider_token(
         "rsa-2048-a",

@@ -15,7 +15,111 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest URL accepted.
 pub const MAX_URL: usize = 2_048;
 
-/// Why an address may not be a webhook target; `None` when it may.
+/// One entry of an IANA special-purpose address registry: the prefix, its length, whether
+/// the registry calls it globally reachable, and what it is.
+struct Special<T> {
+    prefix: T,
+    len: u32,
+    global: bool,
+    name: &'static str,
+}
+
+const fn v4(a: u8, b: u8, c: u8, d: u8, len: u32, global: bool, name: &'static str) -> Special<u32> {
+    Special {
+        prefix: u32::from_be_bytes([a, b, c, d]),
+        len,
+        global,
+        name,
+    }
+}
+
+const fn v6(prefix: u128, len: u32, global: bool, name: &'static str) -> Special<u128> {
+    Special {
+        prefix,
+        len,
+        global,
+        name,
+    }
+}
+
+/// The IANA IPv4 Special-Purpose Address Registry (as of 2025-10), plus multicast
+/// (224.0.0.0/4, not in that registry and never a webhook target). "Globally reachable"
+/// decides; the deprecated 6to4 relay anycast prefix (N/A there) is refused.
+const V4_SPECIAL: &[Special<u32>] = &[
+    v4(0, 0, 0, 0, 8, false, "an unspecified (\"this network\") address"),
+    v4(10, 0, 0, 0, 8, false, "a private address"),
+    v4(100, 64, 0, 0, 10, false, "a shared (carrier-grade NAT) address"),
+    v4(127, 0, 0, 0, 8, false, "a loopback address"),
+    v4(169, 254, 0, 0, 16, false, "a link-local address"),
+    v4(172, 16, 0, 0, 12, false, "a private address"),
+    v4(192, 0, 0, 0, 24, false, "an IETF protocol assignment"),
+    v4(192, 0, 0, 0, 29, false, "an IPv4 service continuity address"),
+    v4(192, 0, 0, 8, 32, false, "the IPv4 dummy address"),
+    v4(192, 0, 0, 9, 32, true, "the PCP anycast address"),
+    v4(192, 0, 0, 10, 32, true, "the TURN anycast address"),
+    v4(192, 0, 0, 170, 32, false, "a NAT64/DNS64 discovery address"),
+    v4(192, 0, 0, 171, 32, false, "a NAT64/DNS64 discovery address"),
+    v4(192, 0, 2, 0, 24, false, "a documentation address (TEST-NET-1)"),
+    v4(192, 31, 196, 0, 24, true, "AS112-v4"),
+    v4(192, 52, 193, 0, 24, true, "AMT"),
+    v4(192, 88, 99, 0, 24, false, "a deprecated 6to4 relay anycast address"),
+    v4(192, 168, 0, 0, 16, false, "a private address"),
+    v4(192, 175, 48, 0, 24, true, "direct delegation AS112"),
+    v4(198, 18, 0, 0, 15, false, "a benchmarking address"),
+    v4(198, 51, 100, 0, 24, false, "a documentation address (TEST-NET-2)"),
+    v4(203, 0, 113, 0, 24, false, "a documentation address (TEST-NET-3)"),
+    v4(224, 0, 0, 0, 4, false, "a multicast address"),
+    v4(240, 0, 0, 0, 4, false, "a reserved address"),
+    v4(255, 255, 255, 255, 32, false, "the limited broadcast address"),
+];
+
+/// The IANA IPv6 Special-Purpose Address Registry (as of 2025-10), plus multicast
+/// (ff00::/8) and the deprecated site-local (fec0::/10) and IPv4-compatible (::/96)
+/// prefixes. Teredo (2001::/32) and the deprecated ORCHID (2001:10::/28) are refused;
+/// ORCHIDv2 (2001:20::/28) is globally reachable and allowed.
+const V6_SPECIAL: &[Special<u128>] = &[
+    v6(0, 128, false, "an unspecified address"),
+    v6(1, 128, false, "a loopback address"),
+    v6(0, 96, false, "an IPv4-compatible address"),
+    v6(0xffff_0000_0000, 96, false, "an IPv4-mapped address"),
+    v6(0x0064_ff9b << 96, 96, true, "an IPv4/IPv6 translation address"),
+    v6(0x0064_ff9b_0001 << 80, 48, false, "a local-use IPv4/IPv6 translation address"),
+    v6(0x0100 << 112, 64, false, "a discard-only address"),
+    v6((0x0100 << 112) | (1 << 64), 64, false, "the dummy IPv6 prefix"),
+    v6(0x2001 << 112, 23, false, "an IETF protocol assignment"),
+    v6(0x2001 << 112, 32, false, "a Teredo address"),
+    v6((0x2001_0001 << 96) | 1, 128, true, "the PCP anycast address"),
+    v6((0x2001_0001 << 96) | 2, 128, true, "the TURN anycast address"),
+    v6((0x2001_0001 << 96) | 3, 128, true, "the DNS-SD service registration anycast address"),
+    v6(0x2001_0002 << 96, 48, false, "a benchmarking address"),
+    v6(0x2001_0003 << 96, 32, true, "AMT"),
+    v6(0x2001_0004_0112 << 80, 48, true, "AS112-v6"),
+    v6(0x2001_0010 << 96, 28, false, "a deprecated ORCHID address"),
+    v6(0x2001_0020 << 96, 28, true, "ORCHIDv2"),
+    v6(0x2001_0030 << 96, 28, true, "a drone remote ID address"),
+    v6(0x2001_0db8 << 96, 32, false, "a documentation address"),
+    v6(0x2002 << 112, 16, true, "a 6to4 address"),
+    v6(0x2620_004f_8000 << 80, 48, true, "direct delegation AS112"),
+    v6(0x3fff << 112, 20, false, "a documentation address"),
+    v6(0x5f00 << 112, 16, false, "a segment routing (SRv6) SID"),
+    v6(0xfc00 << 112, 7, false, "a unique-local address"),
+    v6(0xfe80 << 112, 10, false, "a link-local address"),
+    v6(0xfec0 << 112, 10, false, "a site-local address"),
+    v6(0xff00 << 112, 8, false, "a multicast address"),
+];
+
+/// The most specific entry holding `ip`.
+fn most_specific<T>(table: &[Special<T>], ip: T, bits: u32, mask: impl Fn(u32) -> T) -> Option<&Special<T>>
+where
+    T: Copy + PartialEq + std::ops::BitAnd<Output = T>,
+{
+    table
+        .iter()
+        .filter(|e| e.len <= bits && ip & mask(e.len) == e.prefix & mask(e.len))
+        .max_by_key(|e| e.len)
+}
+
+/// Why an address may not be a target; `None` when it may.
 pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
@@ -24,75 +128,35 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
 }
 
 fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = ip.octets();
-    if ip.is_unspecified() || a == 0 {
-        Some("an unspecified address")
-    } else if ip.is_loopback() {
-        Some("a loopback address")
-    } else if ip.is_private() || (a == 100 && (64..128).contains(&b)) {
-        Some("a private address")
-    } else if ip.is_link_local() {
-        Some("a link-local address")
-    } else if ip.is_multicast() {
-        Some("a multicast address")
-    } else if ip.is_broadcast()
-        || a >= 240
-        || (a == 192 && b == 0 && ip.octets()[2] == 0)
-        || (a == 198 && (18..20).contains(&b))
-    {
-        Some("a reserved address")
-    } else {
-        None
+    let mask = |len: u32| u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    match most_specific(V4_SPECIAL, u32::from(ip), 32, mask) {
+        Some(e) if !e.global => Some(e.name),
+        _ => None,
     }
 }
 
 fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let segments = ip.segments();
-    let first = segments[0];
-    // IPv4 inside IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d), NAT64 (64:ff9b::/96)
-    // and 6to4 (2002:AABB:CCDD::/48) all reach the embedded IPv4 address.
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return forbidden_v4(v4);
+    let bits = u128::from(ip);
+    let mask = |len: u32| u128::MAX.checked_shl(128 - len).unwrap_or(0);
+    if let Some(e) = most_specific(V6_SPECIAL, bits, 128, mask)
+        && !e.global
+    {
+        // An IPv4-mapped address is judged by the IPv4 address it reaches.
+        if e.len != 96 || e.prefix != 0xffff_0000_0000 {
+            return Some(e.name);
+        }
     }
-    if segments[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_unspecified() && !ip.is_loopback() {
-        return forbidden_v4(Ipv4Addr::new(
-            (segments[6] >> 8) as u8,
-            segments[6] as u8,
-            (segments[7] >> 8) as u8,
-            segments[7] as u8,
-        ));
-    }
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return forbidden_v4(Ipv4Addr::new(
-            (segments[6] >> 8) as u8,
-            segments[6] as u8,
-            (segments[7] >> 8) as u8,
-            segments[7] as u8,
-        ));
-    }
-    if first == 0x2002 {
-        return forbidden_v4(Ipv4Addr::new(
-            (segments[1] >> 8) as u8,
-            segments[1] as u8,
-            (segments[2] >> 8) as u8,
-            segments[2] as u8,
-        ));
-    }
-    if ip.is_unspecified() {
-        Some("an unspecified address")
-    } else if ip.is_loopback() {
-        Some("a loopback address")
-    } else if first & 0xfe00 == 0xfc00 {
-        Some("a unique-local address")
-    } else if first & 0xffc0 == 0xfe80 || first & 0xffc0 == 0xfec0 {
-        Some("a link-local address")
-    } else if first & 0xff00 == 0xff00 {
-        Some("a multicast address")
-    } else if first == 0x2001 && segments[1] == 0x0db8 || first == 0x0100 && segments[1..4] == [0, 0, 0] {
-        Some("a reserved address")
+    // Addresses that reach an embedded IPv4 address are judged by it too: IPv4-mapped
+    // (::ffff:a.b.c.d), NAT64 (64:ff9b::/96) and 6to4 (2002:AABB:CCDD::/48). (Teredo,
+    // 2001::/32, is refused whole above.)
+    let embedded = if bits >> 32 == 0xffff || bits >> 32 == 0x0064_ff9b << 64 {
+        Some(Ipv4Addr::from(bits as u32))
+    } else if bits >> 112 == 0x2002 {
+        Some(Ipv4Addr::from((bits >> 80) as u32))
     } else {
         None
-    }
+    };
+    embedded.and_then(forbidden_v4)
 }
 
 /// Checks a URL given at registration: absolute, `https` (unless `allow_private`), no
@@ -228,9 +292,45 @@ mod tests {
             "64:ff9b::a00:1",
             "2002:7f00:1::",
             "2001:db8::1",
+            // v3: every not-globally-reachable range of the IANA registries.
+            "64:ff9b:1::1",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
+            "192.88.99.1",
+            "192.0.0.8",
+            "192.0.0.170",
+            "198.19.255.255",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:10::1",
+            "2001:2::1",
+            "3fff::1",
+            "5f00::1",
+            "100::1",
+            "fec0::1",
+            "64:ff9b::c000:201",
+            "2002:c000:0201::1",
         ] {
             assert!(refused(ip), "{ip} should be refused");
         }
+    }
+
+    #[test]
+    fn the_most_specific_registry_entry_decides() {
+        // Globally reachable entries inside refused ones.
+        for ip in [
+            "192.0.0.9",
+            "192.0.0.10",
+            "2001:1::1",
+            "2001:1::2",
+            "2001:20::1",
+            "2001:3::1",
+            "2001:4:112::1",
+        ] {
+            assert!(!refused(ip), "{ip} should be allowed");
+        }
+        assert!(refused("192.0.0.11") && refused("2001:1::4"));
     }
 
     #[test]

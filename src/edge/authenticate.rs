@@ -66,6 +66,11 @@ impl FromRequest for Principal {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer_token(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        let (method, path, query) = (
+            req.method().as_str().to_string(),
+            req.path().to_string(),
+            req.query_string().to_string(),
+        );
         Box::pin(async move {
             let token = token?;
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
@@ -76,6 +81,9 @@ impl FromRequest for Principal {
                 .rate_limit
                 .take(&format!("{}|{}", principal.org, principal.client_id))
                 .map_err(ApiError::RateLimited)?;
+            // Then the query: a parameter the operation does not document is 400 naming it
+            // (after the 401, before any handler reads a filter).
+            state.routes.check_query(&method, &path, &query)?;
             Ok(principal)
         })
     }

@@ -132,7 +132,11 @@ async fn verify(
     })?;
     let scopes = scopes_from_claim(claims.rest.get(&provider.scope_claim));
     // Named by its provider: a `sub` can never pass for a client id (or another provider's user).
-    Ok(Some((provider.org_id, format!("idp:{}:{}", provider.id, claims.sub), scopes)))
+    Ok(Some((
+        provider.org_id,
+        format!("idp:{}:{}", provider.id, claims.sub),
+        scopes,
+    )))
 }
 
 #[cfg(test)]

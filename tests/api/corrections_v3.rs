@@ -262,6 +262,47 @@ async fn failed_secrets_from_one_address_never_lock_out_the_right_secret_from_an
     for _ in 0..10 {
         assert_eq!(attempt("wrong".into(), "198.51.100.7").await, 401);
     }
-    assert_eq!(attempt(secret.clone(), "198.51.100.7").await, 429, "the guessing address is slowed");
-    assert_eq!(attempt(secret, "203.0.113.20").await, 200, "the clinic's own address is not locked out");
+    assert_eq!(
+        attempt(secret.clone(), "198.51.100.7").await,
+        429,
+        "the guessing address is slowed"
+    );
+    assert_eq!(
+        attempt(secret, "203.0.113.20").await,
+        200,
+        "the clinic's own address is not locked out"
+    );
+}
+
+#[tokio::test]
+async fn a_misspelled_query_parameter_is_400_naming_it_instead_of_listing_every_patient() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    post(&app, &token, wai("p-1", "dr-a", 1, 40)).await;
+    for path in [
+        "/v1/responses?patiend=p-2",
+        "/v1/alerts?patient=p-1&kinds=item_flag",
+        "/v1/patients/p-1/trends?instrument=wai-sr&from_date=2026-01-01",
+        "/v1/instruments?x=1",
+    ] {
+        let problem = assert_problem(app.get(&token, path).await, 400).await;
+        let name = path
+            .rsplit('&')
+            .next()
+            .unwrap()
+            .rsplit('?')
+            .next()
+            .unwrap()
+            .split('=')
+            .next()
+            .unwrap();
+        assert!(
+            problem["detail"].as_str().unwrap().contains(&format!("`{name}`")),
+            "{path}: {problem}"
+        );
+    }
+    // Documented parameters still work, and authentication still answers first.
+    assert_eq!(app.get(&token, "/v1/responses?patient=p-1&limit=5").await.status(), 200);
+    let anonymous = app.http.get(app.url("/v1/responses?patiend=x")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
 }

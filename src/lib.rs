@@ -33,6 +33,7 @@ pub mod outbound;
 pub mod outbox;
 pub mod pagination;
 pub mod pseudonyms;
+pub mod refs;
 pub mod responses;
 pub mod schema;
 pub mod scoring;

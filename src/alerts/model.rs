@@ -48,7 +48,9 @@ pub struct AlertQuery {
     pub status: Option<String>,
     /// `rupture`, `below_cutoff`, `deterioration` or `item_flag`.
     pub kind: Option<String>,
+    #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub patient: Option<String>,
+    #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub clinician: Option<String>,
     pub instrument: Option<String>,
     /// Only alerts raised at or after this time (RFC 3339).

@@ -26,6 +26,7 @@ pub struct AllianceOutcomeQuery {
     /// Rater of both instruments, default `patient`.
     pub rater: Option<Rater>,
     /// Only courses whose alliance response rates this clinician.
+    #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub clinician: Option<String>,
     /// Only responses administered at or after this time.
     pub from: Option<DateTime<Utc>>,

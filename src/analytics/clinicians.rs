@@ -115,7 +115,7 @@ pub async fn clinician_summary(
         principal.org,
         &query.instrument,
         rater,
-        Some(&clinician),
+        Some(&crate::refs::nfc(&clinician)),
     )
     .await?
     .pop()

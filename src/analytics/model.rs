@@ -18,7 +18,9 @@ pub struct TrendQuery {
     pub instrument: String,
     /// Rater, default `patient`.
     pub rater: Option<Rater>,
+    #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub clinician: Option<String>,
+    #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub episode: Option<String>,
     /// administered_at at or after (RFC 3339).
     pub from: Option<DateTime<Utc>>,
@@ -220,6 +222,7 @@ pub struct TrajectoryQuery {
     pub by: Option<String>,
     /// Rater, default `patient`.
     pub rater: Option<Rater>,
+    #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub clinician: Option<String>,
 }
 

@@ -254,7 +254,7 @@ pub async fn patient_trend_chart(
         Some(XParam::Session) => XAxis::Session,
         _ => XAxis::Time,
     };
-    let (trend, instrument) = super::trends::load(&principal, &state, patient.into_inner(), &query).await?;
+    let (trend, instrument) = super::trends::load(&principal, &state, crate::refs::nfc(&patient), &query).await?;
     let svg = chart::render(&chart_of(&trend, instrument.as_deref(), x, width, height));
     Ok(HttpResponse::Ok()
         .content_type("image/svg+xml")

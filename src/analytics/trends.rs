@@ -68,7 +68,7 @@ pub async fn patient_trends(
     patient: web::Path<String>,
     query: web::Query<TrendQuery>,
 ) -> ApiResult<HttpResponse> {
-    let (trend, _) = load(&principal, &state, patient.into_inner(), &query).await?;
+    let (trend, _) = load(&principal, &state, crate::refs::nfc(&patient), &query).await?;
     Ok(HttpResponse::Ok().json(trend))
 }
 

@@ -80,7 +80,7 @@ impl ObservationSearch {
                     &mut subjects,
                     value
                         .split(',')
-                        .map(|v| v.strip_prefix("Patient/").unwrap_or(v).to_string())
+                        .map(|v| crate::refs::nfc(crate::refs::fhir_reference_id(v, "Patient").unwrap_or(v)))
                         .collect(),
                 ),
                 "code" => and_any(

@@ -20,12 +20,7 @@ pub(super) struct Posted {
 }
 
 pub(super) fn reference_id<'a>(value: &'a Value, kind: &str) -> Option<&'a str> {
-    value
-        .get("reference")?
-        .as_str()?
-        .strip_prefix(kind)?
-        .strip_prefix('/')
-        .filter(|s| !s.is_empty())
+    crate::refs::fhir_reference_id(value.get("reference")?.as_str()?, kind)
 }
 
 fn flatten(
@@ -151,7 +146,7 @@ pub(super) fn parse_posted(qr: &Value) -> Result<Posted, ApiError> {
             instrument: instrument.unwrap_or_default(),
             instrument_version,
             patient: patient.unwrap_or_default(),
-            clinician,
+            clinician: clinician.map(|c| crate::refs::nfc(&c)),
             episode: None,
             rater,
             administered_at: authored.unwrap_or_default(),
@@ -293,7 +288,7 @@ pub(super) fn identifier_of(qr: &Value) -> Option<Identifier> {
 pub(super) fn subject_of(qr: &Value) -> Option<String> {
     qr.get("subject")
         .and_then(|s| reference_id(s, "Patient"))
-        .map(str::to_string)
+        .map(crate::refs::nfc)
 }
 
 /// `If-None-Exist: identifier=[system]|value` (percent-encoded as in a URL). Anything else

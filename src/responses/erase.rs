@@ -117,8 +117,8 @@ pub async fn erase_patient(
     body: ApiJson<EraseRequest>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::OrgAdmin)?;
-    let patient = patient.into_inner();
-    if body.0.confirm != patient {
+    let patient = crate::refs::nfc(&patient.into_inner());
+    if crate::refs::nfc(&body.0.confirm) != patient {
         return Err(ApiError::Validation(vec![FieldError::new(
             "/confirm",
             "must repeat the patient reference of the path",

@@ -20,12 +20,14 @@ pub struct NewResponse {
     /// Pinned version; the latest published one when absent.
     #[serde(default)]
     pub instrument_version: Option<i32>,
-    /// Opaque patient reference chosen by the caller (never a name), 1-200 characters.
+    /// Opaque patient reference chosen by the caller (never a name), 1-200 characters;
+    /// Unicode-normalised (NFC), like every reference.
+    #[serde(deserialize_with = "crate::refs::nfc_string")]
     pub patient: String,
     /// The clinician whose alliance is rated.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub clinician: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub episode: Option<String>,
     /// `patient` (default), `clinician` or `observer`; must be one the instrument allows.
     #[serde(default)]
@@ -174,8 +176,11 @@ pub struct BatchResponse {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub patient: Option<String>,
+    #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub clinician: Option<String>,
+    #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub episode: Option<String>,
     pub instrument: Option<String>,
     /// Only this instrument version (with `instrument`).

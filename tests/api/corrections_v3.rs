@@ -306,3 +306,59 @@ async fn a_misspelled_query_parameter_is_400_naming_it_instead_of_listing_every_
     let anonymous = app.http.get(app.url("/v1/responses?patiend=x")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
 }
+
+#[tokio::test]
+async fn nfc_and_nfd_spellings_of_a_reference_are_one_patient() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let (nfd, nfc) = ("Jose\u{301}-7", "Jos\u{e9}-7");
+    let first = post(&app, &token, wai(nfd, "Dr Zoe\u{308}", 1, 40)).await;
+    assert_eq!(first["patient"], nfc, "stored in NFC");
+    assert_eq!(first["clinician"], "Dr Zo\u{eb}");
+    post(&app, &token, wai(nfc, "Dr Zo\u{eb}", 2, 44)).await;
+    for patient in [nfd, nfc] {
+        let encoded = percent_encode(patient);
+        let listed = app.get_json(&token, &format!("/v1/responses?patient={encoded}")).await;
+        assert_eq!(listed["items"].as_array().unwrap().len(), 2, "{patient}: {listed}");
+        let trend = app
+            .get_json(&token, &format!("/v1/patients/{encoded}/trends?instrument=wai-sr"))
+            .await;
+        assert_eq!(trend["points"].as_array().unwrap().len(), 2, "{patient}");
+    }
+}
+
+#[tokio::test]
+async fn a_versioned_fhir_subject_reference_names_the_patient() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let items: Vec<Value> = (1..=4)
+        .map(|i| json!({"linkId": i.to_string(), "answer": [{"valueDecimal": 9}]}))
+        .collect();
+    let qr = json!({"resourceType": "QuestionnaireResponse", "status": "completed",
+        "questionnaire": app.url("/fhir/r4/Questionnaire/srs"), "subject": {"reference": "Patient/p-h/_history/2"},
+        "authored": "2026-03-04T15:20:00Z", "item": items});
+    let res = app
+        .http
+        .post(app.url("/fhir/r4/QuestionnaireResponse"))
+        .bearer_auth(&token)
+        .header("content-type", "application/fhir+json")
+        .json(&qr)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let listed = app.get_json(&token, "/v1/responses?patient=p-h").await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

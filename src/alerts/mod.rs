@@ -55,6 +55,23 @@ pub async fn evaluate_many(
     Ok(changes)
 }
 
+/// One instrument version, looked up once per batch.
+async fn version_of(
+    conn: &mut AsyncPgConnection,
+    evaluator: &AlertEvaluator,
+    instruments: &mut Instruments,
+    key: &SeriesKey,
+    version: i32,
+) -> ApiResult<Arc<crate::instruments::LoadedInstrument>> {
+    let at = (key.org, key.instrument.clone(), version);
+    if let Some(found) = instruments.get(&at) {
+        return Ok(found.clone());
+    }
+    let found = crate::instruments::instrument_at(conn, &evaluator.builtins, key.org, &key.instrument, version).await?;
+    instruments.insert(at, found.clone());
+    Ok(found)
+}
+
 /// Brings the stored alerts of one series (its `points`, holding `existing` alerts) to what
 /// the points say.
 async fn evaluate_points(
@@ -68,22 +85,22 @@ async fn evaluate_points(
     let mut keep = Vec::new();
     let mut changes = Vec::new();
     if let Some(last) = points.last() {
-        let at = (key.org, key.instrument.clone(), last.instrument_version);
-        let instrument = match instruments.get(&at) {
-            Some(found) => found.clone(),
-            None => {
-                let found = crate::instruments::instrument_at(
-                    conn,
-                    &evaluator.builtins,
-                    key.org,
-                    &key.instrument,
-                    last.instrument_version,
-                )
-                .await?;
-                instruments.insert(at, found.clone());
-                found
+        let instrument = version_of(conn, evaluator, instruments, key, last.instrument_version).await?;
+        // One scale per series: points of versions on another scale raise item flags only.
+        // (Most series hold one version: then the points are used as they are.)
+        let mut on_scale: std::borrow::Cow<'_, [evaluate::SeriesPoint]> = std::borrow::Cow::Borrowed(points);
+        let mut versions: Vec<i32> = points.iter().map(|p| p.instrument_version).collect();
+        versions.sort_unstable();
+        versions.dedup();
+        for v in versions.into_iter().filter(|v| *v != last.instrument_version) {
+            let theirs = version_of(conn, evaluator, instruments, key, v).await?;
+            if !instrument.definition.shares_scale_with(&theirs.definition) {
+                for p in on_scale.to_mut().iter_mut().filter(|p| p.instrument_version == v) {
+                    p.total = None;
+                }
             }
-        };
+        }
+        let points: &[evaluate::SeriesPoint] = &on_scale;
         let rater = crate::scoring::Rater::parse(&key.rater).unwrap_or(crate::scoring::Rater::Patient);
         let norms = crate::norms::norms_for(conn, &evaluator.norms, key.org, &instrument, rater).await?;
         for d in evaluate::desired(points, &instrument.definition, &norms) {

@@ -22,6 +22,8 @@ pub struct TrendQuery {
     pub clinician: Option<String>,
     #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub episode: Option<String>,
+    /// Only this version of the instrument.
+    pub instrument_version: Option<i32>,
     /// administered_at at or after (RFC 3339).
     pub from: Option<DateTime<Utc>>,
     /// administered_at before (RFC 3339).
@@ -86,6 +88,11 @@ pub struct TrendSummary {
     pub response: Option<bool>,
     /// The latest total meets `outcome.remission`; null without the rule.
     pub remission: Option<bool>,
+    /// Points left out because their instrument version is not on the latest version's
+    /// scale (scale min, max and step, item ids, scoring method): one scale per series.
+    pub excluded_points: usize,
+    /// The versions of those points.
+    pub excluded_versions: Vec<i32>,
 }
 
 /// A response of the series that could not be scored: not a point (it has no total), but

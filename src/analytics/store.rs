@@ -78,6 +78,9 @@ pub async fn series(
     if let Some(e) = &q.episode {
         query = query.filter(responses::episode.eq(e.clone()));
     }
+    if let Some(v) = q.instrument_version {
+        query = query.filter(responses::instrument_version.eq(v));
+    }
     if let Some(from) = q.from {
         query = query.filter(responses::administered_at.ge(from));
     }

@@ -100,16 +100,28 @@ pub(super) async fn load(
             return Err(ApiError::NotFound);
         }
     }
-    let points: Vec<TrendPoint> = rows.iter().map(point).collect();
-    let mut summary = describe(&points);
     let mut used = None;
+    let mut rows = rows;
+    let mut excluded_versions = Vec::new();
+    let mut excluded_points = 0;
     if let Some(version) = latest_version {
         let instrument = instrument_at(&mut conn, &state.builtins, principal.org, &query.instrument, version).await?;
-        let norms = norms_for(&mut conn, &state.norms, principal.org, &instrument, rater).await?;
-        if !rows.is_empty() {
-            judge(&mut summary, &rows, &instrument, &norms);
-        }
+        // One scale per series: only the versions on the latest version's scale.
+        excluded_versions = other_scales(&mut conn, state, principal, &query.instrument, &instrument, &rows).await?;
+        let before = rows.len();
+        rows.retain(|r| !excluded_versions.contains(&r.instrument_version));
+        excluded_points = before - rows.len();
         used = Some(instrument);
+    }
+    let points: Vec<TrendPoint> = rows.iter().map(point).collect();
+    let mut summary = describe(&points);
+    summary.excluded_points = excluded_points;
+    summary.excluded_versions = excluded_versions;
+    if let Some(instrument) = &used {
+        let norms = norms_for(&mut conn, &state.norms, principal.org, instrument, rater).await?;
+        if !rows.is_empty() {
+            judge(&mut summary, &rows, instrument, &norms);
+        }
     }
     drop(conn);
     audit::record_read(
@@ -130,6 +142,32 @@ pub(super) async fn load(
         summary,
     };
     Ok((trend, used))
+}
+
+/// The versions among `rows` whose totals are not on `latest`'s scale (scale, item ids,
+/// method), in order.
+async fn other_scales(
+    conn: &mut diesel_async::AsyncPgConnection,
+    state: &AppState,
+    principal: &Principal,
+    key: &str,
+    latest: &LoadedInstrument,
+    rows: &[SeriesRow],
+) -> ApiResult<Vec<i32>> {
+    let mut versions: Vec<i32> = rows.iter().map(|r| r.instrument_version).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    let mut other = Vec::new();
+    for v in versions {
+        if v == latest.version.version {
+            continue;
+        }
+        let found = instrument_at(conn, &state.builtins, principal.org, key, v).await?;
+        if !latest.definition.shares_scale_with(&found.definition) {
+            other.push(v);
+        }
+    }
+    Ok(other)
 }
 
 /// What the points alone say: n, baseline, latest, exact change, both slopes, the count
@@ -167,6 +205,8 @@ fn describe(points: &[TrendPoint]) -> TrendSummary {
         latest_band: points.last().and_then(|p| p.band.clone()),
         response: None,
         remission: None,
+        excluded_points: 0,
+        excluded_versions: Vec::new(),
     }
 }
 

@@ -252,6 +252,16 @@ pub struct InstrumentDefinition {
 const MAX_GRID: i64 = 100_000;
 
 impl InstrumentDefinition {
+    /// True when totals of `other` are on this definition's scale: the same scale (min, max,
+    /// step), the same item ids in the same order and the same scoring method. Only such
+    /// versions' points share a series (a trend never mixes a 1-5 mean with a 0-100 score).
+    pub fn shares_scale_with(&self, other: &InstrumentDefinition) -> bool {
+        self.scale == other.scale
+            && self.method == other.method
+            && self.items.len() == other.items.len()
+            && self.items.iter().zip(&other.items).all(|(a, b)| a.id == b.id)
+    }
+
     pub fn new(parts: DefinitionParts) -> Self {
         let DefinitionParts {
             kind,

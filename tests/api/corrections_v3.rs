@@ -362,3 +362,70 @@ fn percent_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// A four-item instrument of the clinic's own, on `scale`, published as its next version.
+async fn publish_version(app: &TestApp, token: &str, version: u32, scale: Value, method: &str) {
+    let definition = json!({"key": "clinic-check", "title": "Clinic check", "raters": ["patient"],
+        "scale": scale, "items": (1..=4).map(|i| json!({"id": i.to_string()})).collect::<Vec<_>>(),
+        "scoring": {"method": method}});
+    let res = app.post_json(token, "/v1/instruments", definition).await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let path = format!("/v1/instruments/clinic-check/versions/{version}/publish");
+    assert_eq!(app.post_json(token, &path, json!({})).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_trend_uses_one_scale_and_counts_the_points_of_other_versions() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .token(&["responses:write", "responses:read", "instruments:write"])
+        .await;
+    publish_version(&app, &token, 1, json!({"min": 1, "max": 5, "step": 1}), "mean").await;
+    let answer = |day: u32, value: u32, version: u32| {
+        json!({"instrument": "clinic-check", "instrument_version": version, "patient": "p-s",
+            "administered_at": format!("2026-02-{day:02}T10:00:00Z"),
+            "answers": (1..=4).map(|i| (i.to_string(), json!(value))).collect::<serde_json::Map<_, _>>()})
+    };
+    post(&app, &token, answer(1, 5, 1)).await;
+    post(&app, &token, answer(8, 4, 1)).await;
+    publish_version(&app, &token, 2, json!({"min": 0, "max": 100, "step": 1}), "sum").await;
+    post(&app, &token, answer(15, 80, 2)).await;
+    post(&app, &token, answer(22, 60, 2)).await;
+
+    let trend = app
+        .get_json(&token, "/v1/patients/p-s/trends?instrument=clinic-check")
+        .await;
+    let s = &trend["summary"];
+    assert_eq!(trend["points"].as_array().unwrap().len(), 2, "{trend}");
+    assert_eq!(
+        (s["baseline"].as_f64(), s["latest"].as_f64()),
+        (Some(320.0), Some(240.0))
+    );
+    assert_eq!(s["excluded_points"], 2);
+    assert_eq!(s["excluded_versions"], json!([1]));
+
+    let v1 = app
+        .get_json(
+            &token,
+            "/v1/patients/p-s/trends?instrument=clinic-check&instrument_version=1",
+        )
+        .await;
+    assert_eq!(v1["points"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        (
+            v1["summary"]["baseline"].as_f64(),
+            v1["summary"]["excluded_points"].as_u64()
+        ),
+        (Some(20.0), Some(0))
+    );
+    let svg = app
+        .get(&token, "/v1/patients/p-s/trends.svg?instrument=clinic-check")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        svg.contains(r#"id="point-1""#) && !svg.contains(r#"id="point-2""#),
+        "the chart has the same two points"
+    );
+}

@@ -32,6 +32,7 @@ const WEB_EDGE: &[&str] = &[
     "analytics/clinicians.rs",
     "analytics/trend_chart.rs",
     "analytics/trends.rs",
+    "analytics/patients.rs",
     "export/dictionary.rs",
     "export/pseudonym_key.rs",
     "export/responses.rs",

@@ -78,6 +78,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(responses::routes::get_response)
             .service(responses::routes::void_response)
             .service(responses::erase::erase_patient)
+            .service(analytics::patients::list_patients)
             .service(analytics::trends::patient_trends)
             .service(analytics::trend_chart::patient_trend_chart)
             .service(analytics::routes::instrument_norms)

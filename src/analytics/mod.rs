@@ -9,6 +9,7 @@ pub mod clinicians;
 pub mod courses;
 pub mod kept_series;
 pub mod model;
+pub mod patients;
 pub mod routes;
 pub mod store;
 pub mod trend_chart;

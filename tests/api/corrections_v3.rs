@@ -429,3 +429,49 @@ async fn a_trend_uses_one_scale_and_counts_the_points_of_other_versions() {
         "the chart has the same two points"
     );
 }
+
+#[tokio::test]
+async fn the_patient_list_shows_each_patients_latest_score_band_and_open_alerts() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let phq = |patient: &str, clinician: &str, day: u32, total: u32, item9: u32| {
+        json!({"instrument": "phq-9", "patient": patient, "clinician": clinician,
+            "administered_at": format!("2026-03-{day:02}T10:00:00Z"), "answers": phq9_answers(total, item9)})
+    };
+    post(&app, &token, phq("p-b", "dr-1", 1, 18, 0)).await;
+    post(&app, &token, phq("p-b", "dr-1", 8, 4, 0)).await;
+    post(&app, &token, phq("p-a", "dr-2", 2, 12, 1)).await;
+    post(&app, &token, phq("p-c", "dr-1", 3, 22, 0)).await;
+    open_alerts(&app, &token, 1).await;
+
+    let all = app.get_json(&token, "/v1/patients?instrument=phq-9").await;
+    let items = all["items"].as_array().unwrap();
+    let patients: Vec<&str> = items.iter().map(|p| p["patient"].as_str().unwrap()).collect();
+    assert_eq!(patients, ["p-a", "p-b", "p-c"]);
+    assert_eq!(items[1]["latest_total"], 4.0, "the latest response, not the first");
+    assert_eq!(items[1]["latest_band"], "minimal");
+    assert_eq!(items[1]["last_administered_at"], "2026-03-08T10:00:00Z");
+    assert_eq!(
+        (items[0]["open_alerts"].as_i64(), items[1]["open_alerts"].as_i64()),
+        (Some(1), Some(0))
+    );
+
+    let mine = app
+        .get_json(&token, "/v1/patients?instrument=phq-9&clinician=dr-1&limit=1")
+        .await;
+    assert_eq!(mine["items"][0]["patient"], "p-b");
+    let cursor = mine["next_cursor"].as_str().unwrap();
+    let next = app
+        .get_json(
+            &token,
+            &format!("/v1/patients?instrument=phq-9&clinician=dr-1&limit=1&cursor={cursor}"),
+        )
+        .await;
+    assert_eq!(next["items"][0]["patient"], "p-c");
+    assert!(next["next_cursor"].is_null());
+
+    assert_problem(app.get(&token, "/v1/patients").await, 400).await;
+    let (_, other) = app.create_org("list-other").await;
+    let theirs = app.get_json(&other, "/v1/patients?instrument=phq-9").await;
+    assert_eq!(theirs["items"], json!([]), "another organisation sees none of them");
+}

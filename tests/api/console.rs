@@ -175,11 +175,42 @@ async fn the_console_signs_in_acknowledges_an_alert_and_shows_the_patient_chart(
         .await
         .unwrap();
 
-    // The open alerts list shows the seeded rupture.
+    // The open alerts list shows the seeded rupture, in words.
     let row = find(&client, &format!("tr[data-alert='{alert_id}']")).await;
     let text = row.text().await.unwrap();
     assert!(text.contains("rupture") && text.contains("p-console"), "{text}");
+    assert!(text.contains("fell from 48 to 12"), "{text}");
+    // v3: a safety item raised after it is listed first, and says which item and answer.
+    let flagged = json!({"instrument": "phq-9", "patient": "p-safety", "administered_at": "2026-01-23T10:00:00Z",
+        "answers": crate::outcomes::phq9_answers(6, 2)});
+    assert_eq!(app.post_json(&admin, "/v1/responses", flagged).await.status(), 201);
+    let started = Instant::now();
+    let flag_id = loop {
+        let page = app.get_json(&admin, "/v1/alerts?kind=item_flag").await;
+        if let Some(id) = page["items"][0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no item_flag alert");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    client.goto(&app.url("/console/#/patients")).await.unwrap();
+    client.goto(&app.url("/console/#/alerts")).await.unwrap();
+    find(&client, &format!("tr[data-alert='{flag_id}']")).await;
+    let rows = client.find_all(Locator::Css("tr[data-alert]")).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let first = rows[0].text().await.unwrap();
+    assert!(first.contains("item_flag") && first.contains("item 9 answered 2"), "{first}");
     screenshot(&client, &out, "alerts").await;
+    let ack = app
+        .post_json(&admin, &format!("/v1/alerts/{flag_id}/acknowledge"), json!({"note": "called"}))
+        .await;
+    assert_eq!(ack.status(), 200);
+    client.goto(&app.url("/console/#/patients/wai-sr/dr-console")).await.unwrap();
+    let link = find(&client, "tr.patient a").await;
+    assert_eq!(link.text().await.unwrap(), "p-console", "my patients, by clinician");
+    screenshot(&client, &out, "patients").await;
+    client.goto(&app.url("/console/#/alerts")).await.unwrap();
+    find(&client, &format!("tr[data-alert='{alert_id}']")).await;
     find(&client, &format!("#note-{alert_id}"))
         .await
         .send_keys("called the patient; booked a review")

@@ -71,14 +71,48 @@ function field(id, label, attrs = {}) {
 
 // --- pages -----------------------------------------------------------------------------
 
+// What an alert says, in words: which flag, item and answer; the drop; the cut-off.
+function alertDetail(a) {
+  const d = a.detail || {};
+  switch (a.kind) {
+    case 'item_flag':
+      return `Safety item: item ${d.item} answered ${num(d.answer)} (${d.flag})`;
+    case 'rupture':
+      return `Rupture: total fell from ${num(d.from)} to ${num(d.to)} (drop ${num(d.drop)}, rule ${d.rule})`;
+    case 'below_cutoff': {
+      const side = d.comparator === 'lt' || d.comparator === 'le' ? 'below' : 'above';
+      return `Total ${num(d.total)}, ${side} the cut-off of ${num(d.cutoff)}`;
+    }
+    case 'deterioration':
+      return `Reliable deterioration: ${num(d.baseline)} → ${num(d.latest)} (change ${num(d.change)}, by ${d.rule})`;
+    default:
+      return a.kind;
+  }
+}
+
+// Every open alert (the API pages, newest first), safety items first.
+async function openAlerts() {
+  const all = [];
+  let cursor = null;
+  do {
+    const page = await api(`/v1/alerts?status=open&limit=500${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+    all.push(...page.items);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return [...all.filter((a) => a.kind === 'item_flag'), ...all.filter((a) => a.kind !== 'item_flag')];
+}
+
 async function alertsPage(page) {
   page.append(h('h2', {}, 'Open alerts'));
-  const list = await api('/v1/alerts?status=open&limit=100');
-  if (!list.items.length) {
+  const alerts = await openAlerts();
+  if (!alerts.length) {
     page.append(h('p', { class: 'status' }, 'No open alerts.'));
     return;
   }
-  const rows = list.items.map((a) => {
+  const flagged = alerts.filter((a) => a.kind === 'item_flag').length;
+  page.append(h('p', { class: 'status', id: 'alert-count' },
+    `${alerts.length} open alert${alerts.length === 1 ? '' : 's'}` + (flagged ? `, ${flagged} on a safety item (listed first)` : '') + '.'));
+  const rows = alerts.map((a) => {
     const note = h('textarea', { id: `note-${a.id}`, rows: 2, maxlength: 1000 });
     const form = h('form', { class: 'inline', 'data-alert': a.id, onsubmit: async (e) => {
       e.preventDefault();
@@ -88,15 +122,44 @@ async function alertsPage(page) {
       });
     } },
     h('div', {}, h('label', { for: `note-${a.id}` }, 'Note'), note),
-    h('button', { type: 'submit', disabled: !has('responses:write') }, 'Acknowledge'));
-    return h('tr', { 'data-alert': a.id },
+    h('button', { type: 'submit', disabled: !has('responses:read') }, 'Acknowledge'));
+    return h('tr', { 'data-alert': a.id, class: a.kind === 'item_flag' ? 'safety' : '' },
       h('td', {}, a.kind),
+      h('td', { class: 'detail' }, alertDetail(a)),
       h('td', {}, h('a', { href: `#/patient/${encodeURIComponent(a.patient)}/${encodeURIComponent(a.instrument)}` }, a.patient)),
       h('td', {}, a.instrument),
       h('td', {}, when(a.created_at)),
       h('td', {}, form));
   });
-  page.append(table(['Kind', 'Patient', 'Instrument', 'Raised', 'Acknowledge'], rows));
+  page.append(table(['Kind', 'What', 'Patient', 'Instrument', 'Raised', 'Acknowledge'], rows));
+}
+
+// The organisation's patients for an instrument ("my patients" with a clinician), paged.
+async function patientsPage(page, instrument = 'wai-sr', clinician = '', cursor = '') {
+  page.append(h('h2', {}, 'Patients'));
+  page.append(h('form', { class: 'inline', onsubmit: (e) => {
+    e.preventDefault();
+    location.hash = `#/patients/${encodeURIComponent($('#patients-instrument').value)}/${encodeURIComponent($('#patients-clinician').value)}`;
+  } },
+  field('patients-instrument', 'Instrument', { value: instrument, required: true }),
+  field('patients-clinician', 'Clinician (my patients)', { value: clinician }),
+  h('button', { type: 'submit' }, 'List')));
+  const q = [`instrument=${encodeURIComponent(instrument)}`];
+  if (clinician) q.push(`clinician=${encodeURIComponent(clinician)}`);
+  if (cursor) q.push(`cursor=${encodeURIComponent(cursor)}`);
+  const list = await api(`/v1/patients?${q.join('&')}`);
+  if (!list.items.length) {
+    page.append(h('p', { class: 'status' }, 'No patients with a response to this instrument.'));
+    return;
+  }
+  page.append(table(['Patient', 'Latest', 'Total', 'Band', 'Open alerts'], list.items.map((p) => h('tr', { class: 'patient' },
+    h('td', {}, h('a', { href: `#/patient/${encodeURIComponent(p.patient)}/${encodeURIComponent(instrument)}` }, p.patient)),
+    h('td', {}, when(p.last_administered_at)), h('td', {}, num(p.latest_total)), h('td', {}, p.latest_band ?? '–'),
+    h('td', {}, p.open_alerts)))));
+  if (list.next_cursor) {
+    page.append(h('p', {}, h('a', { id: 'patients-next',
+      href: `#/patients/${encodeURIComponent(instrument)}/${encodeURIComponent(clinician)}/${encodeURIComponent(list.next_cursor)}` }, 'Next page')));
+  }
 }
 
 async function patientPage(page, patient = '', instrument = 'wai-sr') {
@@ -109,7 +172,10 @@ async function patientPage(page, patient = '', instrument = 'wai-sr') {
   field('patient-instrument', 'Instrument', { value: instrument, required: true }),
   h('button', { type: 'submit' }, 'Show'));
   page.append(form);
-  if (!patient) return;
+  if (!patient) {
+    page.append(h('p', {}, h('a', { href: `#/patients/${encodeURIComponent(instrument)}/` }, 'Choose from the patient list')));
+    return;
+  }
   const q = `instrument=${encodeURIComponent(instrument)}`;
   const base = `/v1/patients/${encodeURIComponent(patient)}`;
   const [trend, svg] = await Promise.all([api(`${base}/trends?${q}`), api(`${base}/trends.svg?${q}`, { raw: true })]);
@@ -130,6 +196,11 @@ async function patientPage(page, patient = '', instrument = 'wai-sr') {
     ? h('ul', { id: 'ruptures' }, s.ruptures.map((r) => h('li', { class: r.repaired ? 'repaired' : 'rupture' },
       `${num(r.from)} → ${num(r.to)} (drop ${num(r.drop)}, ${r.rule})${r.repaired ? ', repaired' : ', not repaired'}`)))
     : h('p', { class: 'status' }, 'None.'));
+  if (trend.unscored.length) {
+    page.append(h('h3', {}, 'Not scored'), table(['Administered', 'Why', 'Flags'],
+      trend.unscored.map((u) => h('tr', { class: 'unscored' }, h('td', {}, when(u.administered_at)), h('td', {}, u.reason),
+        h('td', {}, u.flags.join(', ') || '–')))));
+  }
   page.append(h('h3', {}, 'Points'), table(['Administered', 'Session', 'Clinician', 'Total', 'Flags'],
     trend.points.map((p) => h('tr', { class: 'point' }, h('td', {}, when(p.administered_at)), h('td', {}, p.session ?? '–'),
       h('td', {}, p.clinician ?? '–'), h('td', {}, num(p.total)), h('td', {}, p.flags.join(', '))))));
@@ -207,6 +278,7 @@ async function auditPage(page) {
 
 const pages = {
   alerts: alertsPage,
+  patients: patientsPage,
   patient: patientPage,
   clinicians: cliniciansPage,
   'alliance-outcome': allianceOutcomePage,

@@ -66,13 +66,23 @@ pub struct ApiJson<T, const LARGE: bool = false>(pub T);
 /// Instrument definitions and batches.
 pub type LargeJson<T> = ApiJson<T, true>;
 
-/// True for `application/json` and any `application/<x>+json` (FHIR's included).
+/// True for `application/json` and any `application/<x>+json` (FHIR's included), without a
+/// charset or with `charset=utf-8`: JSON is UTF-8 (RFC 8259), and a body announced as UTF-16
+/// or Latin-1 would be read as something it is not (415 instead).
 pub fn is_json_content_type(req: &HttpRequest) -> bool {
     let Some(value) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let utf8 = parts.all(|param| match param.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+                || value.trim().trim_matches('"').eq_ignore_ascii_case("utf8")
+        }
+        _ => true,
+    });
+    utf8 && (essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")))
 }
 
 /// Reads the whole (inflated) body, refusing more than `limit` bytes, an encoding it cannot
@@ -378,7 +388,7 @@ impl<T: DeserializeOwned + 'static, const LARGE: bool> FromRequest for ApiJson<T
         Box::pin(async move {
             if !is_json_content_type(&req) {
                 return Err(ApiError::UnsupportedMediaType(
-                    "the body must be application/json".into(),
+                    "the body must be application/json, in UTF-8 (no other charset)".into(),
                 ));
             }
             let limits = body_limits(&req);
@@ -469,5 +479,111 @@ mod tests {
             parse_json::<serde_json::Value>(deep.as_bytes()),
             Err(ApiError::BadRequest(_))
         ));
+    }
+}
+
+/// The query string as `T`, or a 400 naming the parameter that did not parse, in words (never
+/// a Rust type name): actix's own `Query` says only "invalid digit found in string".
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T> ApiQuery<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for ApiQuery<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Parses a query string into `T`, naming the parameter of any error.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let name = err.path().iter().last().map(|s| s.to_string()).unwrap_or_default();
+        let message = err.into_inner().to_string();
+        let (name, words) = match missing_field(&message) {
+            Some(field) => (field.to_string(), "is required".to_string()),
+            None => (name, query_words(&message)),
+        };
+        ApiError::BadRequest(if name.is_empty() {
+            format!("invalid query parameters: {words}")
+        } else {
+            format!("`{name}` {words}")
+        })
+    })
+}
+
+/// A query parameter's parse error in words.
+fn query_words(message: &str) -> String {
+    if message.contains("invalid digit") || message.contains("cannot parse integer") {
+        "must be a whole number".into()
+    } else if message.contains("number too large") || message.contains("number too small") {
+        "is out of range".into()
+    } else if message.contains("invalid float literal") {
+        "must be a number".into()
+    } else if message.contains("provided string was not `true` or `false`") {
+        "must be true or false".into()
+    } else if message.contains("input contains invalid characters")
+        || message.contains("premature end of input")
+        || message.contains("trailing input")
+        || message.contains("input is out of range")
+        || message.contains("no possible date and time matching input")
+    {
+        "must be an RFC 3339 date-time with an offset (e.g. 2026-03-04T15:20:00Z)".into()
+    } else {
+        let m = in_words(message);
+        if m.starts_with("must") {
+            m
+        } else {
+            format!("is invalid: {m}")
+        }
+    }
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for ApiQuery<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(parse_query(req.query_string()).map(ApiQuery))
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Q {
+        instrument: String,
+        limit: Option<u32>,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+    }
+
+    fn detail(query: &str) -> String {
+        match parse_query::<Q>(query) {
+            Err(ApiError::BadRequest(d)) => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bad_query_parameter_is_named_in_words() {
+        assert_eq!(detail("limit=5"), "`instrument` is required");
+        assert_eq!(detail("instrument=x&limit=abc"), "`limit` must be a whole number");
+        assert!(detail("instrument=x&from=yesterday").starts_with("`from` must be an RFC 3339"));
+        for d in [
+            detail("instrument=x&limit=-1"),
+            detail("instrument=x&limit=99999999999"),
+        ] {
+            assert!(!d.contains("u32") && d.starts_with("`limit`"), "{d}");
+        }
+        assert!(parse_query::<Q>("instrument=x&limit=5").is_ok());
     }
 }

@@ -33,7 +33,7 @@ const MAX_NOTE: usize = 1_000;
 pub async fn list_alerts(
     principal: Principal,
     state: web::Data<AppState>,
-    query: web::Query<AlertQuery>,
+    query: crate::extract::ApiQuery<AlertQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::ResponsesRead)?;
     let status = match query.status.as_deref().unwrap_or("open") {

@@ -83,7 +83,7 @@ async fn course_rows(
 pub async fn alliance_outcome(
     principal: Principal,
     state: web::Data<AppState>,
-    query: web::Query<AllianceOutcomeQuery>,
+    query: crate::extract::ApiQuery<AllianceOutcomeQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require_analytics()?;
     let q = query.into_inner();

@@ -51,6 +51,8 @@ pub struct Chart {
     pub y_min: f64,
     pub y_max: f64,
     pub points: Vec<ChartPoint>,
+    /// The totals' step (the scale's step): y-axis ticks fall on it.
+    pub step: f64,
     /// The cut-off in total units.
     pub cutoff: Option<f64>,
     pub bands: Vec<ChartBand>,
@@ -130,6 +132,43 @@ fn spread(len: usize, n: usize) -> Vec<usize> {
     out
 }
 
+/// The y-axis ticks: with bands, the range's ends and every band's lower edge; without,
+/// the ends and the multiples of a round interval that is a multiple of the scale's step
+/// (about five ticks; a tick too near an end gives way to the end).
+fn y_ticks(chart: &Chart) -> Vec<f64> {
+    let (lo, hi) = (chart.y_min, chart.y_max);
+    let mut ticks = vec![lo];
+    if !chart.bands.is_empty() {
+        ticks.extend(chart.bands.iter().map(|b| b.min).filter(|v| *v > lo && *v < hi));
+    } else if hi > lo {
+        let step = if chart.step > 0.0 { chart.step } else { 1.0 };
+        let raw = (hi - lo) / 5.0;
+        let mut interval = step;
+        'nice: for magnitude in [1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0] {
+            for m in [1.0, 2.0, 2.5, 5.0] {
+                let candidate = m * magnitude;
+                // A multiple of the step (the whole-number test tolerates binary noise).
+                let multiple = candidate / step;
+                if candidate >= raw && (multiple - multiple.round()).abs() < 1e-9 {
+                    interval = candidate;
+                    break 'nice;
+                }
+            }
+        }
+        let mut v = (lo / interval).floor() * interval + interval;
+        while v < hi - interval / 3.0 {
+            if v > lo + interval / 3.0 {
+                ticks.push(v);
+            }
+            v += interval;
+        }
+    }
+    if hi > lo {
+        ticks.push(hi);
+    }
+    ticks
+}
+
 /// A number as the axis shows it: whole numbers without decimals.
 fn tick_label(v: f64) -> String {
     if (v - v.round()).abs() < 1e-9 {
@@ -188,8 +227,11 @@ pub fn render(chart: &Chart) -> String {
         return s;
     }
     // Bands: shaded strips across the plot, labelled at the right.
+    // Each band reaches up to where the next begins, so bands meet without gaps (a band
+    // 0-4 of whole numbers covers everything below 5).
     for (i, band) in chart.bands.iter().enumerate() {
-        let (top, bottom) = (frame.y(band.max), frame.y(band.min));
+        let upper = chart.bands.get(i + 1).map_or(band.max, |next| next.min);
+        let (top, bottom) = (frame.y(upper), frame.y(band.min));
         let fill = BAND_FILLS.get(i % BAND_FILLS.len()).copied().unwrap_or("#eeeeee");
         let _ = write!(
             s,
@@ -207,13 +249,12 @@ pub fn render(chart: &Chart) -> String {
             escape(&band.label)
         );
     }
-    // The y axis: five ticks over the possible range.
-    for i in 0..=4 {
-        let v = chart.y_min + (chart.y_max - chart.y_min) * f64::from(i) / 4.0;
+    // The y axis: ticks on the scale's step and on band edges.
+    for v in y_ticks(chart) {
         let y = frame.y(v);
         let _ = write!(
             s,
-            r##"<line x1="{:.2}" y1="{y:.2}" x2="{:.2}" y2="{y:.2}" stroke="#e0e0e0"/><text x="{:.2}" y="{:.2}" text-anchor="end" fill="#424242">{}</text>"##,
+            r##"<line x1="{:.2}" y1="{y:.2}" x2="{:.2}" y2="{y:.2}" stroke="#e0e0e0"/><text class="tick" x="{:.2}" y="{:.2}" text-anchor="end" fill="#424242">{}</text>"##,
             frame.left,
             frame.right,
             frame.left - 6.0,
@@ -246,6 +287,13 @@ pub fn render(chart: &Chart) -> String {
             r##"<path id="cutoff" d="M{:.2} {y:.2}H{:.2}" stroke="#6a1b9a" stroke-width="1.5" stroke-dasharray="6 4" fill="none"><title>cut-off {}</title></path>"##,
             frame.left,
             frame.right,
+            tick_label(cutoff)
+        );
+        let _ = write!(
+            s,
+            r##"<text id="cutoff-label" x="{:.2}" y="{:.2}" fill="#6a1b9a" font-size="11">cut-off {}</text>"##,
+            frame.left + 4.0,
+            y - 4.0,
             tick_label(cutoff)
         );
     }
@@ -336,6 +384,7 @@ mod tests {
             ruptures: vec![1],
             repairs: vec![2],
             unscored: vec![],
+            step: 1.0,
         }
     }
 
@@ -378,6 +427,62 @@ mod tests {
         assert_eq!(frame.y(36.0), 50.0);
         assert_eq!(frame.x(0.5), 50.0);
         assert_eq!(frame.x(0.0), X_PAD);
+    }
+
+    #[test]
+    fn ticks_fall_on_the_step_and_on_band_edges() {
+        let mut c = chart(&[(1.0, 40.0)]);
+        // WAI-SR: 12-60, whole numbers, no bands.
+        assert_eq!(y_ticks(&c), vec![12.0, 20.0, 30.0, 40.0, 50.0, 60.0]);
+        // PHQ-9: 0-27 with its bands: the bands' lower edges, never 6.75 or 13.5.
+        c.y_min = 0.0;
+        c.y_max = 27.0;
+        c.bands = [(0.0, 4.0), (5.0, 9.0), (10.0, 14.0), (15.0, 19.0), (20.0, 27.0)]
+            .iter()
+            .map(|(min, max)| ChartBand {
+                min: *min,
+                max: *max,
+                label: String::new(),
+            })
+            .collect();
+        assert_eq!(y_ticks(&c), vec![0.0, 5.0, 10.0, 15.0, 20.0, 27.0]);
+        // SRS: 0-40 in tenths.
+        c.bands.clear();
+        c.y_max = 40.0;
+        c.step = 0.1;
+        assert_eq!(y_ticks(&c), vec![0.0, 10.0, 20.0, 30.0, 40.0]);
+        let svg = render(&c);
+        assert!(
+            svg.contains(r#"id="cutoff-label""#) && svg.contains("cut-off 36"),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn bands_meet_without_gaps() {
+        let mut c = chart(&[(1.0, 10.0)]);
+        c.y_min = 0.0;
+        c.y_max = 27.0;
+        c.bands = vec![
+            ChartBand {
+                min: 0.0,
+                max: 4.0,
+                label: "minimal".into(),
+            },
+            ChartBand {
+                min: 5.0,
+                max: 9.0,
+                label: "mild".into(),
+            },
+        ];
+        let svg = render(&c);
+        let tree = resvg::usvg::Tree::from_str(&svg, &resvg::usvg::Options::default()).unwrap();
+        let top_of_first = tree.node_by_id("band-0").unwrap().abs_bounding_box().top();
+        let bottom_of_second = tree.node_by_id("band-1").unwrap().abs_bounding_box().bottom();
+        assert!(
+            (top_of_first - bottom_of_second).abs() < 0.01,
+            "{top_of_first} vs {bottom_of_second}"
+        );
     }
 
     #[test]

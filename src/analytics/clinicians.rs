@@ -104,7 +104,7 @@ pub async fn clinician_summary(
     principal: Principal,
     state: web::Data<AppState>,
     clinician: web::Path<String>,
-    query: web::Query<SummaryQuery>,
+    query: crate::extract::ApiQuery<SummaryQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require_analytics()?;
     let rater = query.rater.unwrap_or(Rater::Patient);
@@ -154,7 +154,7 @@ pub async fn clinician_summary(
 pub async fn list_clinicians(
     principal: Principal,
     state: web::Data<AppState>,
-    query: web::Query<ClinicianListQuery>,
+    query: crate::extract::ApiQuery<ClinicianListQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require_analytics()?;
     let min_patients = query.min_patients.unwrap_or(5);

@@ -114,7 +114,7 @@ async fn list(
 pub async fn list_patients(
     principal: Principal,
     state: web::Data<AppState>,
-    query: web::Query<PatientListQuery>,
+    query: crate::extract::ApiQuery<PatientListQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::ResponsesRead)?;
     let limit = pagination::limit(query.limit.as_deref())?;

@@ -33,7 +33,7 @@ pub async fn instrument_norms(
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, i32)>,
-    query: web::Query<NormsQuery>,
+    query: crate::extract::ApiQuery<NormsQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require_analytics()?;
     let (key, version) = path.into_inner();
@@ -65,7 +65,7 @@ pub async fn instrument_norms(
 pub async fn trajectory(
     principal: Principal,
     state: web::Data<AppState>,
-    query: web::Query<TrajectoryQuery>,
+    query: crate::extract::ApiQuery<TrajectoryQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require_analytics()?;
     if query.by.as_deref().is_some_and(|b| b != "session") {

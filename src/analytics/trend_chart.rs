@@ -212,6 +212,7 @@ fn chart_of(trend: &Trend, instrument: Option<&LoadedInstrument>, x: XAxis, widt
         ruptures,
         repairs,
         unscored,
+        step: instrument.map_or(1.0, |i| to_f64(i.definition.scale.step)),
     }
 }
 
@@ -245,8 +246,8 @@ pub async fn patient_trend_chart(
     principal: Principal,
     state: web::Data<AppState>,
     patient: web::Path<String>,
-    query: web::Query<TrendQuery>,
-    chart_query: web::Query<ChartQuery>,
+    query: crate::extract::ApiQuery<TrendQuery>,
+    chart_query: crate::extract::ApiQuery<ChartQuery>,
 ) -> ApiResult<HttpResponse> {
     let width = size(chart_query.width, 720, "width")?;
     let height = size(chart_query.height, 360, "height")?;

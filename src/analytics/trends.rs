@@ -66,7 +66,7 @@ pub async fn patient_trends(
     principal: Principal,
     state: web::Data<AppState>,
     patient: web::Path<String>,
-    query: web::Query<TrendQuery>,
+    query: crate::extract::ApiQuery<TrendQuery>,
 ) -> ApiResult<HttpResponse> {
     let (trend, _) = load(&principal, &state, crate::refs::nfc(&patient), &query).await?;
     Ok(HttpResponse::Ok().json(trend))

@@ -35,7 +35,7 @@ pub struct AuditQuery {
 pub async fn list_audit_events(
     principal: Principal,
     state: web::Data<AppState>,
-    query: web::Query<AuditQuery>,
+    query: crate::extract::ApiQuery<AuditQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::OrgAdmin)?;
     let limit = pagination::limit(query.limit.as_deref())?;

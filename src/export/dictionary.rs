@@ -235,7 +235,7 @@ fn flags_label(def: &crate::scoring::InstrumentDefinition) -> String {
 pub async fn export_dictionary(
     principal: Principal,
     state: web::Data<AppState>,
-    query: web::Query<DictionaryQuery>,
+    query: crate::extract::ApiQuery<DictionaryQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::Export)?;
     let instrument = instrument_for(&state, &principal, &query.instrument, query.version).await?;

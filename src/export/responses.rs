@@ -397,7 +397,7 @@ async fn next_chunk(mut c: Cursor) -> Option<(Result<bytes::Bytes, ApiError>, Cu
 pub async fn export_responses(
     principal: Principal,
     state: web::Data<AppState>,
-    query: web::Query<ExportQuery>,
+    query: crate::extract::ApiQuery<ExportQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::Export)?;
     let query = query.into_inner();

@@ -107,7 +107,14 @@ impl ObservationSearch {
                 }
                 "date" => apply_date(&mut search, value)?,
                 "_count" if value.trim() == "0" => count_only = true,
-                "_count" => search.limit = crate::pagination::limit(Some(value))?,
+                "_count" => {
+                    search.limit = crate::pagination::limit(Some(value)).map_err(|_| {
+                        bad(&format!(
+                            "`_count` must be a whole number from 0 to {}",
+                            crate::pagination::MAX_LIMIT
+                        ))
+                    })?
+                }
                 "_offset" => {
                     search.offset = value
                         .parse::<i64>()

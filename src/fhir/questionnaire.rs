@@ -68,7 +68,7 @@ pub async fn search_questionnaires(
     req: HttpRequest,
     principal: Result<Principal, ApiError>,
     state: web::Data<AppState>,
-    query: Result<web::Query<QuestionnaireSearch>, actix_web::Error>,
+    query: Result<crate::extract::ApiQuery<QuestionnaireSearch>, actix_web::Error>,
 ) -> FhirResult {
     let principal = authorised(principal, None)?;
     let query = query.map_err(|e| fail(ApiError::BadRequest(e.to_string())))?;

@@ -54,7 +54,7 @@ pub(super) fn read_only() -> ApiError {
 pub async fn list_instruments(
     principal: Principal,
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
+    query: crate::extract::ApiQuery<ListQuery>,
 ) -> ApiResult<HttpResponse> {
     let mut conn = crate::db::conn(&state.pool).await?;
     let slug = org_slug(&mut conn, principal.org).await?;

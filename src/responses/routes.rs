@@ -141,7 +141,7 @@ pub async fn get_response(
 pub async fn list_responses(
     principal: Principal,
     state: web::Data<AppState>,
-    query: web::Query<ListQuery>,
+    query: crate::extract::ApiQuery<ListQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::ResponsesRead)?;
     let limit = pagination::limit(query.limit.as_deref())?;

@@ -323,7 +323,7 @@ pub async fn list_deliveries(
     principal: Principal,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
-    query: web::Query<DeliveryQuery>,
+    query: crate::extract::ApiQuery<DeliveryQuery>,
 ) -> ApiResult<HttpResponse> {
     let endpoint = endpoint_of(&state, &principal, id.into_inner()).await?;
     let status = query.status.as_deref();

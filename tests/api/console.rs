@@ -199,13 +199,23 @@ async fn the_console_signs_in_acknowledges_an_alert_and_shows_the_patient_chart(
     let rows = client.find_all(Locator::Css("tr[data-alert]")).await.unwrap();
     assert_eq!(rows.len(), 2);
     let first = rows[0].text().await.unwrap();
-    assert!(first.contains("item_flag") && first.contains("item 9 answered 2"), "{first}");
+    assert!(
+        first.contains("item_flag") && first.contains("item 9 answered 2"),
+        "{first}"
+    );
     screenshot(&client, &out, "alerts").await;
     let ack = app
-        .post_json(&admin, &format!("/v1/alerts/{flag_id}/acknowledge"), json!({"note": "called"}))
+        .post_json(
+            &admin,
+            &format!("/v1/alerts/{flag_id}/acknowledge"),
+            json!({"note": "called"}),
+        )
         .await;
     assert_eq!(ack.status(), 200);
-    client.goto(&app.url("/console/#/patients/wai-sr/dr-console")).await.unwrap();
+    client
+        .goto(&app.url("/console/#/patients/wai-sr/dr-console"))
+        .await
+        .unwrap();
     let link = find(&client, "tr.patient a").await;
     assert_eq!(link.text().await.unwrap(), "p-console", "my patients, by clinician");
     screenshot(&client, &out, "patients").await;

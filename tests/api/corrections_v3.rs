@@ -475,3 +475,93 @@ async fn the_patient_list_shows_each_patients_latest_score_band_and_open_alerts(
     let theirs = app.get_json(&other, "/v1/patients?instrument=phq-9").await;
     assert_eq!(theirs["items"], json!([]), "another organisation sees none of them");
 }
+
+#[tokio::test]
+async fn small_things_errors_name_the_parameter_in_words_and_json_is_utf8() {
+    let app = TestApp::spawn().await;
+    let token = app
+        .token(&["responses:write", "responses:read", "analytics:read"])
+        .await;
+    let problem = assert_problem(
+        app.get(&token, "/v1/clinicians?instrument=wai-sr&min_patients=-3")
+            .await,
+        400,
+    )
+    .await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("`min_patients`") && !detail.contains("u32"), "{detail}");
+    let problem = assert_problem(app.get(&token, "/v1/responses?from=yesterday").await, 400).await;
+    assert!(problem["detail"].as_str().unwrap().starts_with("`from`"), "{problem}");
+
+    let res = app
+        .get(&token, "/fhir/r4/Observation?subject=Patient/p&_count=9999")
+        .await;
+    assert_eq!(res.status(), 400);
+    let outcome: Value = res.json().await.unwrap();
+    let text = outcome.to_string();
+    assert!(text.contains("_count") && !text.contains("`limit`"), "{text}");
+
+    let body = serde_json::to_vec(&wai("p", "dr", 1, 40)).unwrap();
+    for (content_type, status) in [
+        ("application/json; charset=utf-16", 415),
+        ("application/json; charset=ISO-8859-1", 415),
+        ("application/json; charset=UTF-8", 201),
+        ("application/json", 201),
+    ] {
+        let mut body_json: Value = serde_json::from_slice(&body).unwrap();
+        body_json["patient"] = json!(format!("p-{status}-{}", content_type.len()));
+        let res = app
+            .http
+            .post(app.url("/v1/responses"))
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(serde_json::to_vec(&body_json).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{content_type}");
+    }
+}
+
+#[tokio::test]
+async fn the_phq9_chart_ticks_fall_on_band_edges_and_the_cutoff_is_labelled() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    post(
+        &app,
+        &token,
+        json!({"instrument": "phq-9", "patient": "p-t", "administered_at": "2026-03-01T10:00:00Z",
+            "answers": phq9_answers(12, 0)}),
+    )
+    .await;
+    let svg = app
+        .get(&token, "/v1/patients/p-t/trends.svg?instrument=phq-9")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let ticks: Vec<&str> = svg
+        .split(r#"<text class="tick""#)
+        .skip(1)
+        .filter_map(|t| t.split('>').nth(1)?.split('<').next())
+        .collect();
+    assert_eq!(ticks, ["0", "5", "10", "15", "20", "27"], "{svg}");
+    let srs_svg = {
+        post(
+            &app,
+            &token,
+            json!({"instrument": "srs", "patient": "p-t", "administered_at": "2026-03-01T10:00:00Z",
+                "answers": {"1": 9, "2": 9, "3": 9, "4": 9}}),
+        )
+        .await;
+        app.get(&token, "/v1/patients/p-t/trends.svg?instrument=srs")
+            .await
+            .text()
+            .await
+            .unwrap()
+    };
+    assert!(
+        srs_svg.contains(r#"id="cutoff-label""#) && srs_svg.contains("cut-off 36"),
+        "{srs_svg}"
+    );
+}

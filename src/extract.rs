@@ -504,7 +504,7 @@ impl<T> std::ops::Deref for ApiQuery<T> {
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
     let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|err| {
-        let name = err.path().iter().last().map(|s| s.to_string()).unwrap_or_default();
+        let name = err.path().iter().next_back().map(|s| s.to_string()).unwrap_or_default();
         let message = err.into_inner().to_string();
         let (name, words) = match missing_field(&message) {
             Some(field) => (field.to_string(), "is required".to_string()),

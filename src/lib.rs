@@ -117,6 +117,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(fhir::questionnaire::search_questionnaires)
             .service(fhir::questionnaire_response::create_questionnaire_response)
             .service(fhir::questionnaire_response::read_questionnaire_response)
-            .service(fhir::observation::search_observations),
+            .service(fhir::observation::search_observations)
+            .service(fhir::observation::read_observation),
     );
 }

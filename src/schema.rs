@@ -149,6 +149,7 @@ diesel::table! {
         score_error -> Nullable<Text>,
         external_system -> Nullable<Text>,
         band -> Nullable<Text>,
+        amended_at -> Nullable<Timestamptz>,
     }
 }
 

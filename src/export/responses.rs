@@ -129,6 +129,7 @@ struct Line<'a> {
     score: Option<LineScore<'a>>,
     score_error: Option<&'a str>,
     score_flags: &'a [String],
+    amended: bool,
 }
 
 /// `Score` as the row holds it.
@@ -255,6 +256,7 @@ impl Renderer {
                         score,
                         score_error: row.score_error.as_deref(),
                         score_flags: row.flags.as_deref().unwrap_or_default(),
+                        amended: row.amended_at.is_some(),
                     };
                     serde_json::to_writer(&mut *out, &line).map_err(|e| ApiError::internal(e.to_string()))?;
                     out.push(b'\n');

@@ -45,8 +45,8 @@ pub async fn search_observations(
     state: web::Data<AppState>,
 ) -> FhirResult {
     let principal = authorised(principal, Some(Scope::ResponsesRead))?;
-    let search = ObservationSearch::parse(req.query_string()).map_err(fail)?;
     let base = base_url(&req);
+    let search = ObservationSearch::parse(req.query_string(), &resources::code_system(&base)).map_err(fail)?;
     let mut conn = state.read_conn().await.map_err(fail)?;
     if search.count_only {
         let total = if search.no_match {
@@ -104,16 +104,79 @@ pub async fn search_observations(
             entries.push((format!("{base}/fhir/r4/Observation/{}", a.id), obs));
         }
     }
+    // One read event per patient searched (a search of several is several reads), naming
+    // each by its pseudonym, never its reference.
+    drop(conn);
+    // The secret may be created on first use: the primary, never the replica.
+    let mut primary = crate::db::conn(&state.pool).await.map_err(fail)?;
+    let secret = crate::pseudonyms::pseudonym_secret(&mut primary, principal.org)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    drop(primary);
+    for patient in &search.scored.patients {
+        audit::record_read(
+            &state.writer,
+            &principal,
+            "observations.searched",
+            "response",
+            None,
+            json!({"via": "fhir", "patient": crate::pseudonyms::pseudonym(&secret, patient)}),
+        )
+        .await
+        .map_err(fail)?;
+    }
+    let self_url = format!("{base}{}", req.uri());
+    Ok(fhir_json(StatusCode::OK, &resources::bundle(&self_url, next, entries)))
+}
+
+/// One score Observation (its id is the scored response's): every `fullUrl` of a search
+/// resolves here. A response without a score has no Observation (404).
+#[utoipa::path(
+    tag = "fhir",
+    params(("id" = String, Path, description = "The Observation id (the scored response's id)")),
+    responses(
+        (status = 200, description = "The Observation", body = Object, content_type = "application/fhir+json"),
+        (status = 401, description = "OperationOutcome", body = Object, content_type = "application/fhir+json"),
+        (status = 403, description = "OperationOutcome", body = Object, content_type = "application/fhir+json"),
+        (status = 404, description = "OperationOutcome: no such Observation in this organisation", body = Object, content_type = "application/fhir+json"),
+    ),
+    security(("bearer" = ["responses:read"]))
+)]
+#[get("/Observation/{id}")]
+pub async fn read_observation(
+    req: HttpRequest,
+    principal: Result<Principal, ApiError>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> FhirResult {
+    let principal = authorised(principal, Some(Scope::ResponsesRead))?;
+    let id = uuid::Uuid::parse_str(&id).map_err(|_| fail(ApiError::NotFound))?;
+    let mut conn = state.read_conn().await.map_err(fail)?;
+    let row = store::find(&mut conn, principal.org, crate::ids::ResponseId(id))
+        .await
+        .map_err(|e| fail(e.into()))?
+        .ok_or_else(|| fail(ApiError::NotFound))?;
+    let a = Administration::from(row);
+    let title = crate::instruments::instrument_at(
+        &mut conn,
+        &state.builtins,
+        principal.org,
+        &a.instrument,
+        a.instrument_version,
+    )
+    .await
+    .map(|i| i.version.title.clone())
+    .unwrap_or_else(|_| a.instrument.clone());
+    let observation = resources::observation(&base_url(&req), &a, &title).ok_or_else(|| fail(ApiError::NotFound))?;
     audit::record_read(
         &state.writer,
         &principal,
-        "observations.searched",
+        "observation.read",
         "response",
-        None,
+        Some(id.to_string()),
         json!({"via": "fhir"}),
     )
     .await
     .map_err(fail)?;
-    let self_url = format!("{base}{}", req.uri());
-    Ok(fhir_json(StatusCode::OK, &resources::bundle(&self_url, next, entries)))
+    Ok(fhir_json(StatusCode::OK, &observation))
 }

@@ -59,12 +59,27 @@ fn and_any<T: PartialEq + Clone>(current: &mut Option<Vec<T>>, any_of: Vec<T>) {
     });
 }
 
+/// The instrument a `code` token names: `{key}-total` of rapport's code system or a LOINC
+/// total code, with the FHIR token rules: `system|code` must match the system, `|code`
+/// means no system (every code rapport gives has one: no match), `code` any system.
+fn instrument_of_token<'a>(token: &'a str, code_system: &str) -> Option<&'a str> {
+    let ours = |code: &'a str| code.strip_suffix("-total");
+    let loinc = |code: &'a str| super::resources::instrument_of_loinc(code);
+    match token.split_once('|') {
+        None => ours(token).or_else(|| loinc(token)),
+        Some(("", _)) => None,
+        Some((system, code)) if system == code_system => ours(code),
+        Some((system, code)) if system == super::resources::LOINC => loinc(code),
+        Some(_) => None,
+    }
+}
+
 impl ObservationSearch {
     /// Parses a query string: `subject=Patient/{id}` (required), `code` (`{key}-total`,
     /// optionally `system|code`), `date` with `ge`/`gt`/`le`/`lt`/`eq` prefixes,
     /// `derived-from`, `_count` (0-500), `_sort`, `_offset`; anything else is a 400 naming
     /// the parameter.
-    pub fn parse(query: &str) -> Result<ObservationSearch, ApiError> {
+    pub fn parse(query: &str, code_system: &str) -> Result<ObservationSearch, ApiError> {
         let bad = |m: &str| ApiError::BadRequest(m.to_string());
         let params: Vec<(String, String)> =
             serde_urlencoded::from_str(query).map_err(|_| bad("malformed query string"))?;
@@ -87,12 +102,7 @@ impl ObservationSearch {
                     &mut search.instruments,
                     value
                         .split(',')
-                        .filter_map(|token| {
-                            let code = token.rsplit_once('|').map_or(token, |(_, c)| c);
-                            code.strip_suffix("-total")
-                                .or_else(|| super::resources::instrument_of_loinc(code))
-                                .map(str::to_string)
-                        })
+                        .filter_map(|token| instrument_of_token(token, code_system).map(str::to_string))
                         .collect(),
                 ),
                 "derived-from" => and_any(
@@ -132,17 +142,15 @@ impl ObservationSearch {
             }
         }
         let subjects = subjects.ok_or_else(|| bad("`subject=Patient/{id}` is required"))?;
-        // One patient per search: a comma list of several is refused, an AND of two is empty.
-        let mut distinct = subjects.clone();
+        // A comma list is an OR of patients; repeated parameters AND (two different: empty).
+        let mut distinct = subjects;
+        distinct.sort();
         distinct.dedup();
-        if subjects.len() > 1 && params.iter().filter(|(n, _)| n == "subject").count() == 1 {
-            return Err(bad("`subject` names one patient per search"));
-        }
-        let no_match = distinct.len() != 1
+        let no_match = distinct.is_empty()
             || search.instruments.as_ref().is_some_and(Vec::is_empty)
             || search.ids.as_ref().is_some_and(Vec::is_empty)
             || matches!((search.from, search.to), (Some(f), Some(t)) if f > t);
-        search.patient = distinct.into_iter().next().unwrap_or_default();
+        search.patients = distinct;
         Ok(ObservationSearch {
             scored: search,
             no_match,
@@ -209,27 +217,45 @@ fn apply_date(search: &mut store::ScoredSearch, value: &str) -> Result<(), ApiEr
 mod tests {
     use super::*;
 
+    impl ObservationSearch {
+        fn parse_default(q: &str) -> Result<ObservationSearch, ApiError> {
+            ObservationSearch::parse(q, SYSTEM)
+        }
+    }
+
+    const SYSTEM: &str = "https://rapport.example/fhir/CodeSystem/rapport";
+
     fn parse(q: &str) -> ObservationSearch {
-        ObservationSearch::parse(q).unwrap()
+        ObservationSearch::parse(q, SYSTEM).unwrap()
     }
 
     #[test]
     fn subject_is_required() {
         assert!(matches!(
-            ObservationSearch::parse("code=srs-total"),
+            ObservationSearch::parse_default("code=srs-total"),
             Err(ApiError::BadRequest(_))
         ));
-        assert_eq!(parse("subject=Patient/p-1").scored.patient, "p-1");
+        assert_eq!(parse("subject=Patient/p-1").scored.patients, vec!["p-1".to_string()]);
     }
 
     #[test]
-    fn code_names_the_instrument_with_or_without_a_system() {
+    fn code_names_the_instrument_and_its_system_must_match() {
         let one = |q: &str| parse(q).scored.instruments;
         assert_eq!(one("subject=Patient/p&code=srs-total"), Some(vec!["srs".to_string()]));
         assert_eq!(
-            one("subject=Patient/p&code=http://x%7Cwai-sr-total"),
+            one("subject=Patient/p&code=https://rapport.example/fhir/CodeSystem/rapport%7Cwai-sr-total"),
             Some(vec!["wai-sr".to_string()])
         );
+        assert_eq!(
+            one("subject=Patient/p&code=http://loinc.org%7C44261-6"),
+            Some(vec!["phq-9".to_string()])
+        );
+        assert!(
+            parse("subject=Patient/p&code=http://x%7Cwai-sr-total").no_match,
+            "another system"
+        );
+        assert!(parse("subject=Patient/p&code=%7Cwai-sr-total").no_match, "no system");
+        assert!(parse("subject=Patient/p&code=http://loinc.org%7Cwai-sr-total").no_match);
         assert!(parse("subject=Patient/p&code=12345-6").no_match);
     }
 
@@ -245,7 +271,7 @@ mod tests {
             day.to.map(|t| t.to_rfc3339()),
             Some("2026-03-04T23:59:59.999999+00:00".into())
         );
-        assert!(ObservationSearch::parse("subject=Patient/p&date=yesterday").is_err());
+        assert!(ObservationSearch::parse_default("subject=Patient/p&date=yesterday").is_err());
     }
 
     #[test]
@@ -257,8 +283,8 @@ mod tests {
             "subject=Patient%2Fp&_count=20&_sort=-date&_offset=60"
         );
         assert!(parse("subject=Patient/p&_count=0").count_only);
-        assert!(ObservationSearch::parse("subject=Patient/p&_count=501").is_err());
-        assert!(ObservationSearch::parse("subject=Patient/p&_sort=name").is_err());
+        assert!(ObservationSearch::parse_default("subject=Patient/p&_count=501").is_err());
+        assert!(ObservationSearch::parse_default("subject=Patient/p&_sort=name").is_err());
     }
 
     #[test]
@@ -272,7 +298,11 @@ mod tests {
         assert!(parse("subject=Patient/p&code=srs-total&code=wai-sr-total").no_match);
         assert!(parse("subject=Patient/p&subject=Patient/q").no_match);
         assert!(!parse("subject=Patient/p&subject=Patient/p").no_match);
-        assert!(ObservationSearch::parse("subject=Patient/p,Patient/q").is_err());
+        assert_eq!(
+            parse("subject=Patient/p,Patient/q").scored.patients,
+            vec!["p".to_string(), "q".to_string()],
+            "a comma list is an OR"
+        );
         // Two date bounds narrow: the later lower bound and the earlier upper bound win.
         let s = parse("subject=Patient/p&date=ge2026-01&date=ge2026-02-10&date=le2026&date=lt2026-06").scored;
         assert_eq!(s.from.map(|t| t.to_rfc3339()), Some("2026-02-10T00:00:00+00:00".into()));
@@ -297,12 +327,12 @@ mod tests {
             year.to.map(|t| t.to_rfc3339()),
             Some("2025-12-31T23:59:59.999999+00:00".into())
         );
-        assert!(ObservationSearch::parse("subject=Patient/p&date=2026-13").is_err());
+        assert!(ObservationSearch::parse_default("subject=Patient/p&date=2026-13").is_err());
     }
 
     #[test]
     fn unknown_parameters_are_refused() {
-        match ObservationSearch::parse("subject=Patient/p&status=final") {
+        match ObservationSearch::parse_default("subject=Patient/p&status=final") {
             Err(ApiError::BadRequest(m)) => assert!(m.contains("`status`")),
             other => panic!("expected 400, got {other:?}"),
         }

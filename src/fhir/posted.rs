@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use super::invalid;
-use super::questionnaire::key_from_canonical;
 use super::resources::{RATED_CLINICIAN_PATH, SESSION_NUMBER_PATH};
 use crate::error::{ApiError, FieldError};
 use crate::responses::model::NewResponse;
@@ -95,8 +94,150 @@ fn flatten(
     }
 }
 
-pub(super) fn parse_posted(qr: &Value) -> Result<Posted, ApiError> {
+/// The elements of a QuestionnaireResponse rapport reads or may ignore; anything else
+/// (`modifierExtension`, `implicitRules`, `contained`, ...) could change the meaning and is
+/// refused.
+const QR_ELEMENTS: [&str; 16] = [
+    "resourceType",
+    "id",
+    "meta",
+    "text",
+    "language",
+    "extension",
+    "identifier",
+    "basedOn",
+    "partOf",
+    "questionnaire",
+    "status",
+    "subject",
+    "encounter",
+    "authored",
+    "author",
+    "source",
+];
+const ITEM_ELEMENTS: [&str; 4] = ["linkId", "text", "definition", "answer"];
+const ANSWER_ELEMENTS: [&str; 3] = ["valueInteger", "valueDecimal", "valueCoding"];
+
+/// Every element rapport does not read or accept: 422 naming each (read strictly, the way
+/// EHRs send them: nothing that changes the meaning passes unread).
+fn check_elements(qr: &Value, errors: &mut Vec<FieldError>) {
+    let refuse = |errors: &mut Vec<FieldError>, at: String, what: &str| {
+        errors.push(FieldError::new(at, what.to_string()));
+    };
+    let Some(top) = qr.as_object() else { return };
+    for name in top.keys() {
+        if name != "item" && !QR_ELEMENTS.contains(&name.as_str()) {
+            refuse(
+                errors,
+                format!("QuestionnaireResponse.{name}"),
+                "is not accepted by rapport",
+            );
+        }
+    }
+    for (i, item) in top
+        .get("item")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        for name in item.as_object().into_iter().flat_map(|o| o.keys()) {
+            if name == "item" {
+                refuse(
+                    errors,
+                    format!("QuestionnaireResponse.item[{i}].item"),
+                    "nested items are not accepted",
+                );
+            } else if !ITEM_ELEMENTS.contains(&name.as_str()) {
+                refuse(
+                    errors,
+                    format!("QuestionnaireResponse.item[{i}].{name}"),
+                    "is not accepted by rapport",
+                );
+            }
+        }
+        for (j, answer) in item
+            .get("answer")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for name in answer.as_object().into_iter().flat_map(|o| o.keys()) {
+                if name == "item" {
+                    refuse(
+                        errors,
+                        format!("QuestionnaireResponse.item[{i}].answer[{j}].item"),
+                        "nested items are not accepted",
+                    );
+                } else if !ANSWER_ELEMENTS.contains(&name.as_str()) {
+                    refuse(
+                        errors,
+                        format!("QuestionnaireResponse.item[{i}].answer[{j}].{name}"),
+                        "is not accepted by rapport",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `valueDecimal`s whose JSON text a double cannot hold exactly (e.g.
+/// `9.0000000000000000000000000001`, which would read as 9): 422, since the answer must be
+/// judged as written.
+pub(super) fn inexact_decimals(raw: &str) -> Vec<FieldError> {
+    use serde_json::value::RawValue;
+    #[derive(serde::Deserialize)]
+    struct Qr<'a> {
+        #[serde(borrow, default)]
+        item: Vec<Item<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item<'a> {
+        #[serde(borrow, default)]
+        answer: Vec<Answer<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow, default, rename = "valueDecimal")]
+        value_decimal: Option<&'a RawValue>,
+    }
+    let Ok(qr) = serde_json::from_str::<Qr<'_>>(raw) else {
+        return Vec::new();
+    };
+    let exact = |text: &str| -> bool {
+        // `from_str_exact` refuses what a Decimal would have to round.
+        let Ok(written) =
+            rust_decimal::Decimal::from_str_exact(text).or_else(|_| rust_decimal::Decimal::from_scientific(text))
+        else {
+            return false;
+        };
+        let Ok(read) = text.parse::<f64>() else { return false };
+        // The shortest text that reads back as the same double: what scoring will see.
+        format!("{read}")
+            .parse::<rust_decimal::Decimal>()
+            .is_ok_and(|seen| seen.normalize() == written.normalize())
+    };
     let mut errors = Vec::new();
+    for (i, item) in qr.item.iter().enumerate() {
+        for (j, answer) in item.answer.iter().enumerate() {
+            if let Some(text) = answer.value_decimal.map(RawValue::get)
+                && text.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+                && !exact(text)
+            {
+                errors.push(FieldError::new(
+                    format!("QuestionnaireResponse.item[{i}].answer[{j}].valueDecimal"),
+                    format!("{text} cannot be read exactly: no answer on the scale is written so"),
+                ));
+            }
+        }
+    }
+    errors
+}
+
+pub(super) fn parse_posted(qr: &Value, base: &str) -> Result<Posted, ApiError> {
+    let mut errors = Vec::new();
+    check_elements(qr, &mut errors);
     let mut expressions: HashMap<String, String> = [
         ("/patient", "QuestionnaireResponse.subject"),
         ("/administered_at", "QuestionnaireResponse.authored"),
@@ -111,7 +252,7 @@ pub(super) fn parse_posted(qr: &Value) -> Result<Posted, ApiError> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let (instrument, instrument_version) = questionnaire_of(qr, &mut errors);
+    let (instrument, instrument_version) = questionnaire_of(qr, base, &mut errors);
     let patient = subject_of(qr);
     if patient.is_none() {
         errors.push(FieldError::new(
@@ -159,18 +300,29 @@ pub(super) fn parse_posted(qr: &Value) -> Result<Posted, ApiError> {
     })
 }
 
-/// The instrument key and (optional) version a `questionnaire` canonical names.
-fn questionnaire_of(qr: &Value, errors: &mut Vec<FieldError>) -> (Option<String>, Option<i32>) {
+/// The instrument key and (optional) version a `questionnaire` canonical names: this
+/// server's (`{base}/fhir/r4/Questionnaire/{key}`, or the relative `Questionnaire/{key}`),
+/// with an optional `|version`. Another server's canonical names no instrument of ours.
+fn questionnaire_of(qr: &Value, base: &str, errors: &mut Vec<FieldError>) -> (Option<String>, Option<i32>) {
     let canonical = qr.get("questionnaire").and_then(Value::as_str).unwrap_or_default();
     let (url, version) = match canonical.split_once('|') {
         Some((u, v)) => (u, Some(v)),
         None => (canonical, None),
     };
-    let instrument = key_from_canonical(url).map(str::to_string);
+    let ours = url
+        .strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix("/fhir/r4/"))
+        .or_else(|| url.starts_with("Questionnaire/").then_some(url));
+    let instrument = ours
+        .and_then(|rest| rest.strip_prefix("Questionnaire/"))
+        .filter(|key| !key.is_empty() && !key.contains(['/', '?', '#']))
+        .map(str::to_string);
     if instrument.is_none() {
         errors.push(FieldError::new(
             "QuestionnaireResponse.questionnaire",
-            "must be a Questionnaire canonical of this server",
+            format!(
+                "must be a Questionnaire canonical of this server ({base}/fhir/r4/Questionnaire/{{key}}, optionally |version, or Questionnaire/{{key}})"
+            ),
         ));
     }
     let instrument_version = match version.map(|v| v.parse::<i32>()) {

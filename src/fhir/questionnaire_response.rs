@@ -54,10 +54,13 @@ pub async fn create_questionnaire_response(
     req: HttpRequest,
     principal: Result<Principal, ApiError>,
     state: web::Data<AppState>,
-    body: Result<ApiJson<Value>, ApiError>,
+    body: Result<ApiJson<Box<serde_json::value::RawValue>>, ApiError>,
 ) -> FhirResult {
     let principal = authorised(principal, Some(Scope::ResponsesWrite))?;
-    let qr = body.map_err(fail)?.0;
+    // Kept as its text too: decimal answers are judged as written, not as a double.
+    let raw = body.map_err(fail)?.0;
+    let qr: Value =
+        serde_json::from_str(raw.get()).map_err(|e| fail(ApiError::BadRequest(format!("malformed JSON: {e}"))))?;
     let base = base_url(&req);
     let status = status_of(&qr).map_err(fail)?;
     let mut conn = crate::db::conn(&state.pool).await.map_err(fail)?;
@@ -76,7 +79,16 @@ pub async fn create_questionnaire_response(
             &as_resource(&state, &mut conn, &base, &a, principal.org).await,
         ));
     }
-    let posted = parse_posted(&qr).map_err(fail)?;
+    let inexact = super::posted::inexact_decimals(raw.get());
+    let posted = match parse_posted(&qr, &base) {
+        Ok(posted) if inexact.is_empty() => posted,
+        Ok(_) => return Err(fail(ApiError::Validation(inexact))),
+        Err(ApiError::Validation(mut errors)) => {
+            errors.extend(inexact);
+            return Err(fail(ApiError::Validation(errors)));
+        }
+        Err(other) => return Err(fail(other)),
+    };
 
     // Conditional create: an existing response with that identifier is the answer.
     if let Some(condition) = req.headers().get("If-None-Exist") {

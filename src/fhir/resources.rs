@@ -171,7 +171,11 @@ pub fn questionnaire_response(base: &str, a: &Administration, instrument: Option
         "resourceType": "QuestionnaireResponse",
         "id": a.id.to_string(),
         "questionnaire": format!("{}|{}", questionnaire_url(base, &a.instrument), a.instrument_version),
-        "status": if a.status == ResponseStatus::Voided { "entered-in-error" } else { "completed" },
+        "status": match (a.status, a.amended) {
+            (ResponseStatus::Voided, _) => "entered-in-error",
+            (_, true) => "amended",
+            _ => "completed",
+        },
         "subject": {"reference": format!("Patient/{}", a.patient)},
         "authored": a.administered_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });

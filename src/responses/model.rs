@@ -106,6 +106,8 @@ pub struct Administration {
     /// `item_9_positive`) from the raw answers whether or not the response could be scored,
     /// and the score-based flags (`below_cutoff`, ...) when it was.
     pub score_flags: Vec<String>,
+    /// True once a FHIR `amended` resource replaced it (FHIR reads it back as `amended`).
+    pub amended: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -119,9 +119,11 @@ pub async fn void(
     Ok(row)
 }
 
-/// Replaces the answers of `stored` with an amended version of it (FHIR `amended`): checked
-/// and re-scored like a new response, audited, in one transaction. The same payload again
-/// changes nothing. A different patient, or a voided response, is 409.
+/// Replaces `stored` whole with an amended version of it (FHIR `amended`: answers,
+/// clinician, episode, session, time and rater as posted), checked and re-scored like a new
+/// response, audited, in one transaction. The same payload again changes nothing. Another
+/// patient or another instrument is 422 (an amendment corrects a response, it never moves
+/// it to another patient or measure); a voided response is 409.
 pub async fn amend(
     conn: &mut AsyncPgConnection,
     ctx: &IngestContext,
@@ -131,10 +133,24 @@ pub async fn amend(
     source: Source,
 ) -> ApiResult<AdministrationRow> {
     let row = prepare(conn, &mut InstrumentCache::new(&ctx.builtins), principal, body, source).await?;
+    let mut moved = Vec::new();
     if row.patient != stored.patient {
-        return Err(ApiError::Conflict(
-            "this identifier belongs to a response of another patient".into(),
+        moved.push(crate::error::FieldError::new(
+            "/patient",
+            "an amendment keeps the stored response's patient (this identifier is another patient's response)",
         ));
+    }
+    if row.instrument_key != stored.instrument_key {
+        moved.push(crate::error::FieldError::new(
+            "/instrument",
+            format!(
+                "an amendment keeps the stored response's instrument (`{}`)",
+                stored.instrument_key
+            ),
+        ));
+    }
+    if !moved.is_empty() {
+        return Err(ApiError::Validation(moved));
     }
     if row.payload_hash == stored.payload_hash {
         return Ok(stored);

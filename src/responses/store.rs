@@ -46,6 +46,8 @@ pub struct AdministrationRow {
     pub external_system: Option<String>,
     /// The score's interpretation band (None without bands or without a score).
     pub band: Option<String>,
+    /// When a FHIR `amended` resource last replaced it.
+    pub amended_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -130,6 +132,7 @@ impl From<AdministrationRow> for Administration {
             score,
             score_error: r.score_error,
             score_flags: r.flags.unwrap_or_default(),
+            amended: r.amended_at.is_some(),
         }
     }
 }
@@ -501,6 +504,7 @@ pub struct ExportRow {
     pub flags: Option<Vec<String>>,
     pub score_error: Option<String>,
     pub band: Option<String>,
+    pub amended_at: Option<DateTime<Utc>>,
 }
 
 /// `list` for the export: the same page, only the exported columns.
@@ -585,6 +589,7 @@ pub async fn amend(
                 responses::flags.eq(&row.flags),
                 responses::score_error.eq(&row.score_error),
                 responses::band.eq(&row.band),
+                responses::amended_at.eq(Some(Utc::now())),
             ),
         ))
         .returning(AdministrationRow::as_returning())
@@ -596,7 +601,8 @@ pub async fn amend(
 /// Filters of the FHIR Observation search: one patient's active, scored responses.
 #[derive(Debug, Default)]
 pub struct ScoredSearch {
-    pub patient: String,
+    /// Any of these patients (FHIR `subject`, comma = OR).
+    pub patients: Vec<String>,
     /// Any of these instruments (FHIR `code`, comma = OR); None = every instrument.
     pub instruments: Option<Vec<String>>,
     /// Any of these responses (FHIR `derived-from`).
@@ -618,7 +624,7 @@ fn scored_filters<'a, ST: 'a>(
 ) -> responses::BoxedQuery<'a, diesel::pg::Pg, ST> {
     query = query
         .filter(responses::org_id.eq(org))
-        .filter(responses::patient.eq(&s.patient))
+        .filter(responses::patient.eq_any(&s.patients))
         .filter(responses::status.eq(ResponseStatus::Active))
         .filter(responses::total.is_not_null());
     if let Some(keys) = &s.instruments {

@@ -333,17 +333,22 @@ async fn evaluating_an_event_twice_changes_nothing_and_tenants_see_only_their_ow
 }
 
 #[tokio::test]
-async fn an_amendment_that_moves_a_response_to_another_instrument_reevaluates_the_old_series() {
-    let app = TestApp::spawn().await;
-    let token = app.token(&["responses:write", "responses:read"]).await;
-    let qr = |status: &str, key: &str, answers: &[f64]| {
-        json!({"resourceType": "QuestionnaireResponse", "status": status,
+async fn an_amendment_that_moves_a_response_to_another_series_reevaluates_the_old_one() {
+    // v3: an amendment keeps its subject and instrument (another instrument is 422); it
+    // may change the rater, which moves the response to another series.
+    let (app, token) = crate::analytics::app_with_instruments().await;
+    let qr = |status: &str, key: &str, author: Option<&str>, answers: &[f64]| {
+        let mut qr = json!({"resourceType": "QuestionnaireResponse", "status": status,
             "questionnaire": format!("{}/fhir/r4/Questionnaire/{key}|1", app.address),
             "identifier": {"system": "urn:ehr", "value": "enc-move"},
             "subject": {"reference": "Patient/p-m"}, "authored": "2026-01-05T10:00:00Z",
             "item": answers.iter().enumerate()
                 .map(|(i, v)| json!({"linkId": (i + 1).to_string(), "answer": [{"valueDecimal": v}]}))
-                .collect::<Vec<_>>()})
+                .collect::<Vec<_>>()});
+        if let Some(author) = author {
+            qr["author"] = json!({"reference": author});
+        }
+        qr
     };
     let post = |body: Value| {
         app.http
@@ -353,10 +358,25 @@ async fn an_amendment_that_moves_a_response_to_another_instrument_reevaluates_th
             .body(body.to_string())
             .send()
     };
-    assert_eq!(post(qr("completed", "srs", &[8.0; 4])).await.unwrap().status(), 201);
+    assert_eq!(
+        post(qr("completed", "ten", None, &[2.0; 10])).await.unwrap().status(),
+        201
+    );
     wait_for(&app, &token, "kind=below_cutoff", |a| a.len() == 1).await;
-    // The same identifier, amended into a PHQ-9: the SRS series no longer has the point.
-    assert_eq!(post(qr("amended", "phq-9", &[0.0; 9])).await.unwrap().status(), 200);
+    // Into another instrument: refused, and the alert stays.
+    let moved = post(qr("amended", "phq-9", None, &[0.0; 9])).await.unwrap();
+    assert_eq!(moved.status(), 422);
+    let outcome: Value = moved.json().await.unwrap();
+    assert!(
+        outcome.to_string().contains("QuestionnaireResponse.questionnaire"),
+        "{outcome}"
+    );
+    // Rated by the clinician instead: the patient-rated series no longer has the point.
+    let by_clinician = post(qr("amended", "ten", Some("Practitioner/dr-m"), &[2.0; 10]))
+        .await
+        .unwrap();
+    assert_eq!(by_clinician.status(), 200);
     let withdrawn = wait_for(&app, &token, "status=withdrawn", |a| a.len() == 1).await;
     assert_eq!(withdrawn[0]["kind"], "below_cutoff");
+    assert_eq!(withdrawn[0]["rater"], "patient");
 }

@@ -23,7 +23,7 @@ fn answers_for(total: u32) -> Value {
 }
 
 /// A server with the two ten-item test instruments published, and a token to use them.
-async fn app_with_instruments() -> (TestApp, String) {
+pub async fn app_with_instruments() -> (TestApp, String) {
     let app = TestApp::spawn().await;
     let token = app
         .token(&["responses:write", "responses:read", "instruments:write"])

@@ -392,10 +392,11 @@ async fn amended_replaces_the_stored_answers_and_rescores() {
             .iter()
             .any(|e| e["action"] == "response.amended")
     );
-    // Another patient's response cannot be amended through its identifier.
+    // Another patient's response cannot be amended through its identifier (v3: 422, an
+    // amendment keeps the stored subject).
     let mut foreign = amended.clone();
     foreign["subject"] = json!({"reference": "Patient/q"});
-    assert_eq!(post_fhir(&app, &token, &foreign, None).await.0, 409);
+    assert_eq!(post_fhir(&app, &token, &foreign, None).await.0, 422);
 }
 
 #[tokio::test]
@@ -536,7 +537,7 @@ async fn observation_search_follows_fhir_semantics() {
         "repeat is AND"
     );
     assert_eq!(
-        entries(&search("code=http://127.0.0.1/fhir/CodeSystem/rapport%7Csrs-total").await),
+        entries(&search(&format!("code={}%7Csrs-total", app.url("/fhir/CodeSystem/rapport"))).await),
         3
     );
     let count = search("_count=0").await;

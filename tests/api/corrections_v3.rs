@@ -565,3 +565,200 @@ async fn the_phq9_chart_ticks_fall_on_band_edges_and_the_cutoff_is_labelled() {
         "{srs_svg}"
     );
 }
+
+fn srs_qr(app: &TestApp, identifier: &str, status: &str, answers: [&str; 4]) -> String {
+    // Raw JSON text: decimal answers are judged as written.
+    let items: Vec<String> = answers
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!(r#"{{"linkId": "{}", "answer": [{{"valueDecimal": {v}}}]}}"#, i + 1))
+        .collect();
+    format!(
+        r#"{{"resourceType": "QuestionnaireResponse", "status": "{status}",
+            "questionnaire": "{}", "identifier": {{"system": "urn:ehr", "value": "{identifier}"}},
+            "subject": {{"reference": "Patient/p-f"}}, "authored": "2026-03-04T15:20:00Z",
+            "item": [{}]}}"#,
+        app.url("/fhir/r4/Questionnaire/srs|1"),
+        items.join(",")
+    )
+}
+
+async fn post_fhir(app: &TestApp, token: &str, body: String) -> (u16, Value) {
+    let res = app
+        .http
+        .post(app.url("/fhir/r4/QuestionnaireResponse"))
+        .bearer_auth(token)
+        .header("content-type", "application/fhir+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+fn expressions(outcome: &Value) -> Vec<String> {
+    outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["expression"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e.as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_posted_questionnaire_response_is_read_strictly() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let base: Value = serde_json::from_str(&srs_qr(&app, "enc-s", "completed", ["9", "9", "9", "9"])).unwrap();
+    // Accepted and ignored: what EHRs send along.
+    let mut fine = base.clone();
+    fine["id"] = json!("ehr-1");
+    fine["meta"] = json!({"versionId": "3"});
+    fine["text"] = json!({"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"});
+    fine["language"] = json!("en");
+    fine["encounter"] = json!({"reference": "Encounter/e1"});
+    fine["basedOn"] = json!([{"reference": "ServiceRequest/s1"}]);
+    fine["partOf"] = json!([{"reference": "Procedure/p1"}]);
+    fine["source"] = json!({"reference": "Patient/p-f"});
+    fine["item"][0]["text"] = json!("How well did you feel heard?");
+    fine["item"][0]["definition"] = json!("http://example.org/srs#1");
+    let (status, body) = post_fhir(&app, &token, fine.to_string()).await;
+    assert_eq!(status, 201, "{body}");
+
+    for (mutate, expression) in [
+        (
+            json!({"modifierExtension": [{"url": "http://x", "valueBoolean": true}]}),
+            "QuestionnaireResponse.modifierExtension",
+        ),
+        (
+            json!({"implicitRules": "http://x"}),
+            "QuestionnaireResponse.implicitRules",
+        ),
+        (
+            json!({"contained": [{"resourceType": "Patient"}]}),
+            "QuestionnaireResponse.contained",
+        ),
+        (json!({"note": "x"}), "QuestionnaireResponse.note"),
+    ] {
+        let mut qr = base.clone();
+        for (k, v) in mutate.as_object().unwrap() {
+            qr[k] = v.clone();
+        }
+        qr["identifier"]["value"] = json!(format!("enc-{expression}"));
+        let (status, outcome) = post_fhir(&app, &token, qr.to_string()).await;
+        assert_eq!(status, 422, "{expression}: {outcome}");
+        assert!(expressions(&outcome).contains(&expression.to_string()), "{outcome}");
+    }
+    let mut nested = base.clone();
+    nested["item"][0]["item"] = json!([{"linkId": "x", "answer": [{"valueDecimal": 1}]}]);
+    nested["item"][1]["answer"][0]["item"] = json!([{"linkId": "y"}]);
+    let (status, outcome) = post_fhir(&app, &token, nested.to_string()).await;
+    assert_eq!(status, 422);
+    let found = expressions(&outcome);
+    assert!(
+        found.contains(&"QuestionnaireResponse.item[0].item".to_string()),
+        "{outcome}"
+    );
+    assert!(
+        found.contains(&"QuestionnaireResponse.item[1].answer[0].item".to_string()),
+        "{outcome}"
+    );
+
+    // Canonicals: this server's (absolute, or relative), never another's.
+    for (canonical, accepted) in [
+        ("Questionnaire/srs".to_string(), true),
+        (app.url("/fhir/r4/Questionnaire/srs"), true),
+        ("https://other.example/fhir/r4/Questionnaire/srs".to_string(), false),
+        ("http://loinc.org/Questionnaire/srs|1".to_string(), false),
+    ] {
+        let mut qr = base.clone();
+        qr["questionnaire"] = json!(canonical);
+        qr["identifier"]["value"] = json!(format!("enc-c-{canonical}"));
+        let (status, outcome) = post_fhir(&app, &token, qr.to_string()).await;
+        assert_eq!(status == 201, accepted, "{canonical}: {status} {outcome}");
+    }
+
+    // A decimal read exactly from the JSON text: off the SRS step of 0.1.
+    let (status, outcome) = post_fhir(
+        &app,
+        &token,
+        srs_qr(
+            &app,
+            "enc-d",
+            "completed",
+            ["9.0000000000000000000000000001", "9", "9", "9"],
+        ),
+    )
+    .await;
+    assert_eq!(status, 422, "{outcome}");
+    assert!(expressions(&outcome).contains(&"QuestionnaireResponse.item[0].answer[0].valueDecimal".to_string()));
+}
+
+#[tokio::test]
+async fn amended_is_a_full_replacement_that_reads_back_amended_and_observations_resolve() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    let (status, created) = post_fhir(&app, &token, srs_qr(&app, "enc-a", "completed", ["9", "9", "9", "9"])).await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().unwrap().to_string();
+    let mut amended: Value = serde_json::from_str(&srs_qr(&app, "enc-a", "amended", ["7", "8", "9", "9.5"])).unwrap();
+    amended["authored"] = json!("2026-03-05T09:00:00Z");
+    let (status, body) = post_fhir(&app, &token, amended.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "amended");
+    let read = app
+        .get_json(&token, &format!("/fhir/r4/QuestionnaireResponse/{id}"))
+        .await;
+    assert_eq!(read["status"], "amended");
+    assert_eq!(read["authored"], "2026-03-05T09:00:00Z", "the time is replaced too");
+    let native = app.get_json(&token, &format!("/v1/responses/{id}")).await;
+    assert_eq!(
+        (native["score"]["total"].as_f64(), native["amended"].as_bool()),
+        (Some(33.5), Some(true))
+    );
+
+    // Every fullUrl of a search resolves.
+    let bundle = app.get_json(&token, "/fhir/r4/Observation?subject=Patient/p-f").await;
+    let full_url = bundle["entry"][0]["fullUrl"].as_str().unwrap().to_string();
+    let path = full_url.strip_prefix(&app.address).unwrap();
+    let observation = app.get_json(&token, path).await;
+    assert_eq!(observation["resourceType"], "Observation");
+    assert_eq!(observation["valueQuantity"]["value"], 33.5);
+    assert_eq!(app.get(&token, "/fhir/r4/Observation/not-a-uuid").await.status(), 404);
+    let (_, other) = app.create_org("fhir-other").await;
+    assert_eq!(app.get(&other, path).await.status(), 404);
+
+    // subject=A,B is an OR of the two, each read audited.
+    let mut second: Value = serde_json::from_str(&srs_qr(&app, "enc-b", "completed", ["9", "9", "9", "9"])).unwrap();
+    second["subject"] = json!({"reference": "Patient/p-g"});
+    assert_eq!(post_fhir(&app, &token, second.to_string()).await.0, 201);
+    let both = app
+        .get_json(&token, "/fhir/r4/Observation?subject=Patient/p-f,Patient/p-g")
+        .await;
+    assert_eq!(both["entry"].as_array().unwrap().len(), 2, "{both}");
+    let admin = app.admin_token().await;
+    let audit = app.get_json(&admin, "/v1/audit-events?limit=500").await;
+    let searched = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "observations.searched")
+        .count();
+    assert!(searched >= 3, "one event per patient searched: {searched}");
+    // code=system|code matches the system; |code means no system.
+    let own = app.url("/fhir/CodeSystem/rapport");
+    let with_system = app
+        .get_json(
+            &token,
+            &format!("/fhir/r4/Observation?subject=Patient/p-f&code={own}%7Csrs-total"),
+        )
+        .await;
+    assert_eq!(with_system["entry"].as_array().map_or(0, Vec::len), 1);
+    for code in ["http://other.example%7Csrs-total", "%7Csrs-total"] {
+        let none = app
+            .get_json(&token, &format!("/fhir/r4/Observation?subject=Patient/p-f&code={code}"))
+            .await;
+        assert_eq!(none["entry"].as_array().map_or(0, Vec::len), 0, "{code}");
+    }
+}

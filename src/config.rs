@@ -52,6 +52,9 @@ pub struct Settings {
     /// `RAPPORT_WEBHOOK_ALLOW_PRIVATE`: allow http and private, loopback and link-local webhook
     /// targets (tests and closed networks). Default false.
     pub webhook_allow_private: bool,
+    /// `RAPPORT_EVENT_RETENTION_DAYS`: how long announced events are kept for webhook
+    /// replays, default 30.
+    pub event_retention: Duration,
     /// `RAPPORT_OUTBOX_WORKERS`: outbox (alert and webhook) worker tasks in this instance,
     /// default 2. 0 leaves the outbox to other instances (a dedicated worker deployment).
     pub outbox_workers: usize,
@@ -123,6 +126,7 @@ impl Default for Settings {
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
             webhook_allow_private: false,
+            event_retention: Duration::from_secs(30 * 24 * 3600),
             outbox_workers: 2,
             rate_limit_per_minute: 6000,
             write_batch: 256,
@@ -225,6 +229,10 @@ impl Settings {
                 name: "RAPPORT_OUTBOX_WORKERS",
                 problem: "must be a whole number (0 leaves the outbox to other instances)".into(),
             })?;
+        }
+        if let Some(v) = non_empty("RAPPORT_EVENT_RETENTION_DAYS") {
+            let days = parse_positive("RAPPORT_EVENT_RETENTION_DAYS", &v)?;
+            s.event_retention = Duration::from_secs(days as u64 * 24 * 3600);
         }
         if let Some(v) = non_empty("RAPPORT_WRITE_BATCH") {
             s.write_batch = parse_positive("RAPPORT_WRITE_BATCH", &v)?;

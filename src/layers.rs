@@ -45,6 +45,7 @@ const WEB_EDGE: &[&str] = &[
     "instruments/scoring.rs",
     "responses/erase.rs",
     "layers.rs",
+    "webhooks/recovery.rs",
 ];
 
 fn src() -> PathBuf {

@@ -101,6 +101,8 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(webhooks::routes::test_webhook)
             .service(webhooks::routes::list_deliveries)
             .service(webhooks::routes::retry_delivery)
+            .service(webhooks::recovery::enable_webhook)
+            .service(webhooks::recovery::replay_webhook)
             .service(
                 scope::scope("/exports")
                     .wrap(actix_web::middleware::Compress::default())

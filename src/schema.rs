@@ -227,6 +227,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    webhook_events (org_id, id) {
+        org_id -> Uuid,
+        id -> Uuid,
+        event_type -> Text,
+        patient -> Nullable<Text>,
+        occurred_at -> Timestamptz,
+        full_data -> Text,
+        id_only_data -> Text,
+        kept_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     webhook_deliveries (org_id, id) {
         org_id -> Uuid,
         id -> Uuid,

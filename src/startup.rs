@@ -130,6 +130,7 @@ impl Application {
             retry: settings.webhook_retry.clone(),
             allow_private: settings.webhook_allow_private,
             attempts: state.metrics.webhook_attempts(),
+            retention: settings.event_retention,
         });
         for _ in 0..crate::webhooks::deliver::WORKERS {
             tokio::spawn(crate::webhooks::deliver::run(delivery.clone()));

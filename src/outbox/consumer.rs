@@ -43,8 +43,13 @@ impl Announcement {
 
     /// The exact body sent (and signed) to an endpoint with this payload setting.
     pub fn body(&self, payload: &str) -> String {
+        self.body_as(self.event_type, payload)
+    }
+
+    /// The body with `event_type` as its type (a kept event's type is read back as text).
+    pub fn body_as(&self, event_type: &str, payload: &str) -> String {
         json!({
-            "type": self.event_type,
+            "type": event_type,
             "timestamp": self.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true),
             "data": if payload == "id-only" { &self.id_only } else { &self.full },
         })

@@ -80,10 +80,11 @@ async fn erase(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> diese
               o AS (DELETE FROM outbox_events WHERE org_id = $1 AND patient = $2 RETURNING 1),
               c AS (DELETE FROM clinician_series WHERE org_id = $1 AND patient = $2 RETURNING 1),
               d AS (DELETE FROM webhook_deliveries
-                    WHERE org_id = $1 AND (body::jsonb -> 'data' ->> 'patient') = $2 RETURNING 1)
+                    WHERE org_id = $1 AND (body::jsonb -> 'data' ->> 'patient') = $2 RETURNING 1),
+              k AS (DELETE FROM webhook_events WHERE org_id = $1 AND patient = $2 RETURNING 1)
          SELECT (SELECT count(*) FROM r) AS responses, (SELECT count(*) FROM a) AS alerts,
                 (SELECT count(*) FROM d) AS deliveries, (SELECT count(*) FROM o) AS outbox,
-                (SELECT count(*) FROM c) AS series",
+                (SELECT count(*) FROM c) AS series, (SELECT count(*) FROM k) AS kept_events",
     )
     .bind::<SqlUuid, _>(org)
     .bind::<Text, _>(patient)

@@ -35,7 +35,12 @@ pub struct DeliveryEnvironment {
     pub retry: Vec<Duration>,
     pub allow_private: bool,
     pub attempts: prometheus::IntCounterVec,
+    /// How long kept events stay for replays (`RAPPORT_EVENT_RETENTION_DAYS`).
+    pub retention: Duration,
 }
+
+/// How often a delivery worker forgets kept events past their retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// The HTTP client of the delivery workers: rustls, no redirects, no proxy (the address
 /// connected must be the address checked), 10 s for the whole attempt, and a resolver
@@ -53,7 +58,16 @@ pub fn client(allow_private: bool) -> reqwest::Result<reqwest::Client> {
 
 /// Runs until the process ends.
 pub async fn run(env: Arc<DeliveryEnvironment>) {
+    let mut pruned_at: Option<std::time::Instant> = None;
     loop {
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(std::time::Instant::now());
+            if let Ok(mut conn) = crate::db::conn(&env.pool).await
+                && let Err(e) = super::kept::prune(&mut conn, env.retention).await
+            {
+                log::warn!(target: "rapport::webhooks", "pruning kept events: {e}");
+            }
+        }
         match deliver_due(&env).await {
             Ok(0) => tokio::time::sleep(IDLE).await,
             Ok(_) => {}

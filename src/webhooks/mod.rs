@@ -6,7 +6,9 @@
 
 pub mod consumer;
 pub mod deliver;
+pub mod kept;
 pub mod model;
+pub mod recovery;
 pub mod routes;
 pub mod signature;
 pub mod store;
@@ -86,23 +88,26 @@ fn response_event_type(kind: OutboxKind) -> Option<&'static str> {
 
 /// Queues the webhook messages of one organisation's processed outbox events: the
 /// responses created or voided, and what earlier consumers announced (the alerts raised or
-/// resolved). Without an active endpoint this is one indexed read and nothing else.
+/// resolved), for its active endpoints, and keeps the events any of its endpoints (active
+/// or disabled) takes, for replays. Without an endpoint this is one indexed read and nothing
+/// else.
 pub async fn publish_changes(
     conn: &mut AsyncPgConnection,
     org: OrgId,
     outbox: &[&OutboxEvent],
     announced: &[Announcement],
 ) -> diesel::QueryResult<usize> {
-    let endpoints = store::active(conn, org).await?;
-    if endpoints.is_empty() {
+    let all = store::list(conn, org).await?;
+    if all.is_empty() {
         return Ok(0);
     }
-    let mut messages: Vec<&Announcement> = announced.iter().filter(|a| wanted(&endpoints, a.event_type)).collect();
+    let endpoints: Vec<EndpointRow> = all.iter().filter(|e| e.status == "active").cloned().collect();
+    let mut messages: Vec<&Announcement> = announced.iter().filter(|a| wanted(&all, a.event_type)).collect();
     let responses: Vec<(&OutboxEvent, &'static str)> = outbox
         .iter()
         .filter_map(|e| {
             let event_type = response_event_type(e.kind)?;
-            wanted(&endpoints, event_type).then_some((*e, event_type))
+            wanted(&all, event_type).then_some((*e, event_type))
         })
         .collect();
     let mut made: Vec<Announcement> = Vec::new();
@@ -120,5 +125,6 @@ pub async fn publish_changes(
         }
     }
     messages.extend(made.iter());
+    kept::keep(conn, org, &messages).await?;
     publish(conn, org, &endpoints, &messages).await
 }

@@ -135,7 +135,7 @@ pub async fn list_webhooks(principal: Principal, state: web::Data<AppState>) -> 
 }
 
 /// The audit event of a change to an endpoint, in the caller's transaction.
-async fn record(
+pub(super) async fn record(
     conn: &mut diesel_async::AsyncPgConnection,
     principal: &Principal,
     action: &str,

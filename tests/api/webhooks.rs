@@ -820,3 +820,89 @@ async fn two_instances_process_every_event_exactly_once_and_deliver_every_messag
     capture("two-instances", &[&secret], &got[0]);
     std::mem::forget(second);
 }
+
+#[tokio::test]
+async fn an_endpoint_disabled_by_a_410_is_enabled_again_and_replays_what_it_missed_but_no_erased_patient() {
+    let app = open_app("0.2").await;
+    let admin = app.admin_token().await;
+    let receiver = Receiver::start(&[], 410).await;
+    let hook = register(
+        &app,
+        &admin,
+        json!({"url": receiver.url, "events": ["response.created"]}),
+    )
+    .await;
+    let hook_id = hook["id"].as_str().unwrap().to_string();
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let since = chrono::Utc::now() - chrono::Duration::seconds(1);
+    // The first message is answered 410: the endpoint is disabled.
+    assert_eq!(
+        app.post_json(&admin, "/v1/responses", phq9("p-kept", 1, 4, 0))
+            .await
+            .status(),
+        201
+    );
+    let first = receiver.wait(Duration::from_secs(10), |g| !g.is_empty()).await[0].clone();
+    let started = Instant::now();
+    while app.get_json(&admin, &format!("/v1/webhooks/{hook_id}")).await["status"] != "disabled" {
+        assert!(started.elapsed() < Duration::from_secs(5), "never disabled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Missed while disabled: one patient's response, and one of a patient erased later.
+    assert_eq!(
+        app.post_json(&admin, "/v1/responses", phq9("p-kept", 8, 6, 0))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.post_json(&admin, "/v1/responses", phq9("p-gone", 8, 6, 0))
+            .await
+            .status(),
+        201
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(receiver.got().len(), 1, "nothing is sent to a disabled endpoint");
+    let erase = app
+        .post_json(&admin, "/v1/patients/p-gone/erase", json!({"confirm": "p-gone"}))
+        .await;
+    assert_eq!(erase.status(), 200);
+
+    let replay = |since: chrono::DateTime<chrono::Utc>| {
+        let (app, admin, hook_id) = (&app, &admin, &hook_id);
+        async move {
+            app.post_json(
+                admin,
+                &format!("/v1/webhooks/{hook_id}/replay"),
+                json!({"since": since.to_rfc3339()}),
+            )
+            .await
+        }
+    };
+    assert_problem(replay(since).await, 409).await;
+    receiver.answer_from_now(200);
+    let enabled = app
+        .post_json(&admin, &format!("/v1/webhooks/{hook_id}/enable"), json!({}))
+        .await;
+    assert_eq!(enabled.status(), 200);
+    assert_eq!(enabled.json::<Value>().await.unwrap()["status"], "active");
+    let res = replay(since).await;
+    assert_eq!(res.status(), 202);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["queued"],
+        2,
+        "p-kept's two; p-gone was erased"
+    );
+    let got = receiver.wait(Duration::from_secs(10), |g| g.len() >= 3).await;
+    let replayed = &got[1..];
+    assert!(replayed.iter().all(|r| r.json()["data"]["patient"] == "p-kept"));
+    assert!(replayed.iter().all(|r| verified(&secret, r)));
+    let again = replayed
+        .iter()
+        .find(|r| r.id == first.id)
+        .expect("the first event again, same id");
+    assert_eq!(again.body, first.body, "the payload as it was sent");
+    capture("replayed", &[&secret], again);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.got().len(), 3, "the erased patient is never resent");
+}

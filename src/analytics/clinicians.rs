@@ -27,15 +27,30 @@ async fn summaries(
     rater: Rater,
     clinician: Option<&str>,
 ) -> ApiResult<Vec<ClinicianSummary>> {
-    let mut series = store::clinician_series(conn, org, key, rater.as_str(), clinician).await?;
-    // Sorted here, by the references' bytes: cheaper than in SQL, and the same order
-    // whatever the database's collation.
-    series.sort_unstable_by(|a, b| (&a.clinician, &a.patient).cmp(&(&b.clinician, &b.patient)));
+    let mut series = store::clinician_series(conn, org, key, rater.as_str(), clinician, None).await?;
     let Some(version) = series.iter().map(|s| s.instrument_version).max() else {
         crate::instruments::lookup::require_visible(conn, &state.builtins, org, key).await?;
         return Ok(Vec::new());
     };
     let instrument = instrument_at(conn, &state.builtins, org, key, version).await?;
+    // One scale per series: when some version in the data is on another scale than the
+    // latest, the series are read again with the versions that share it.
+    let mut present: Vec<i32> = series.iter().flat_map(|s| s.versions.iter().copied()).collect();
+    present.sort_unstable();
+    present.dedup();
+    let mut allowed = Vec::with_capacity(present.len());
+    for v in &present {
+        let theirs = instrument_at(conn, &state.builtins, org, key, *v).await?;
+        if instrument.definition.shares_scale_with(&theirs.definition) {
+            allowed.push(*v);
+        }
+    }
+    if allowed.len() != present.len() {
+        series = store::clinician_series(conn, org, key, rater.as_str(), clinician, Some(&allowed)).await?;
+    }
+    // Sorted here, by the references' bytes: cheaper than in SQL, and the same order
+    // whatever the database's collation.
+    series.sort_unstable_by(|a, b| (&a.clinician, &a.patient).cmp(&(&b.clinician, &b.patient)));
     let norms = norms_for(conn, &state.norms, org, &instrument, rater).await?;
 
     let mut out = Vec::new();

@@ -103,6 +103,9 @@ pub struct ClinicianSeries {
     pub totals: Vec<f64>,
     #[diesel(sql_type = Int4)]
     pub instrument_version: i32,
+    /// The instrument versions of its responses.
+    #[diesel(sql_type = Array<Int4>)]
+    pub versions: Vec<i32>,
     #[diesel(sql_type = BigInt)]
     pub below_cutoff: i64,
     #[diesel(sql_type = Nullable<Double>)]
@@ -115,6 +118,7 @@ pub struct ClinicianSeries {
 /// `responses` (one definition for the migration's backfill, the refresh and the read).
 const SERIES_FACTS: &str = "array_agg(total ORDER BY administered_at, seq) AS totals,
        max(instrument_version) AS instrument_version,
+       array_agg(DISTINCT instrument_version ORDER BY instrument_version) AS versions,
        count(*) FILTER (WHERE 'below_cutoff' = ANY(flags)) AS below_cutoff,
        sum(total) FILTER (WHERE session = 3) AS session3_sum,
        count(*) FILTER (WHERE session = 3) AS session3_count";
@@ -122,33 +126,44 @@ const SERIES_FACTS: &str = "array_agg(total ORDER BY administered_at, seq) AS to
 /// Every (clinician, patient) series, in no particular order. Series whose
 /// events the outbox has processed come from `clinician_series`, the others (pending
 /// events) from `responses`; one statement, so one snapshot sees each series exactly once.
+/// With `only`, just those instrument versions count: a kept series holding another version
+/// is recomputed from `responses` with the allowed ones (one scale per series).
 pub async fn clinician_series(
     conn: &mut AsyncPgConnection,
     org: OrgId,
     key: &str,
     rater: &str,
     clinician: Option<&str>,
+    only: Option<&[i32]>,
 ) -> QueryResult<Vec<ClinicianSeries>> {
     crate::db::Prepared::new(format!(
         "WITH pending AS (
              SELECT DISTINCT patient FROM outbox_events
-             WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND processed_at IS NULL)
-         SELECT clinician, patient, totals, instrument_version, below_cutoff, session3_sum, session3_count
+             WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND processed_at IS NULL),
+         mixed AS (
+             SELECT clinician, patient FROM clinician_series
+             WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND ($4::text IS NULL OR clinician = $4)
+               AND $5::int4[] IS NOT NULL AND NOT versions <@ $5::int4[])
+         SELECT clinician, patient, totals, instrument_version, versions, below_cutoff, session3_sum, session3_count
          FROM clinician_series
          WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND ($4::text IS NULL OR clinician = $4)
            AND patient NOT IN (SELECT patient FROM pending)
+           AND ($5::int4[] IS NULL OR versions <@ $5::int4[])
          UNION ALL
          SELECT clinician, patient, {SERIES_FACTS}
          FROM responses
          WHERE org_id = $1 AND instrument_key = $2 AND rater = $3 AND status = 'active'
            AND total IS NOT NULL AND clinician IS NOT NULL AND ($4::text IS NULL OR clinician = $4)
-           AND patient IN (SELECT patient FROM pending)
+           AND ($5::int4[] IS NULL OR instrument_version = ANY($5::int4[]))
+           AND (patient IN (SELECT patient FROM pending)
+                OR (clinician, patient) IN (SELECT clinician, patient FROM mixed))
          GROUP BY clinician, patient"
     ))
     .bind::<SqlUuid, _>(org)
     .bind::<Text, _>(key)
     .bind::<Text, _>(rater)
     .bind::<Nullable<Text>, _>(clinician)
+    .bind::<Nullable<Array<Int4>>, _>(only)
     .load(conn)
     .await
 }
@@ -170,7 +185,7 @@ pub async fn refresh_clinician_series(
     .await?;
     keys.query(&format!(
         "INSERT INTO clinician_series (org_id, instrument_key, rater, clinician, patient, totals,
-             instrument_version, below_cutoff, session3_sum, session3_count)
+             instrument_version, versions, below_cutoff, session3_sum, session3_count)
          SELECT r.org_id, r.instrument_key, r.rater, r.clinician, r.patient, {SERIES_FACTS}
          FROM responses r
          JOIN unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS k(org_id, patient, instrument_key, rater)

@@ -382,7 +382,7 @@ async fn a_trend_uses_one_scale_and_counts_the_points_of_other_versions() {
         .await;
     publish_version(&app, &token, 1, json!({"min": 1, "max": 5, "step": 1}), "mean").await;
     let answer = |day: u32, value: u32, version: u32| {
-        json!({"instrument": "clinic-check", "instrument_version": version, "patient": "p-s",
+        json!({"instrument": "clinic-check", "instrument_version": version, "patient": "p-s", "clinician": "dr-s",
             "administered_at": format!("2026-02-{day:02}T10:00:00Z"),
             "answers": (1..=4).map(|i| (i.to_string(), json!(value))).collect::<serde_json::Map<_, _>>()})
     };

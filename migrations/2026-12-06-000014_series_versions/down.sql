@@ -1,0 +1,1 @@
+ALTER TABLE clinician_series DROP COLUMN versions;

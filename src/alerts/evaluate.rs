@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+pub use super::model::AlertKind;
 use crate::norms::NormsUsed;
 use crate::scoring::outcome::{ReliableChangeRule, assess_change};
 use crate::scoring::stats::ReliableChange;
@@ -25,25 +26,6 @@ pub struct SeriesPoint {
     pub total: Option<f64>,
     pub flags: Vec<String>,
     pub answers: Value,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertKind {
-    Rupture,
-    BelowCutoff,
-    Deterioration,
-    ItemFlag,
-}
-
-impl AlertKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::Rupture => "rupture",
-            AlertKind::BelowCutoff => "below_cutoff",
-            AlertKind::Deterioration => "deterioration",
-            AlertKind::ItemFlag => "item_flag",
-        }
-    }
 }
 
 /// An alert the series calls for, named by its fingerprint (the fact it stands for).

@@ -101,7 +101,9 @@ async fn evaluate_points(
             }
         }
         let points: &[evaluate::SeriesPoint] = &on_scale;
-        let rater = crate::scoring::Rater::parse(&key.rater).unwrap_or(crate::scoring::Rater::Patient);
+        // An unknown stored rater is an error, never a silent default.
+        let rater = crate::scoring::Rater::parse(&key.rater)
+            .ok_or_else(|| crate::error::ApiError::internal(format!("unknown stored rater `{}`", key.rater)))?;
         let norms = crate::norms::norms_for(conn, &evaluator.norms, key.org, &instrument, rater).await?;
         for d in evaluate::desired(points, &instrument.definition, &norms) {
             let Some(point) = points.get(d.point) else { continue };

@@ -5,15 +5,70 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+/// What an alert stands for.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, diesel::AsExpression, diesel::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    Rupture,
+    BelowCutoff,
+    Deterioration,
+    ItemFlag,
+}
+
+/// Where an alert stands: `withdrawn` when its source was voided or the series no longer
+/// says it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, diesel::AsExpression, diesel::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    Open,
+    Acknowledged,
+    Resolved,
+    Withdrawn,
+}
+
+crate::db::text_enum!(AlertKind {
+    Rupture => "rupture",
+    BelowCutoff => "below_cutoff",
+    Deterioration => "deterioration",
+    ItemFlag => "item_flag",
+});
+crate::db::text_enum!(AlertStatus {
+    Open => "open",
+    Acknowledged => "acknowledged",
+    Resolved => "resolved",
+    Withdrawn => "withdrawn",
+});
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 4] = [
+        AlertKind::Rupture,
+        AlertKind::BelowCutoff,
+        AlertKind::Deterioration,
+        AlertKind::ItemFlag,
+    ];
+}
+
+impl AlertStatus {
+    pub const ALL: [AlertStatus; 4] = [
+        AlertStatus::Open,
+        AlertStatus::Acknowledged,
+        AlertStatus::Resolved,
+        AlertStatus::Withdrawn,
+    ];
+}
+
 /// A fact a clinician should act on, derived from a stored series.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Alert {
     pub id: Uuid,
-    /// `rupture`, `below_cutoff`, `deterioration` or `item_flag`.
-    pub kind: String,
-    /// `open`, `acknowledged`, `resolved` or `withdrawn` (its source was voided or the series
-    /// no longer says it).
-    pub status: String,
+    pub kind: AlertKind,
+    pub status: AlertStatus,
     pub patient: String,
     pub clinician: Option<String>,
     pub episode: Option<String>,

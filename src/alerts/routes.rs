@@ -3,7 +3,7 @@ use diesel_async::AsyncConnection as _;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::model::{AcknowledgeRequest, Alert, AlertPage, AlertQuery};
+use super::model::{AcknowledgeRequest, Alert, AlertKind, AlertPage, AlertQuery, AlertStatus};
 use super::store;
 use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
@@ -12,8 +12,6 @@ use crate::extract::ApiJson;
 use crate::pagination;
 use crate::state::AppState;
 
-const STATUSES: [&str; 4] = ["open", "acknowledged", "resolved", "withdrawn"];
-const KINDS: [&str; 4] = ["rupture", "below_cutoff", "deterioration", "item_flag"];
 const MAX_NOTE: usize = 1_000;
 
 /// The organisation's alerts, newest first, keyset-paged (`status` defaults to `open`): a new
@@ -38,14 +36,11 @@ pub async fn list_alerts(
     principal.require(Scope::ResponsesRead)?;
     let status = match query.status.as_deref().unwrap_or("open") {
         "all" => None,
-        s if STATUSES.contains(&s) => Some(s.to_string()),
-        _ => {
-            return Err(ApiError::BadRequest(
-                "`status` must be open, acknowledged, resolved, withdrawn or all".into(),
-            ));
-        }
+        s => Some(AlertStatus::parse(s).ok_or_else(|| {
+            ApiError::BadRequest("`status` must be open, acknowledged, resolved, withdrawn or all".into())
+        })?),
     };
-    if query.kind.as_deref().is_some_and(|k| !KINDS.contains(&k)) {
+    if query.kind.as_deref().is_some_and(|k| AlertKind::parse(k).is_none()) {
         return Err(ApiError::BadRequest(
             "`kind` must be rupture, below_cutoff, deterioration or item_flag".into(),
         ));
@@ -53,7 +48,7 @@ pub async fn list_alerts(
     let limit = pagination::limit(query.limit.as_deref())?;
     let after: Option<i64> = pagination::decode_cursor(query.cursor.as_deref())?;
     let mut conn = state.read_conn().await?;
-    let rows = store::list(&mut conn, principal.org, &query, status.as_deref(), after, limit).await?;
+    let rows = store::list(&mut conn, principal.org, &query, status, after, limit).await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |r| r.seq);
     audit::record_read(
         &state.writer,

@@ -17,8 +17,8 @@ use crate::series::{SeriesArrays, SeriesKey};
 pub struct AlertRow {
     pub id: Uuid,
     pub seq: i64,
-    pub kind: String,
-    pub status: String,
+    pub kind: super::model::AlertKind,
+    pub status: super::model::AlertStatus,
     pub patient: String,
     pub clinician: Option<String>,
     pub episode: Option<String>,
@@ -229,9 +229,9 @@ pub async fn withdraw_others(conn: &mut AsyncPgConnection, key: &SeriesKey, keep
         .filter(alerts::patient.eq(&key.patient))
         .filter(alerts::instrument_key.eq(&key.instrument))
         .filter(alerts::rater.eq(&key.rater))
-        .filter(alerts::status.ne("withdrawn"))
+        .filter(alerts::status.ne(super::model::AlertStatus::Withdrawn))
         .filter(alerts::fingerprint.ne_all(keep))
-        .set(alerts::status.eq("withdrawn"))
+        .set(alerts::status.eq(super::model::AlertStatus::Withdrawn))
         .execute(conn)
         .await
 }
@@ -249,7 +249,7 @@ pub async fn list(
     conn: &mut AsyncPgConnection,
     org: OrgId,
     q: &AlertQuery,
-    status: Option<&str>,
+    status: Option<super::model::AlertStatus>,
     after: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<AlertRow>> {
@@ -260,10 +260,10 @@ pub async fn list(
         .order(alerts::seq.desc())
         .into_boxed();
     if let Some(s) = status {
-        query = query.filter(alerts::status.eq(s.to_string()));
+        query = query.filter(alerts::status.eq(s));
     }
-    if let Some(v) = &q.kind {
-        query = query.filter(alerts::kind.eq(v.clone()));
+    if let Some(v) = q.kind.as_deref().and_then(super::model::AlertKind::parse) {
+        query = query.filter(alerts::kind.eq(v));
     }
     if let Some(v) = &q.patient {
         query = query.filter(alerts::patient.eq(v.clone()));

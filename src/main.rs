@@ -2,12 +2,10 @@
 //! library. `rapport` alone (or `rapport serve`) runs the service.
 
 use clap::{Parser, Subcommand};
-use diesel_async::AsyncConnection as _;
 use rapport::auth::Scope;
 use rapport::clients::store::PreparedCredentials;
 use rapport::config::Settings;
 use rapport::db::BoxError;
-use rapport::ids::OrgId;
 
 #[derive(Parser)]
 #[command(name = "rapport", version, about = "Working-alliance measurement service")]
@@ -117,39 +115,19 @@ async fn run() -> Result<(), BoxError> {
                 .await?
                 .ok_or_else(|| format!("no organisation `{org}`"))?;
             let credentials = PreparedCredentials::prepare(None)?;
-            let created = conn
-                .transaction::<_, BoxError, _>(async move |conn| {
-                    let created = rapport::clients::create_client(conn, org.id, &name, &scopes, credentials).await?;
-                    record_cli(conn, org.id, "client.created", "client", created.id.to_string()).await?;
-                    Ok(created)
-                })
-                .await?;
+            let created = rapport::clients::service::create(
+                &mut conn,
+                rapport::audit::Actor::Cli,
+                org.id,
+                &name,
+                &scopes,
+                credentials,
+            )
+            .await?;
             println!("{}", serde_json::to_string_pretty(&created)?);
             Ok(())
         }
     }
-}
-
-async fn record_cli(
-    conn: &mut diesel_async::AsyncPgConnection,
-    org: OrgId,
-    action: &str,
-    resource_type: &str,
-    resource_id: String,
-) -> Result<(), BoxError> {
-    rapport::audit::record(
-        conn,
-        rapport::audit::AuditEntry {
-            org,
-            actor: "cli",
-            action,
-            resource_type,
-            resource_id: Some(resource_id),
-            detail: serde_json::json!({}),
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<(), BoxError> {

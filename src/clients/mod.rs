@@ -3,6 +3,7 @@
 
 pub mod model;
 pub mod routes;
+pub mod service;
 pub mod store;
 
 pub use store::create_client;

@@ -79,24 +79,15 @@ pub async fn create_client(
             .map_err(ApiError::internal)?
     };
     let mut conn = crate::db::conn(&state.pool).await?;
-    let created = conn
-        .transaction::<_, ApiError, _>(async move |conn| {
-            let created = store::create_client(conn, principal.org, body.name.trim(), &scopes, credentials).await?;
-            audit::record(
-                conn,
-                AuditEntry {
-                    org: principal.org,
-                    actor: &principal.client_id,
-                    action: "client.created",
-                    resource_type: "client",
-                    resource_id: Some(created.id.to_string()),
-                    detail: json!({"client_id": created.client_id, "scopes": created.scopes}),
-                },
-            )
-            .await?;
-            Ok(created)
-        })
-        .await?;
+    let created = super::service::create(
+        &mut conn,
+        crate::audit::Actor::Caller(&principal),
+        principal.org,
+        &body.name,
+        &scopes,
+        credentials,
+    )
+    .await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/clients/{}", created.id)))
         .insert_header(("Cache-Control", "no-store"))

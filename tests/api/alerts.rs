@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
-use crate::analytics::wai_sr_answers;
+use crate::builders::wai_sr_answers;
+use crate::builders::{phq9_answers, phq9_unscored_with_item_9};
 use crate::helpers::{TestApp, assert_problem, item_strings};
-use crate::outcomes::phq9_answers;
 
 /// Polls the alert list until `check` holds (the worker runs after the commit); panics after 10 s.
 async fn wait_for(app: &TestApp, token: &str, query: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
@@ -156,13 +156,6 @@ async fn phq9_item_9_raises_an_item_flag_alert_that_a_person_acknowledges() {
         !events.to_string().contains("safety plan"),
         "the note is not copied into the audit log"
     );
-}
-
-/// A PHQ-9 with item 9 answered 3 and item 4 skipped: PHQ-9 allows no missing item.
-pub fn phq9_unscored_with_item_9(item9: u32) -> Value {
-    let mut answers = phq9_answers(item9, item9);
-    answers.as_object_mut().unwrap().remove("4");
-    answers
 }
 
 #[tokio::test]

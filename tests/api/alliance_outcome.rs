@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::analytics::wai_sr_answers;
+use crate::builders::phq9_answers;
+use crate::builders::wai_sr_answers;
 use crate::helpers::{TestApp, assert_problem, item_strings};
-use crate::outcomes::phq9_answers;
 
 /// (WAI-SR at session 3, PHQ-9 baseline, PHQ-9 just before the alliance, PHQ-9 at the end).
 const COURSES: [(u32, u32, u32, u32); 12] = [

@@ -1,5 +1,6 @@
 use serde_json::{Value, json};
 
+use crate::builders::wai_sr_answers;
 use crate::helpers::{TestApp, assert_problem, item_strings};
 
 /// Ten items on 1-5, no reverse keying: the total is the sum of the answers.
@@ -576,15 +577,6 @@ async fn analytics_are_tenant_scoped_and_need_the_read_scope() {
     )
     .await;
     assert_problem(app.get(&writer, "/v1/trajectory?instrument=ten").await, 403).await;
-}
-
-/// WAI-SR answers whose total is `total` (12 items on 1-5).
-pub fn wai_sr_answers(total: u32) -> Value {
-    let (base, extra) = (total / 12, total % 12);
-    (1..=12u32)
-        .map(|i| (i.to_string(), json!(base + u32::from(i <= extra))))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::analytics::wai_sr_answers;
+use crate::builders::wai_sr_answers;
 use crate::helpers::TestApp;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -182,7 +182,7 @@ async fn the_console_signs_in_acknowledges_an_alert_and_shows_the_patient_chart(
     assert!(text.contains("fell from 48 to 12"), "{text}");
     // v3: a safety item raised after it is listed first, and says which item and answer.
     let flagged = json!({"instrument": "phq-9", "patient": "p-safety", "administered_at": "2026-01-23T10:00:00Z",
-        "answers": crate::outcomes::phq9_answers(6, 2)});
+        "answers": crate::builders::phq9_answers(6, 2)});
     assert_eq!(app.post_json(&admin, "/v1/responses", flagged).await.status(), 201);
     let started = Instant::now();
     let flag_id = loop {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::builders::wai_sr;
 use crate::helpers::{TestApp, assert_problem, pointers};
-use crate::responses::wai_sr;
 
 #[tokio::test]
 async fn revoking_the_last_org_admin_is_409() {

@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::analytics::wai_sr_answers;
+use crate::builders::wai_sr_answers;
+use crate::builders::{ResponseBuilder, phq9_answers};
 use crate::helpers::{TestApp, assert_problem};
-use crate::outcomes::phq9_answers;
 
 async fn post(app: &TestApp, token: &str, body: Value) -> Value {
     let res = app.post_json(token, "/v1/responses", body).await;
@@ -435,13 +435,15 @@ async fn the_patient_list_shows_each_patients_latest_score_band_and_open_alerts(
     let app = TestApp::spawn().await;
     let token = app.token(&["responses:write", "responses:read"]).await;
     let phq = |patient: &str, clinician: &str, day: u32, total: u32, item9: u32| {
-        json!({"instrument": "phq-9", "patient": patient, "clinician": clinician,
-            "administered_at": format!("2026-03-{day:02}T10:00:00Z"), "answers": phq9_answers(total, item9)})
+        ResponseBuilder::new("phq-9", patient)
+            .clinician(clinician)
+            .at(&format!("2026-03-{day:02}T10:00:00Z"))
+            .answers(phq9_answers(total, item9))
     };
-    post(&app, &token, phq("p-b", "dr-1", 1, 18, 0)).await;
-    post(&app, &token, phq("p-b", "dr-1", 8, 4, 0)).await;
-    post(&app, &token, phq("p-a", "dr-2", 2, 12, 1)).await;
-    post(&app, &token, phq("p-c", "dr-1", 3, 22, 0)).await;
+    phq("p-b", "dr-1", 1, 18, 0).post(&app, &token).await;
+    phq("p-b", "dr-1", 8, 4, 0).post(&app, &token).await;
+    phq("p-a", "dr-2", 2, 12, 1).post(&app, &token).await;
+    phq("p-c", "dr-1", 3, 22, 0).post(&app, &token).await;
     open_alerts(&app, &token, 1).await;
 
     let all = app.get_json(&token, "/v1/patients?instrument=phq-9").await;

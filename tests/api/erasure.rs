@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::analytics::wai_sr_answers;
+use crate::builders::wai_sr_answers;
 use crate::helpers::{TestApp, assert_problem, count_rows, pointers};
 
 async fn wai(app: &TestApp, token: &str, patient: &str, day: u32, total: u32) {

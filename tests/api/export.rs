@@ -2,8 +2,8 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
+use crate::builders::wai_sr;
 use crate::helpers::{TestApp, assert_problem};
-use crate::responses::wai_sr;
 
 async fn seed(app: &TestApp, token: &str) -> Vec<Value> {
     let mut a = wai_sr("alice", Some("enc-a"));

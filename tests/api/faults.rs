@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::Value;
 
+use crate::builders::wai_sr;
 use crate::helpers::{TestApp, count_rows};
-use crate::responses::wai_sr;
 
 /// (status, has Retry-After, response id, latency) of one request.
 type Outcome = (u16, bool, Option<String>, Duration);

@@ -8,10 +8,10 @@ use std::time::Duration;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
+use crate::builders::wai_sr;
 use crate::helpers::{
     ADMIN_ID, ADMIN_SECRET, SERVER_URL, TestApp, assert_problem, drop_database_blocking, start_binary, unique_db_name,
 };
-use crate::responses::wai_sr;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

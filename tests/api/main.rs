@@ -7,6 +7,7 @@ mod alerts;
 mod alliance_outcome;
 mod analytics;
 mod auth;
+mod builders;
 mod citus;
 mod console;
 mod corrections;

@@ -3,21 +3,8 @@
 
 use serde_json::{Value, json};
 
+use crate::builders::phq9_answers;
 use crate::helpers::{TestApp, assert_problem, pointers};
-
-/// PHQ-9 answers whose total is `total` (item 9 stays 0 unless `item9` is given).
-pub fn phq9_answers(total: u32, item9: u32) -> Value {
-    let mut left = total - item9;
-    let mut answers = serde_json::Map::new();
-    for i in 1..=8 {
-        let x = left.min(3);
-        left -= x;
-        answers.insert(i.to_string(), json!(x));
-    }
-    answers.insert("9".into(), json!(item9));
-    assert_eq!(left, 0);
-    answers.into()
-}
 
 async fn post_series(app: &TestApp, token: &str, instrument: &str, patient: &str, totals: &[u32]) {
     for (week, total) in totals.iter().enumerate() {
@@ -116,7 +103,7 @@ async fn item_9_is_flagged_in_the_stored_score_at_once() {
 async fn alliance_trends_keep_their_v1_meaning_with_the_new_fields_present() {
     let app = TestApp::spawn().await;
     let token = app.token(&["responses:write", "responses:read"]).await;
-    let body = crate::responses::wai_sr("p-wai", None);
+    let body = crate::builders::wai_sr("p-wai", None);
     assert_eq!(app.post_json(&token, "/v1/responses", body).await.status(), 201);
     let trend = app
         .get_json(&token, "/v1/patients/p-wai/trends?instrument=wai-sr")

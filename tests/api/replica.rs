@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::analytics::wai_sr_answers;
+use crate::builders::wai_sr_answers;
 use crate::faults::Cluster;
 use crate::helpers::TestApp;
 

@@ -4,15 +4,8 @@ use serde_json::{Value, json};
 
 use rapport::responses::store::NewAdministrationRow;
 
+use crate::builders::wai_sr;
 use crate::helpers::{TestApp, assert_problem, item_strings, pointers};
-
-pub fn wai_sr(patient: &str, external_id: Option<&str>) -> Value {
-    json!({
-        "instrument": "wai-sr", "patient": patient, "clinician": "dr-9", "rater": "patient",
-        "administered_at": "2026-03-04T15:20:00Z", "session": 3, "external_id": external_id,
-        "answers": {"1": 1, "2": 2, "3": 3, "4": 4, "5": 5, "6": 1, "7": 2, "8": 3, "9": 4, "10": 5, "11": 1, "12": 2}
-    })
-}
 
 #[tokio::test]
 async fn a_response_is_scored_stored_and_read_back() {

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
-use crate::alerts::phq9_unscored_with_item_9;
+use crate::builders::phq9_unscored_with_item_9;
+use crate::builders::{ResponseBuilder, phq9_answers};
 use crate::helpers::TestApp;
-use crate::outcomes::phq9_answers;
 
 fn csv_rows(text: &str) -> Vec<HashMap<String, String>> {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
@@ -32,15 +32,11 @@ async fn an_unscored_response_shows_in_the_trend_the_chart_and_exports_with_its_
         .token(&["responses:write", "responses:read", "export", "export:identified"])
         .await;
     let post = |day: u32, answers: Value| {
-        let app = &app;
-        let token = &token;
-        async move {
-            let body = json!({"instrument": "phq-9", "patient": "p-u", "session": day,
-                "administered_at": format!("2026-03-{day:02}T10:00:00Z"), "answers": answers});
-            let res = app.post_json(token, "/v1/responses", body).await;
-            assert_eq!(res.status(), 201);
-            res.json::<Value>().await.unwrap()
-        }
+        ResponseBuilder::new("phq-9", "p-u")
+            .session(day)
+            .at(&format!("2026-03-{day:02}T10:00:00Z"))
+            .answers(answers)
+            .post(&app, &token)
     };
     post(1, phq9_answers(14, 0)).await;
     let unscored = post(8, phq9_unscored_with_item_9(3)).await;
@@ -78,8 +74,10 @@ async fn an_unscored_response_shows_in_the_trend_the_chart_and_exports_with_its_
     }
 
     // A series of only an unscored response still has a chart with its marker, not "no data".
-    let body = json!({"instrument": "phq-9", "patient": "p-only", "administered_at": "2026-03-02T10:00:00Z",
-        "answers": phq9_unscored_with_item_9(2)});
+    let body = ResponseBuilder::new("phq-9", "p-only")
+        .at("2026-03-02T10:00:00Z")
+        .answers(phq9_unscored_with_item_9(2))
+        .body();
     assert_eq!(app.post_json(&token, "/v1/responses", body).await.status(), 201);
     let only = app
         .get_json(&token, "/v1/patients/p-only/trends?instrument=phq-9")

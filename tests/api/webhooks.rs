@@ -12,11 +12,11 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
+use crate::builders::phq9_answers;
 use crate::helpers::{
     ADMIN_ID, ADMIN_SECRET, SERVER_URL, TestApp, assert_problem, drop_database_blocking, pointers, start_binary,
     unique_db_name,
 };
-use crate::outcomes::phq9_answers;
 
 /// One request the receiver got.
 #[derive(Debug, Clone)]
@@ -287,7 +287,7 @@ async fn an_unscored_response_with_a_safety_flag_is_announced() {
     let hook = register(&app, &admin, json!({"url": receiver.url, "events": ["alert.created"]})).await;
     let secret = hook["secret"].as_str().unwrap();
     let body = json!({"instrument": "phq-9", "patient": "p-skipped", "clinician": "dr-a",
-        "administered_at": "2026-02-03T09:00:00Z", "answers": crate::alerts::phq9_unscored_with_item_9(3)});
+        "administered_at": "2026-02-03T09:00:00Z", "answers": crate::builders::phq9_unscored_with_item_9(3)});
     let res = app.post_json(&admin, "/v1/responses", body).await;
     assert_eq!(res.status(), 201);
     let created: Value = res.json().await.unwrap();
@@ -359,7 +359,7 @@ async fn a_rupture_is_announced_when_raised_and_again_when_its_repair_resolves_i
     let secret = hook["secret"].as_str().unwrap().to_string();
     let wai = |day: u32, total: u32| {
         json!({"instrument": "wai-sr", "patient": "p-rw", "clinician": "dr-a",
-            "administered_at": format!("2026-01-{day:02}T10:00:00Z"), "answers": crate::analytics::wai_sr_answers(total)})
+            "administered_at": format!("2026-01-{day:02}T10:00:00Z"), "answers": crate::builders::wai_sr_answers(total)})
     };
     for (day, total) in [(1, 48), (8, 48), (15, 48), (22, 12)] {
         assert_eq!(

@@ -154,3 +154,33 @@ fn authorised(principal: Result<Principal, ApiError>, scope: Option<Scope>) -> R
     }
     Ok(principal)
 }
+
+/// The stored response a FHIR read names by id (`QuestionnaireResponse/{id}`, and the
+/// Observation of the same id), in the caller's organisation: 404 for an id that is no
+/// UUID, unknown, or another organisation's.
+pub(crate) async fn stored_response(
+    conn: &mut diesel_async::AsyncPgConnection,
+    org: crate::ids::OrgId,
+    id: &str,
+) -> Result<crate::responses::model::Administration, FhirFailure> {
+    let id = uuid::Uuid::parse_str(id).map_err(|_| fail(ApiError::NotFound))?;
+    let row = crate::responses::store::find(conn, org, crate::ids::ResponseId(id))
+        .await
+        .map_err(|e| fail(e.into()))?
+        .ok_or_else(|| fail(ApiError::NotFound))?;
+    Ok(crate::responses::model::Administration::from(row))
+}
+
+/// An instrument version's title for a FHIR resource (the key when it cannot be read).
+pub(crate) async fn instrument_title(
+    conn: &mut diesel_async::AsyncPgConnection,
+    builtins: &crate::instruments::builtin::BuiltinCatalogue,
+    org: crate::ids::OrgId,
+    key: &str,
+    version: i32,
+) -> String {
+    crate::instruments::instrument_at(conn, builtins, org, key, version)
+        .await
+        .map(|i| i.version.title.clone())
+        .unwrap_or_else(|_| key.to_string())
+}

@@ -87,16 +87,14 @@ pub async fn search_observations(
         let a = Administration::from(row);
         let key = (a.instrument.clone(), a.instrument_version);
         if !titles.contains_key(&key) {
-            let title = crate::analytics::instrument_at(
+            let title = super::instrument_title(
                 &mut conn,
                 &state.builtins,
                 principal.org,
                 &a.instrument,
                 a.instrument_version,
             )
-            .await
-            .map(|i| i.version.title.clone())
-            .unwrap_or_else(|_| a.instrument.clone());
+            .await;
             titles.insert(key.clone(), title);
         }
         let title = titles.get(&key).map_or(a.instrument.as_str(), String::as_str);
@@ -173,7 +171,7 @@ pub async fn read_observation(
         &principal,
         "observation.read",
         "response",
-        Some(id.to_string()),
+        Some(a.id.to_string()),
         json!({"via": "fhir"}),
     )
     .await

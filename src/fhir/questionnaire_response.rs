@@ -161,20 +161,15 @@ pub async fn read_questionnaire_response(
     id: web::Path<String>,
 ) -> FhirResult {
     let principal = authorised(principal, Some(Scope::ResponsesRead))?;
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| fail(ApiError::NotFound))?;
     let mut conn = crate::db::conn(&state.pool).await.map_err(fail)?;
-    let row = store::find(&mut conn, principal.org, ResponseId(id))
-        .await
-        .map_err(|e| fail(e.into()))?
-        .ok_or_else(|| fail(ApiError::NotFound))?;
-    let a = Administration::from(row);
+    let a = super::stored_response(&mut conn, principal.org, &id).await?;
     let resource = as_resource(&state, &mut conn, &base_url(&req), &a, principal.org).await;
     audit::record_read(
         &state.writer,
         &principal,
         "response.read",
         "response",
-        Some(id.to_string()),
+        Some(a.id.to_string()),
         json!({"via": "fhir"}),
     )
     .await

@@ -1,9 +1,7 @@
-use std::collections::HashMap;
-
 use serde_json::{Value, json};
 
 use crate::builders::wai_sr;
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, csv_rows};
 
 async fn seed(app: &TestApp, token: &str) -> Vec<Value> {
     let mut a = wai_sr("alice", Some("enc-a"));
@@ -34,21 +32,6 @@ async fn export(app: &TestApp, token: &str, query: &str) -> (reqwest::header::He
     assert_eq!(res.status(), 200, "{query}");
     let headers = res.headers().clone();
     (headers, res.text().await.unwrap())
-}
-
-fn csv_rows(text: &str) -> Vec<HashMap<String, String>> {
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
-    reader
-        .records()
-        .map(|r| {
-            header
-                .iter()
-                .cloned()
-                .zip(r.unwrap().iter().map(str::to_string))
-                .collect()
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -460,3 +460,19 @@ pub fn item_strings(page: &Value, field: &str) -> Vec<String> {
         .map(|i| i[field].as_str().expect("string").to_string())
         .collect()
 }
+
+/// A CSV text's rows as header -> cell maps.
+pub fn csv_rows(text: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(str::to_string))
+                .collect()
+        })
+        .collect()
+}

@@ -2,28 +2,11 @@
 //! points, the chart marks them on the time axis, and exports carry their reason and flags
 //! (SPEC v3, "Safety flags never wait for a score").
 
-use std::collections::HashMap;
-
 use serde_json::{Value, json};
 
 use crate::builders::phq9_unscored_with_item_9;
 use crate::builders::{ResponseBuilder, phq9_answers};
-use crate::helpers::TestApp;
-
-fn csv_rows(text: &str) -> Vec<HashMap<String, String>> {
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
-    reader
-        .records()
-        .map(|r| {
-            header
-                .iter()
-                .cloned()
-                .zip(r.unwrap().iter().map(str::to_string))
-                .collect()
-        })
-        .collect()
-}
+use crate::helpers::{TestApp, csv_rows};
 
 #[tokio::test]
 async fn an_unscored_response_shows_in_the_trend_the_chart_and_exports_with_its_reason_and_flags() {

@@ -148,23 +148,16 @@ pub async fn read_observation(
     id: web::Path<String>,
 ) -> FhirResult {
     let principal = authorised(principal, Some(Scope::ResponsesRead))?;
-    let id = uuid::Uuid::parse_str(&id).map_err(|_| fail(ApiError::NotFound))?;
     let mut conn = state.read_conn().await.map_err(fail)?;
-    let row = store::find(&mut conn, principal.org, crate::ids::ResponseId(id))
-        .await
-        .map_err(|e| fail(e.into()))?
-        .ok_or_else(|| fail(ApiError::NotFound))?;
-    let a = Administration::from(row);
-    let title = crate::instruments::instrument_at(
+    let a = super::stored_response(&mut conn, principal.org, &id).await?;
+    let title = super::instrument_title(
         &mut conn,
         &state.builtins,
         principal.org,
         &a.instrument,
         a.instrument_version,
     )
-    .await
-    .map(|i| i.version.title.clone())
-    .unwrap_or_else(|_| a.instrument.clone());
+    .await;
     let observation = resources::observation(&base_url(&req), &a, &title).ok_or_else(|| fail(ApiError::NotFound))?;
     audit::record_read(
         &state.writer,

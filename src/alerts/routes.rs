@@ -22,7 +22,7 @@ const MAX_NOTE: usize = 1_000;
     responses(
         (status = 200, description = "A page of alerts", body = AlertPage),
         (status = 400, description = "Bad `status`, `kind`, `since`, `limit` or `cursor`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["responses:read"]))
@@ -76,7 +76,7 @@ pub async fn list_alerts(
     params(("id" = Uuid, Path, description = "The alert id")),
     responses(
         (status = 200, description = "The alert", body = Alert),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such alert in this organisation", body = Problem, content_type = "application/problem+json"),
     ),
@@ -115,11 +115,11 @@ pub async fn get_alert(
     request_body = AcknowledgeRequest,
     responses(
         (status = 200, description = "The acknowledged alert", body = Alert),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::MalformedJson,
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such alert in this organisation", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::NotJson,
         (status = 422, description = "Note over 1,000 characters or with NUL", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["responses:read"]))

@@ -72,7 +72,7 @@ async fn course_rows(
     responses(
         (status = 200, description = "The analysis", body = AllianceOutcome),
         (status = 400, description = "A missing or bad parameter (`at_session` >= 1, `min_patients` >= 5, dates, rater)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `analytics:read` or `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "An instrument the caller cannot see", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`alliance` is not an alliance instrument, or `outcome` not an outcome instrument", body = Problem, content_type = "application/problem+json"),

@@ -108,7 +108,7 @@ async fn summaries(
     responses(
         (status = 200, description = "The summary", body = ClinicianSummary),
         (status = 400, description = "Missing `instrument` or unknown rater", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `analytics:read` or `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No scored responses for this clinician and instrument", body = Problem, content_type = "application/problem+json"),
     ),
@@ -159,7 +159,7 @@ pub async fn clinician_summary(
     responses(
         (status = 200, description = "Summaries", body = ClinicianSummaryList),
         (status = 400, description = "Missing `instrument`, bad `min_patients` or rater", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `analytics:read` or `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The instrument is not one the caller can see", body = Problem, content_type = "application/problem+json"),
     ),

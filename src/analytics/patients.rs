@@ -104,7 +104,7 @@ async fn list(
     responses(
         (status = 200, description = "A page of patients", body = PatientPage),
         (status = 400, description = "Missing `instrument`, a bad `limit` or `cursor`, or an unknown parameter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The instrument is not one the caller can see", body = Problem, content_type = "application/problem+json"),
     ),

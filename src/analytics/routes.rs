@@ -22,7 +22,7 @@ use crate::state::AppState;
     responses(
         (status = 200, description = "The norms (null SD and reliability with too little data)", body = NormsView),
         (status = 400, description = "Unknown rater", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `analytics:read` or `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such version for this organisation", body = Problem, content_type = "application/problem+json"),
     ),
@@ -55,7 +55,7 @@ pub async fn instrument_norms(
     responses(
         (status = 200, description = "One point per session number", body = Trajectory),
         (status = 400, description = "Missing `instrument`, `by` other than `session`, or unknown rater", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `analytics:read` or `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The instrument is not one the caller can see", body = Problem, content_type = "application/problem+json"),
     ),

@@ -235,7 +235,7 @@ fn number(v: f64) -> String {
     responses(
         (status = 200, description = "The chart", content_type = "image/svg+xml", body = String),
         (status = 400, description = "Missing `instrument`, a bad date, rater, size or x", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The organisation has no data for this patient, or the instrument is not one the caller can see", body = Problem, content_type = "application/problem+json"),
     ),

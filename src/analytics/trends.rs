@@ -55,7 +55,7 @@ fn unscored_response(row: SeriesRow) -> UnscoredResponse {
     responses(
         (status = 200, description = "The trend", body = Trend),
         (status = 400, description = "Missing `instrument`, or a bad date or rater", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The organisation has no data for this patient, or the instrument is not one the caller can see", body = Problem, content_type = "application/problem+json"),
     ),

@@ -26,7 +26,7 @@ pub struct AuditQuery {
     responses(
         (status = 200, description = "A page of events", body = AuditEventPage),
         (status = 400, description = "Bad `limit` or `cursor`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["org:admin"]))

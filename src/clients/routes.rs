@@ -19,11 +19,11 @@ use crate::validation::validate_name;
     request_body = NewClient,
     responses(
         (status = 201, description = "Created; the secret is shown only here", body = CreatedClient),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::MalformedJson,
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`, or asks for a scope the caller does not hold", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::BodyTooLarge,
+        crate::edge::problems::NotJson,
         (status = 422, description = "Invalid name, unknown scope, or a key set or JWKS URI rapport does not accept", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["org:admin"]))
@@ -99,7 +99,7 @@ pub async fn create_client(
     tag = "clients",
     responses(
         (status = 200, description = "All clients, revoked ones included", body = ClientList),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["org:admin"]))
@@ -120,7 +120,7 @@ pub async fn list_clients(principal: Principal, state: web::Data<AppState>) -> A
     params(("id" = String, Path, description = "The client's id (UUID) or its client_id")),
     responses(
         (status = 200, description = "The client", body = Client),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such client in this organisation", body = Problem, content_type = "application/problem+json"),
     ),
@@ -148,7 +148,7 @@ pub async fn get_client(
     params(("id" = String, Path, description = "The client's id (UUID) or its client_id")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`, and every scope the client holds", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such client in this organisation", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The organisation's last active `org:admin` client", body = Problem, content_type = "application/problem+json"),

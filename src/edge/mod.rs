@@ -7,4 +7,5 @@
 pub mod authenticate;
 pub mod middleware;
 pub mod ops_routes;
+pub mod problems;
 pub mod route_table;

@@ -225,7 +225,7 @@ fn flags_label(def: &crate::scoring::InstrumentDefinition) -> String {
             (String = "text/csv"),
         )),
         (status = 400, description = "Missing or unknown instrument, bad format", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `export`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The instrument is not one the caller can see", body = Problem, content_type = "application/problem+json"),
     ),

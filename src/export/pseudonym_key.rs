@@ -22,7 +22,7 @@ pub struct Rotated {
     tag = "export",
     responses(
         (status = 200, description = "Rotated", body = Rotated),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["org:admin"]))

@@ -389,7 +389,7 @@ async fn next_chunk(mut c: Cursor) -> Option<(Result<bytes::Bytes, ApiError>, Cu
             (String = "text/csv"),
         )),
         (status = 400, description = "Missing instrument, bad filter", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `export` (and `export:identified` for pseudonymize=false)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The instrument is not one the caller can see", body = Problem, content_type = "application/problem+json"),
     ),

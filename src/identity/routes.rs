@@ -43,12 +43,12 @@ fn check_text(value: &str, pointer: &str, errors: &mut Vec<FieldError>) {
     request_body = NewProvider,
     responses(
         (status = 201, description = "Registered", body = ProviderRow),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::MalformedJson,
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An organisation already trusts this issuer", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::BodyTooLarge,
+        crate::edge::problems::NotJson,
         (status = 422, description = "A bad issuer, JWKS URI, audience or scope claim", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["org:admin"]))
@@ -129,7 +129,7 @@ pub async fn create_provider(
     tag = "identity",
     responses(
         (status = 200, description = "Every provider", body = ProviderList),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["org:admin"]))
@@ -149,7 +149,7 @@ pub async fn list_providers(principal: Principal, state: web::Data<AppState>) ->
     responses(
         (status = 200, description = "The provider", body = ProviderRow),
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such provider in this organisation", body = Problem, content_type = "application/problem+json"),
     ),
@@ -177,7 +177,7 @@ pub async fn get_provider(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such provider in this organisation", body = Problem, content_type = "application/problem+json"),
     ),

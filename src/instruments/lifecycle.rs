@@ -24,12 +24,12 @@ use super::routes::{VersionPath, org_slug, read_only};
     request_body = NewInstrument,
     responses(
         (status = 201, description = "A new draft version", body = InstrumentVersion),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::MalformedJson,
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `instruments:write`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The key is a built-in instrument's, or the key has an open draft (one draft at a time: replace it or publish it)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::NotJson,
         (status = 422, description = "Inconsistent definition; `errors` names every problem", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["instruments:write"]))
@@ -119,13 +119,13 @@ async fn not_a_draft(conn: &mut AsyncPgConnection, org: OrgId, key: &str, versio
     request_body = NewInstrument,
     responses(
         (status = 200, description = "The replaced draft", body = InstrumentVersion),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::MalformedJson,
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `instruments:write`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such version for this organisation", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Not a draft, or a built-in", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::NotJson,
         (status = 422, description = "Inconsistent definition, or `key` differs from the path", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["instruments:write"]))
@@ -214,7 +214,7 @@ async fn change_status(
     params(VersionPath),
     responses(
         (status = 200, description = "The published version", body = InstrumentVersion),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `instruments:write`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such version for this organisation", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Retired, or a built-in", body = Problem, content_type = "application/problem+json"),
@@ -236,7 +236,7 @@ pub async fn publish_version(
     params(VersionPath),
     responses(
         (status = 200, description = "The retired version", body = InstrumentVersion),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `instruments:write`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such version for this organisation", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A draft, or a built-in", body = Problem, content_type = "application/problem+json"),

@@ -46,7 +46,7 @@ pub(super) fn read_only() -> ApiError {
     responses(
         (status = 200, description = "Instrument versions, built-ins first, by key and version", body = InstrumentList),
         (status = 400, description = "Unknown `status`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
     ),
     security(("bearer" = []))
 )]
@@ -72,7 +72,7 @@ pub async fn list_instruments(
     params(("key" = String, Path, description = "The instrument key")),
     responses(
         (status = 200, description = "The instrument", body = InstrumentOverview),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 404, description = "No such instrument for this organisation", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -120,7 +120,7 @@ pub async fn get_instrument(
     params(VersionPath),
     responses(
         (status = 200, description = "The version", body = InstrumentVersion),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 404, description = "No such version for this organisation", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

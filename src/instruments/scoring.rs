@@ -44,10 +44,10 @@ pub struct ScoreResult {
     request_body = ScoreRequest,
     responses(
         (status = 200, description = "The score, or why there is none", body = ScoreResult),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::MalformedJson,
+        crate::edge::problems::Unauthorized,
+        crate::edge::problems::BodyTooLarge,
+        crate::edge::problems::NotJson,
         (status = 422, description = "Unknown instrument or version, or bad answers (each named by pointer)", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))

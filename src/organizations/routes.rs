@@ -16,12 +16,12 @@ use crate::state::AppState;
     request_body = NewOrganization,
     responses(
         (status = 201, description = "Created", body = CreatedOrganization),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::MalformedJson,
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `platform:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The slug is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::BodyTooLarge,
+        crate::edge::problems::NotJson,
         (status = 422, description = "Invalid slug or name", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["platform:admin"]))
@@ -59,7 +59,7 @@ pub async fn create_organization(
     tag = "organizations",
     responses(
         (status = 200, description = "All organisations", body = OrganizationList),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `platform:admin`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["platform:admin"]))

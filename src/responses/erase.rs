@@ -100,12 +100,12 @@ async fn erase(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> diese
     request_body = EraseRequest,
     responses(
         (status = 200, description = "Erased", body = Erased),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::MalformedJson,
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "The organisation holds nothing of this patient", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::BodyTooLarge,
+        crate::edge::problems::NotJson,
         (status = 422, description = "`confirm` is not the patient reference", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["org:admin"]))

@@ -25,7 +25,7 @@ use crate::state::AppState;
     params(("id" = Uuid, Path, description = "The endpoint id")),
     responses(
         (status = 200, description = "The active endpoint", body = Webhook),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint in this organisation", body = Problem, content_type = "application/problem+json"),
     ),
@@ -75,12 +75,12 @@ pub struct ReplayResult {
     request_body = ReplayRequest,
     responses(
         (status = 202, description = "Queued; delivery follows", body = ReplayResult),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::MalformedJson,
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint in this organisation", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The endpoint is disabled: enable it first", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::NotJson,
         (status = 422, description = "`since` missing or not an RFC 3339 time", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["org:admin"]))

@@ -26,11 +26,11 @@ pub const ROTATION_OVERLAP: std::time::Duration = std::time::Duration::from_secs
     request_body = NewWebhook,
     responses(
         (status = 201, description = "Registered; the secret is shown only here", body = WebhookWithSecret),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::MalformedJson,
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin` (and `responses:read` for a `full` payload)", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::BodyTooLarge,
+        crate::edge::problems::NotJson,
         (status = 422, description = "A URL that is not https or reaches an internal address, an unknown event, a bad payload or description", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["org:admin"]))
@@ -119,7 +119,7 @@ pub async fn create_webhook(
     tag = "webhooks",
     responses(
         (status = 200, description = "Every endpoint, disabled ones included", body = WebhookList),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = ["org:admin"]))
@@ -171,7 +171,7 @@ async fn endpoint_of(state: &AppState, principal: &Principal, id: Uuid) -> ApiRe
     params(("id" = Uuid, Path, description = "The endpoint id")),
     responses(
         (status = 200, description = "The endpoint", body = Webhook),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint in this organisation", body = Problem, content_type = "application/problem+json"),
     ),
@@ -193,7 +193,7 @@ pub async fn get_webhook(
     params(("id" = Uuid, Path, description = "The endpoint id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint in this organisation", body = Problem, content_type = "application/problem+json"),
     ),
@@ -228,7 +228,7 @@ pub async fn delete_webhook(
     params(("id" = Uuid, Path, description = "The endpoint id")),
     responses(
         (status = 200, description = "The endpoint with its new secret", body = WebhookWithSecret),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint in this organisation", body = Problem, content_type = "application/problem+json"),
     ),
@@ -268,7 +268,7 @@ pub async fn rotate_secret(
     params(("id" = Uuid, Path, description = "The endpoint id")),
     responses(
         (status = 202, description = "Queued; follow it in the deliveries", body = Delivery),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint in this organisation", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The endpoint is disabled", body = Problem, content_type = "application/problem+json"),
@@ -312,7 +312,7 @@ pub async fn test_webhook(
     responses(
         (status = 200, description = "A page of deliveries", body = DeliveryPage),
         (status = 400, description = "Bad `status`, `limit` or `cursor`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint in this organisation", body = Problem, content_type = "application/problem+json"),
     ),
@@ -353,7 +353,7 @@ pub async fn list_deliveries(
     ),
     responses(
         (status = 200, description = "The delivery, pending again", body = Delivery),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `org:admin`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such endpoint or delivery in this organisation", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already delivered, or the endpoint is disabled", body = Problem, content_type = "application/problem+json"),

@@ -10,6 +10,7 @@
 //! 60 s), so deleting one stops its tokens within that time on every instance.
 
 pub mod routes;
+pub mod service;
 pub mod store;
 
 use std::collections::HashMap;

@@ -1,14 +1,12 @@
 //! `/v1/identity-providers`: the organisation's trusted identity providers (`org:admin`).
 
 use actix_web::{HttpResponse, delete, get, post, web};
-use diesel_async::AsyncConnection as _;
 use serde::Deserialize;
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::store::{self, ProviderList, ProviderRow};
-use crate::audit::{self, AuditEntry};
+use crate::audit::Actor;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::ApiJson;
@@ -91,34 +89,20 @@ pub async fn create_provider(
         return Err(ApiError::Validation(errors));
     }
     let mut conn = crate::db::conn(&state.pool).await?;
-    let created = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            let row = store::create(
-                conn,
-                principal.org,
-                &body.issuer,
-                &body.jwks_uri,
-                &body.audience,
-                &scope_claim,
-            )
-            .await?
-            .ok_or_else(|| ApiError::Conflict("an organisation already trusts this issuer".into()))?;
-            audit::record(
-                conn,
-                AuditEntry {
-                    org: principal.org,
-                    actor: &principal.client_id,
-                    action: "identity_provider.created",
-                    resource_type: "identity_provider",
-                    resource_id: Some(row.id.to_string()),
-                    detail: json!({"issuer": row.issuer, "audience": row.audience}),
-                },
-            )
-            .await?;
-            Ok(row)
-        })
-        .await?;
-    state.identity.forget(&created.issuer);
+    let new = super::service::NewProvider {
+        issuer: &body.issuer,
+        jwks_uri: &body.jwks_uri,
+        audience: &body.audience,
+        scope_claim: &scope_claim,
+    };
+    let created = super::service::create(
+        &mut conn,
+        &state.identity,
+        Actor::Caller(&principal),
+        principal.org,
+        &new,
+    )
+    .await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/identity-providers/{}", created.id)))
         .json(created))
@@ -192,27 +176,6 @@ pub async fn delete_provider(
     principal.require(Scope::OrgAdmin)?;
     let id = *id;
     let mut conn = crate::db::conn(&state.pool).await?;
-    let deleted = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            let row = store::delete(conn, principal.org, id)
-                .await?
-                .ok_or(ApiError::NotFound)?;
-            audit::record(
-                conn,
-                AuditEntry {
-                    org: principal.org,
-                    actor: &principal.client_id,
-                    action: "identity_provider.deleted",
-                    resource_type: "identity_provider",
-                    resource_id: Some(id.to_string()),
-                    detail: json!({"issuer": row.issuer}),
-                },
-            )
-            .await?;
-            Ok(row)
-        })
-        .await?;
-    state.identity.forget(&deleted.issuer);
-    state.jwks.forget(&deleted.jwks_uri);
+    super::service::delete(&mut conn, &state.identity, Actor::Caller(&principal), principal.org, id).await?;
     Ok(HttpResponse::NoContent().finish())
 }

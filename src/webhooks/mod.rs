@@ -10,6 +10,7 @@ pub mod kept;
 pub mod model;
 pub mod recovery;
 pub mod routes;
+pub mod service;
 pub mod signature;
 pub mod store;
 

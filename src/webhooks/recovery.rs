@@ -4,15 +4,13 @@
 
 use actix_web::{HttpResponse, post, web};
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncConnection as _;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::model::Webhook;
-use super::routes::record;
-use super::{kept, store};
+use super::{service, store};
+use crate::audit::Actor;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::ApiJson;
@@ -38,16 +36,8 @@ pub async fn enable_webhook(
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::OrgAdmin)?;
-    let id = id.into_inner();
-    let org = principal.org;
     let mut conn = crate::db::conn(&state.pool).await?;
-    let row = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            let row = kept::enable(conn, org, id).await?.ok_or(ApiError::NotFound)?;
-            record(conn, &principal, "webhook.enabled", id, json!({})).await?;
-            Ok(row)
-        })
-        .await?;
+    let row = service::enable(&mut conn, Actor::Caller(&principal), principal.org, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(Webhook::from(row)))
 }
 
@@ -99,25 +89,6 @@ pub async fn replay_webhook(
     // The path decides first: an id the caller cannot see is 404 whatever the body says.
     store::find(&mut conn, org, id).await?.ok_or(ApiError::NotFound)?;
     let since = crate::extract::from_value::<ReplayRequest>(body.0)?.since;
-    let queued = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            let endpoint = store::find(conn, org, id).await?.ok_or(ApiError::NotFound)?;
-            if endpoint.status != "active" {
-                return Err(ApiError::Conflict(
-                    "the endpoint is disabled: enable it first (POST /v1/webhooks/{id}/enable)".into(),
-                ));
-            }
-            let queued = kept::replay(conn, org, &endpoint, since).await?;
-            record(
-                conn,
-                &principal,
-                "webhook.replayed",
-                id,
-                json!({"since": since, "queued": queued}),
-            )
-            .await?;
-            Ok(queued)
-        })
-        .await?;
+    let queued = service::replay(&mut conn, Actor::Caller(&principal), org, id, since).await?;
     Ok(HttpResponse::Accepted().json(ReplayResult { queued }))
 }

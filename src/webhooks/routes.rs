@@ -1,13 +1,11 @@
 use actix_web::{HttpResponse, delete, get, post, web};
-use diesel_async::AsyncConnection as _;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::model::{
     Delivery, DeliveryPage, DeliveryQuery, EVENT_TYPES, NewWebhook, Webhook, WebhookList, WebhookWithSecret,
 };
-use super::{signature, store, test_announcement};
-use crate::audit::{self, AuditEntry};
+use super::{service, signature, store, test_announcement};
+use crate::audit::Actor;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::ApiJson;
@@ -16,8 +14,6 @@ use crate::pagination;
 use crate::state::AppState;
 
 const MAX_DESCRIPTION: usize = 500;
-/// How long a replaced secret keeps signing.
-pub const ROTATION_OVERLAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Register a webhook endpoint. The signing secret is in this answer only. A `full` payload
 /// (the default) carries patient data and needs `responses:read` as well as `org:admin`.
@@ -89,23 +85,15 @@ pub async fn create_webhook(
         return Err(ApiError::Validation(errors));
     };
     let secret = signature::new_secret();
-    let org = principal.org;
+    let new = store::NewEndpoint {
+        url: &url,
+        events: &events,
+        description: description.as_deref(),
+        payload: &payload,
+        secret: &secret,
+    };
     let mut conn = crate::db::conn(&state.pool).await?;
-    let row = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            let new = store::NewEndpoint {
-                url: &url,
-                events: &events,
-                description: description.as_deref(),
-                payload: &payload,
-                secret: &secret,
-            };
-            let row = store::create(conn, org, &new).await?;
-            let detail = json!({"url": row.url, "events": row.events, "payload": row.payload});
-            record(conn, &principal, "webhook.created", row.id, detail).await?;
-            Ok(row)
-        })
-        .await?;
+    let row = service::create(&mut conn, Actor::Caller(&principal), principal.org, &new).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/webhooks/{}", row.id)))
         .json(WebhookWithSecret {
@@ -132,29 +120,6 @@ pub async fn list_webhooks(principal: Principal, state: web::Data<AppState>) -> 
     Ok(HttpResponse::Ok().json(WebhookList {
         items: rows.into_iter().map(Webhook::from).collect(),
     }))
-}
-
-/// The audit event of a change to an endpoint, in the caller's transaction.
-pub(super) async fn record(
-    conn: &mut diesel_async::AsyncPgConnection,
-    principal: &Principal,
-    action: &str,
-    id: Uuid,
-    detail: serde_json::Value,
-) -> ApiResult<()> {
-    audit::record(
-        conn,
-        AuditEntry {
-            org: principal.org,
-            actor: &principal.client_id,
-            action,
-            resource_type: "webhook",
-            resource_id: Some(id.to_string()),
-            detail,
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 async fn endpoint_of(state: &AppState, principal: &Principal, id: Uuid) -> ApiResult<store::EndpointRow> {
@@ -206,17 +171,8 @@ pub async fn delete_webhook(
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::OrgAdmin)?;
-    let id = id.into_inner();
-    let org = principal.org;
     let mut conn = crate::db::conn(&state.pool).await?;
-    conn.transaction::<_, ApiError, _>(async |conn| {
-        if !store::delete(conn, org, id).await? {
-            return Err(ApiError::NotFound);
-        }
-        record(conn, &principal, "webhook.deleted", id, json!({})).await?;
-        Ok(())
-    })
-    .await?;
+    service::delete(&mut conn, Actor::Caller(&principal), principal.org, id.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -241,19 +197,16 @@ pub async fn rotate_secret(
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::OrgAdmin)?;
-    let id = id.into_inner();
-    let org = principal.org;
     let secret = signature::new_secret();
     let mut conn = crate::db::conn(&state.pool).await?;
-    let row = conn
-        .transaction::<_, ApiError, _>(async |conn| {
-            let row = store::rotate(conn, org, id, &secret, ROTATION_OVERLAP)
-                .await?
-                .ok_or(ApiError::NotFound)?;
-            record(conn, &principal, "webhook.secret_rotated", id, json!({})).await?;
-            Ok(row)
-        })
-        .await?;
+    let row = service::rotate(
+        &mut conn,
+        Actor::Caller(&principal),
+        principal.org,
+        id.into_inner(),
+        &secret,
+    )
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(WebhookWithSecret {

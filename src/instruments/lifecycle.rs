@@ -1,15 +1,11 @@
 //! Catalogue writes: new instruments and drafts, replacing a draft, publish and retire.
 //! Every write is audited in the transaction that makes it.
 
-use crate::ids::OrgId;
-
 use actix_web::{HttpResponse, post, put, web};
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
-use serde_json::json;
 
 use super::model::{InstrumentStatus, InstrumentVersion, NewInstrument};
-use super::{load, store, validate};
-use crate::audit::{self, AuditEntry};
+use super::{load, service, store, validate};
+use crate::audit::Actor;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::LargeJson;
@@ -52,20 +48,7 @@ pub async fn create_instrument(
         )));
     }
     let org = principal.org;
-    let row = conn
-        .transaction::<_, ApiError, _>(async move |conn| {
-            let row = store::insert_draft(conn, org, &spec.key, &definition)
-                .await?
-                .map_err(|open| {
-                    ApiError::Conflict(format!(
-                        "version {open} of `{}` is an open draft: replace it (PUT) or publish it first",
-                        spec.key
-                    ))
-                })?;
-            record(conn, &principal, "instrument.created", &row.key, row.version).await?;
-            Ok(row)
-        })
-        .await?;
+    let row = service::create_draft(&mut conn, Actor::Caller(&principal), org, &spec.key, &definition).await?;
     let slug = org_slug(&mut conn, org).await?;
     let version = load(row, &slug)?.version;
     Ok(HttpResponse::Created()
@@ -74,42 +57,6 @@ pub async fn create_instrument(
             format!("/v1/instruments/{}/versions/{}", version.key, version.version),
         ))
         .json(version))
-}
-
-async fn record(
-    conn: &mut AsyncPgConnection,
-    principal: &Principal,
-    action: &str,
-    key: &str,
-    version: i32,
-) -> ApiResult<()> {
-    audit::record(
-        conn,
-        AuditEntry {
-            org: principal.org,
-            actor: &principal.client_id,
-            action,
-            resource_type: "instrument_version",
-            resource_id: Some(format!("{key}/{version}")),
-            detail: json!({"key": key, "version": version}),
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-/// The answer when a write finds no draft: 404 when the version does not exist, 409 when
-/// it exists but is not a draft (published versions are immutable) or is a built-in.
-async fn not_a_draft(conn: &mut AsyncPgConnection, org: OrgId, key: &str, version: i32) -> ApiError {
-    match store::find_version(conn, org, key, version).await {
-        Ok(Some(row)) if row.org_id.is_none() => read_only(),
-        Ok(Some(row)) => ApiError::Conflict(format!(
-            "version {version} is {}, not a draft; it cannot change",
-            row.status
-        )),
-        Ok(None) => ApiError::NotFound,
-        Err(e) => e.into(),
-    }
 }
 
 /// Replace a draft version's definition. Published and retired versions are immutable (409).
@@ -148,21 +95,21 @@ pub async fn replace_draft(
         return Err(read_only());
     }
     if existing.status != InstrumentStatus::Draft.as_str() {
-        return Err(not_a_draft(&mut conn, principal.org, &path.key, path.v).await);
+        return Err(service::not_a_draft(&mut conn, principal.org, &path.key, path.v).await);
     }
     let spec = draft_body(body.0, &path)?;
     validate::validate(&spec).map_err(ApiError::Validation)?;
     let definition = serde_json::to_value(&spec).map_err(ApiError::internal)?;
-    let (org, key, v) = (principal.org, path.key.clone(), path.v);
-    let row = conn
-        .transaction::<_, ApiError, _>(async move |conn| {
-            let Some(row) = store::update_draft(conn, org, &key, v, &definition).await? else {
-                return Err(not_a_draft(conn, org, &key, v).await);
-            };
-            record(conn, &principal, "instrument.updated", &key, v).await?;
-            Ok(row)
-        })
-        .await?;
+    let org = principal.org;
+    let row = service::replace_draft(
+        &mut conn,
+        Actor::Caller(&principal),
+        org,
+        &path.key,
+        path.v,
+        &definition,
+    )
+    .await?;
     let slug = org_slug(&mut conn, org).await?;
     Ok(HttpResponse::Ok().json(load(row, &slug)?.version))
 }
@@ -174,36 +121,9 @@ async fn change_status(
     to: InstrumentStatus,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::InstrumentsWrite)?;
-    let (from, action) = match to {
-        InstrumentStatus::Published => (InstrumentStatus::Draft, "instrument.published"),
-        _ => (InstrumentStatus::Published, "instrument.retired"),
-    };
     let mut conn = crate::db::conn(&state.pool).await?;
     let org = principal.org;
-    let row = conn
-        .transaction::<_, ApiError, _>(async move |conn| {
-            let Some(existing) = store::find_version(conn, org, &path.key, path.v).await? else {
-                return Err(ApiError::NotFound);
-            };
-            if existing.org_id.is_none() {
-                return Err(read_only());
-            }
-            if existing.status == to.as_str() {
-                return Ok(existing); // repeating a transition changes nothing
-            }
-            let Some(row) = store::transition(conn, org, &path.key, path.v, from.as_str(), to.as_str()).await? else {
-                return Err(ApiError::Conflict(format!(
-                    "version {} is {}; only a {} version can become {}",
-                    path.v,
-                    existing.status,
-                    from.as_str(),
-                    to.as_str()
-                )));
-            };
-            record(conn, &principal, action, &path.key, path.v).await?;
-            Ok(row)
-        })
-        .await?;
+    let row = service::change_status(&mut conn, Actor::Caller(&principal), org, &path.key, path.v, to).await?;
     let slug = org_slug(&mut conn, org).await?;
     Ok(HttpResponse::Ok().json(load(row, &slug)?.version))
 }

@@ -8,6 +8,7 @@ pub mod lookup;
 pub mod model;
 pub mod routes;
 pub mod scoring;
+pub mod service;
 pub mod store;
 pub mod validate;
 

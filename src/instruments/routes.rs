@@ -35,9 +35,7 @@ pub(super) async fn org_slug(conn: &mut AsyncPgConnection, org: OrgId) -> ApiRes
         .unwrap_or_default())
 }
 
-pub(super) fn read_only() -> ApiError {
-    ApiError::Conflict("built-in instruments are read-only".into())
-}
+pub(super) use super::service::read_only;
 
 /// Built-in instruments and the caller's organisation's own, every version.
 #[utoipa::path(

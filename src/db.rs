@@ -277,3 +277,30 @@ macro_rules! text_enum {
     };
 }
 pub(crate) use text_enum;
+
+/// A rater as stored: read through this, an unknown stored value is an error (a column
+/// check makes it impossible), never a silent default.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredRater(pub crate::scoring::Rater);
+
+impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for StoredRater {
+    fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        let text = <String as diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg>>::from_sql(bytes)?;
+        crate::scoring::Rater::parse(&text)
+            .map(StoredRater)
+            .ok_or_else(|| format!("unknown stored rater `{text}`").into())
+    }
+}
+
+impl diesel::deserialize::Queryable<diesel::sql_types::Text, diesel::pg::Pg> for StoredRater {
+    type Row = StoredRater;
+    fn build(row: StoredRater) -> diesel::deserialize::Result<Self> {
+        Ok(row)
+    }
+}
+
+impl From<StoredRater> for crate::scoring::Rater {
+    fn from(r: StoredRater) -> Self {
+        r.0
+    }
+}

@@ -170,7 +170,7 @@ pub async fn amend(
                     org,
                     patient: previous.patient.clone(),
                     instrument: previous.instrument_key.clone(),
-                    rater: previous.rater.clone(),
+                    rater: previous.rater.as_str().to_string(),
                 };
                 outbox::record_for_series(conn, previous.id, &left).await?;
             }

@@ -21,7 +21,8 @@ pub struct AdministrationRow {
     pub patient: String,
     pub clinician: Option<String>,
     pub episode: Option<String>,
-    pub rater: String,
+    #[diesel(deserialize_as = crate::db::StoredRater)]
+    pub rater: crate::scoring::Rater,
     pub administered_at: DateTime<Utc>,
     pub session: Option<i32>,
     pub answers: serde_json::Value,
@@ -115,8 +116,7 @@ impl From<AdministrationRow> for Administration {
             patient: r.patient,
             clinician: r.clinician,
             episode: r.episode,
-            // Written from a `Rater` and checked by the table's constraint.
-            rater: crate::scoring::Rater::parse(&r.rater).unwrap_or(crate::scoring::Rater::Patient),
+            rater: r.rater,
             administered_at: r.administered_at,
             session: r.session,
             external_id: r.external_id,

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::model::{NewResponse, Source};
-use super::store::NewAdministrationRow;
+use super::store::{NewAdministrationRow, ScoreColumns};
 use super::{MAX_CLOCK_SKEW, MAX_REFERENCE_CHARS, MAX_SESSION};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, FieldError};
@@ -232,17 +232,19 @@ fn into_row(
         payload_hash,
         source,
         created_by: principal.client_id.clone(),
-        total: score.as_ref().map(|s| s.total),
-        mean: score.as_ref().map(|s| s.mean),
-        pomp: score.as_ref().map(|s| s.pomp),
-        subscales: score.as_ref().map(|s| json!(s.subscales)),
-        answered: score.as_ref().and_then(|s| i32::try_from(s.answered).ok()),
-        missing: score.as_ref().and_then(|s| i32::try_from(s.missing).ok()),
-        prorated: score.as_ref().map(|s| s.prorated),
-        // Every flag the response has: item flags are kept for an unscored response too.
-        flags: Some(flags),
-        band: score.as_ref().and_then(|s| s.band.clone()),
-        score_error,
+        scored: ScoreColumns {
+            total: score.as_ref().map(|s| s.total),
+            mean: score.as_ref().map(|s| s.mean),
+            pomp: score.as_ref().map(|s| s.pomp),
+            subscales: score.as_ref().map(|s| json!(s.subscales)),
+            answered: score.as_ref().and_then(|s| i32::try_from(s.answered).ok()),
+            missing: score.as_ref().and_then(|s| i32::try_from(s.missing).ok()),
+            prorated: score.as_ref().map(|s| s.prorated),
+            // Every flag the response has: item flags are kept for an unscored response too.
+            flags: Some(flags),
+            band: score.as_ref().and_then(|s| s.band.clone()),
+            score_error,
+        },
     }
 }
 

@@ -10,6 +10,28 @@ use super::model::{Administration, ListQuery, ResponseStatus, Source};
 use crate::schema::responses;
 use crate::scoring::{Score, SubscaleScore};
 
+/// A response's score as its columns hold it: written by the ingest and the amendment, read
+/// by every row type (one list of the score columns instead of one per row type).
+#[derive(
+    Debug, Clone, Default, PartialEq, Queryable, QueryableByName, Selectable, Insertable, AsChangeset, serde::Serialize,
+)]
+#[diesel(table_name = responses, treat_none_as_null = true)]
+pub struct ScoreColumns {
+    pub total: Option<f64>,
+    pub mean: Option<f64>,
+    pub pomp: Option<f64>,
+    pub subscales: Option<serde_json::Value>,
+    pub answered: Option<i32>,
+    pub missing: Option<i32>,
+    pub prorated: Option<bool>,
+    /// Every flag the response has (item flags also when unscored).
+    pub flags: Option<Vec<String>>,
+    /// Why there is no score.
+    pub score_error: Option<String>,
+    /// The score's interpretation band (None without bands or without a score).
+    pub band: Option<String>,
+}
+
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = responses)]
 pub struct AdministrationRow {
@@ -34,19 +56,11 @@ pub struct AdministrationRow {
     pub voided_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
-    pub total: Option<f64>,
-    pub mean: Option<f64>,
-    pub pomp: Option<f64>,
-    pub subscales: Option<serde_json::Value>,
-    pub answered: Option<i32>,
-    pub missing: Option<i32>,
-    pub prorated: Option<bool>,
-    pub flags: Option<Vec<String>>,
-    pub score_error: Option<String>,
+    /// The score columns (null when unscored), as every row type holds them.
+    #[diesel(embed)]
+    pub scored: ScoreColumns,
     /// The FHIR identifier's system; None for REST external ids.
     pub external_system: Option<String>,
-    /// The score's interpretation band (None without bands or without a score).
-    pub band: Option<String>,
     /// When a FHIR `amended` resource last replaced it.
     pub amended_at: Option<DateTime<Utc>>,
 }
@@ -69,22 +83,15 @@ pub struct NewAdministrationRow {
     pub payload_hash: Vec<u8>,
     pub source: Source,
     pub created_by: String,
-    pub total: Option<f64>,
-    pub mean: Option<f64>,
-    pub pomp: Option<f64>,
-    pub subscales: Option<serde_json::Value>,
-    pub answered: Option<i32>,
-    pub missing: Option<i32>,
-    pub prorated: Option<bool>,
-    pub flags: Option<Vec<String>>,
-    pub score_error: Option<String>,
+    /// The score columns (null when unscored), as every row type holds them.
+    #[diesel(embed)]
+    pub scored: ScoreColumns,
     /// The FHIR identifier's system; None for REST external ids.
     pub external_system: Option<String>,
-    /// The score's interpretation band (None without bands or without a score).
-    pub band: Option<String>,
 }
 
-impl AdministrationRow {
+impl ScoreColumns {
+    /// The score these columns hold; None when unscored.
     pub fn score(&self) -> Option<Score> {
         let total = self.total?;
         let subscales = self
@@ -103,6 +110,12 @@ impl AdministrationRow {
             flags: self.flags.clone().unwrap_or_default(),
             band: self.band.clone(),
         })
+    }
+}
+
+impl AdministrationRow {
+    pub fn score(&self) -> Option<Score> {
+        self.scored.score()
     }
 }
 
@@ -130,8 +143,8 @@ impl From<AdministrationRow> for Administration {
             void_reason: r.void_reason,
             created_at: r.created_at,
             score,
-            score_error: r.score_error,
-            score_flags: r.flags.unwrap_or_default(),
+            score_error: r.scored.score_error,
+            score_flags: r.scored.flags.unwrap_or_default(),
             amended: r.amended_at.is_some(),
         }
     }
@@ -162,17 +175,9 @@ struct InputRow<'a> {
     payload_hash: &'a [u8],
     source: &'static str,
     created_by: &'a str,
-    total: Option<f64>,
-    mean: Option<f64>,
-    pomp: Option<f64>,
-    subscales: Option<&'a serde_json::Value>,
-    answered: Option<i32>,
-    missing: Option<i32>,
-    prorated: Option<bool>,
-    flags: Option<&'a [String]>,
-    score_error: Option<&'a str>,
+    #[serde(flatten)]
+    scored: &'a ScoreColumns,
     external_system: Option<&'a str>,
-    band: Option<&'a str>,
 }
 
 fn bytea_hex<S: serde::Serializer>(bytes: &&[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -204,17 +209,8 @@ impl<'a> From<&'a NewAdministrationRow> for InputRow<'a> {
             payload_hash: &r.payload_hash,
             source: r.source.as_str(),
             created_by: &r.created_by,
-            total: r.total,
-            mean: r.mean,
-            pomp: r.pomp,
-            subscales: r.subscales.as_ref(),
-            answered: r.answered,
-            missing: r.missing,
-            prorated: r.prorated,
-            flags: r.flags.as_deref(),
-            score_error: r.score_error.as_deref(),
+            scored: &r.scored,
             external_system: r.external_system.as_deref(),
-            band: r.band.as_deref(),
         }
     }
 }
@@ -578,19 +574,8 @@ pub async fn amend(
                 responses::answers.eq(&row.answers),
                 responses::payload_hash.eq(&row.payload_hash),
             ),
-            (
-                responses::total.eq(row.total),
-                responses::mean.eq(row.mean),
-                responses::pomp.eq(row.pomp),
-                responses::subscales.eq(&row.subscales),
-                responses::answered.eq(row.answered),
-                responses::missing.eq(row.missing),
-                responses::prorated.eq(row.prorated),
-                responses::flags.eq(&row.flags),
-                responses::score_error.eq(&row.score_error),
-                responses::band.eq(&row.band),
-                responses::amended_at.eq(Some(Utc::now())),
-            ),
+            &row.scored,
+            responses::amended_at.eq(Some(Utc::now())),
         ))
         .returning(AdministrationRow::as_returning())
         .get_result(conn)

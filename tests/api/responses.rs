@@ -628,17 +628,16 @@ fn writer_row(org: rapport::ids::OrgId, patient: &str, external_id: Option<&str>
         payload_hash: vec![1, 2, 3],
         source: rapport::responses::model::Source::Api,
         created_by: "writer-test".into(),
-        total: Some(33.0),
-        mean: Some(2.75),
-        pomp: Some(43.75),
-        subscales: None,
-        answered: Some(12),
-        missing: Some(0),
-        prorated: Some(false),
-        flags: None,
-        score_error: None,
+        scored: rapport::responses::store::ScoreColumns {
+            total: Some(33.0),
+            mean: Some(2.75),
+            pomp: Some(43.75),
+            answered: Some(12),
+            missing: Some(0),
+            prorated: Some(false),
+            ..Default::default()
+        },
         external_system: None,
-        band: None,
     }
 }
 

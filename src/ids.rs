@@ -59,3 +59,11 @@ uuid_id!(
     /// A stored response (an administration of an instrument).
     ResponseId
 );
+uuid_id!(
+    /// An alert.
+    AlertId
+);
+uuid_id!(
+    /// A webhook endpoint.
+    WebhookId
+);

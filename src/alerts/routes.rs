@@ -1,7 +1,6 @@
 use actix_web::{HttpResponse, get, post, web};
 use diesel_async::AsyncConnection as _;
 use serde_json::json;
-use uuid::Uuid;
 
 use super::model::{AcknowledgeRequest, Alert, AlertKind, AlertPage, AlertQuery, AlertStatus};
 use super::store;
@@ -86,7 +85,7 @@ pub async fn list_alerts(
 pub async fn get_alert(
     principal: Principal,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<crate::ids::AlertId>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::ResponsesRead)?;
     let id = id.into_inner();
@@ -128,7 +127,7 @@ pub async fn get_alert(
 pub async fn acknowledge_alert(
     principal: Principal,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<crate::ids::AlertId>,
     body: ApiJson<serde_json::Value>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::ResponsesRead)?;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::evaluate::SeriesPoint;
 use super::model::{Alert, AlertQuery};
-use crate::ids::OrgId;
+use crate::ids::{AlertId, OrgId};
 use crate::schema::alerts;
 use crate::series::{SeriesArrays, SeriesKey};
 
@@ -236,7 +236,7 @@ pub async fn withdraw_others(conn: &mut AsyncPgConnection, key: &SeriesKey, keep
         .await
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, org: OrgId, id: Uuid) -> QueryResult<Option<AlertRow>> {
+pub async fn find(conn: &mut AsyncPgConnection, org: OrgId, id: AlertId) -> QueryResult<Option<AlertRow>> {
     alerts::table
         .filter(alerts::org_id.eq(org).and(alerts::id.eq(id)))
         .select(AlertRow::as_select())
@@ -288,7 +288,7 @@ pub async fn list(
 pub async fn acknowledge(
     conn: &mut AsyncPgConnection,
     org: OrgId,
-    id: Uuid,
+    id: AlertId,
     actor: &str,
     note: Option<&str>,
 ) -> QueryResult<Option<AlertRow>> {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::store::{EndpointRow, NewDelivery};
-use crate::ids::OrgId;
+use crate::ids::{OrgId, WebhookId};
 use crate::outbox::Announcement;
 use crate::schema::{webhook_deliveries, webhook_endpoints, webhook_events};
 
@@ -129,7 +129,7 @@ pub async fn replay(
 }
 
 /// Re-activates an endpoint (disabled by a 410, say); `None` for an unknown id.
-pub async fn enable(conn: &mut AsyncPgConnection, org: OrgId, id: Uuid) -> QueryResult<Option<EndpointRow>> {
+pub async fn enable(conn: &mut AsyncPgConnection, org: OrgId, id: WebhookId) -> QueryResult<Option<EndpointRow>> {
     diesel::update(webhook_endpoints::table)
         .filter(webhook_endpoints::org_id.eq(org).and(webhook_endpoints::id.eq(id)))
         .set((

@@ -6,7 +6,6 @@ use actix_web::{HttpResponse, post, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use super::model::Webhook;
 use super::{service, store};
@@ -33,7 +32,7 @@ use crate::state::AppState;
 pub async fn enable_webhook(
     principal: Principal,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<crate::ids::WebhookId>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::OrgAdmin)?;
     let mut conn = crate::db::conn(&state.pool).await?;
@@ -79,7 +78,7 @@ pub struct ReplayResult {
 pub async fn replay_webhook(
     principal: Principal,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<crate::ids::WebhookId>,
     body: ApiJson<serde_json::Value>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::OrgAdmin)?;

@@ -122,7 +122,11 @@ pub async fn list_webhooks(principal: Principal, state: web::Data<AppState>) -> 
     }))
 }
 
-async fn endpoint_of(state: &AppState, principal: &Principal, id: Uuid) -> ApiResult<store::EndpointRow> {
+async fn endpoint_of(
+    state: &AppState,
+    principal: &Principal,
+    id: crate::ids::WebhookId,
+) -> ApiResult<store::EndpointRow> {
     principal.require(Scope::OrgAdmin)?;
     let mut conn = crate::db::conn(&state.pool).await?;
     store::find(&mut conn, principal.org, id)
@@ -146,7 +150,7 @@ async fn endpoint_of(state: &AppState, principal: &Principal, id: Uuid) -> ApiRe
 pub async fn get_webhook(
     principal: Principal,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<crate::ids::WebhookId>,
 ) -> ApiResult<HttpResponse> {
     let row = endpoint_of(&state, &principal, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(Webhook::from(row)))
@@ -168,7 +172,7 @@ pub async fn get_webhook(
 pub async fn delete_webhook(
     principal: Principal,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<crate::ids::WebhookId>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::OrgAdmin)?;
     let mut conn = crate::db::conn(&state.pool).await?;
@@ -194,7 +198,7 @@ pub async fn delete_webhook(
 pub async fn rotate_secret(
     principal: Principal,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<crate::ids::WebhookId>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::OrgAdmin)?;
     let secret = signature::new_secret();
@@ -232,7 +236,7 @@ pub async fn rotate_secret(
 pub async fn test_webhook(
     principal: Principal,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<crate::ids::WebhookId>,
 ) -> ApiResult<HttpResponse> {
     let endpoint = endpoint_of(&state, &principal, id.into_inner()).await?;
     if endpoint.status != "active" {
@@ -275,7 +279,7 @@ pub async fn test_webhook(
 pub async fn list_deliveries(
     principal: Principal,
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<crate::ids::WebhookId>,
     query: crate::extract::ApiQuery<DeliveryQuery>,
 ) -> ApiResult<HttpResponse> {
     let endpoint = endpoint_of(&state, &principal, id.into_inner()).await?;
@@ -317,7 +321,7 @@ pub async fn list_deliveries(
 pub async fn retry_delivery(
     principal: Principal,
     state: web::Data<AppState>,
-    path: web::Path<(Uuid, Uuid)>,
+    path: web::Path<(crate::ids::WebhookId, Uuid)>,
 ) -> ApiResult<HttpResponse> {
     let (id, delivery_id) = path.into_inner();
     let endpoint = endpoint_of(&state, &principal, id).await?;

@@ -4,13 +4,12 @@
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use serde_json::json;
-use uuid::Uuid;
 
 use super::kept;
 use super::store::{self, EndpointRow, NewEndpoint};
 use crate::audit::{self, Actor, AuditEntry};
 use crate::error::{ApiError, ApiResult};
-use crate::ids::OrgId;
+use crate::ids::{OrgId, WebhookId};
 
 /// How long a replaced secret keeps signing.
 pub const ROTATION_OVERLAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -21,7 +20,7 @@ async fn record(
     actor: Actor<'_>,
     org: OrgId,
     action: &str,
-    id: Uuid,
+    id: WebhookId,
     detail: serde_json::Value,
 ) -> ApiResult<()> {
     audit::record(
@@ -49,14 +48,14 @@ pub async fn create(
     conn.transaction::<_, ApiError, _>(async |conn| {
         let row = store::create(conn, org, new).await?;
         let detail = json!({"url": row.url, "events": row.events, "payload": row.payload});
-        record(conn, actor, org, "webhook.created", row.id, detail).await?;
+        record(conn, actor, org, "webhook.created", WebhookId(row.id), detail).await?;
         Ok(row)
     })
     .await
 }
 
 /// Deletes an endpoint and its queued messages; 404 for an unknown id.
-pub async fn delete(conn: &mut AsyncPgConnection, actor: Actor<'_>, org: OrgId, id: Uuid) -> ApiResult<()> {
+pub async fn delete(conn: &mut AsyncPgConnection, actor: Actor<'_>, org: OrgId, id: WebhookId) -> ApiResult<()> {
     conn.transaction::<_, ApiError, _>(async |conn| {
         if !store::delete(conn, org, id).await? {
             return Err(ApiError::NotFound);
@@ -71,7 +70,7 @@ pub async fn rotate(
     conn: &mut AsyncPgConnection,
     actor: Actor<'_>,
     org: OrgId,
-    id: Uuid,
+    id: WebhookId,
     secret: &str,
 ) -> ApiResult<EndpointRow> {
     conn.transaction::<_, ApiError, _>(async |conn| {
@@ -85,7 +84,12 @@ pub async fn rotate(
 }
 
 /// Re-activates an endpoint (one a 410 disabled).
-pub async fn enable(conn: &mut AsyncPgConnection, actor: Actor<'_>, org: OrgId, id: Uuid) -> ApiResult<EndpointRow> {
+pub async fn enable(
+    conn: &mut AsyncPgConnection,
+    actor: Actor<'_>,
+    org: OrgId,
+    id: WebhookId,
+) -> ApiResult<EndpointRow> {
     conn.transaction::<_, ApiError, _>(async |conn| {
         let row = kept::enable(conn, org, id).await?.ok_or(ApiError::NotFound)?;
         record(conn, actor, org, "webhook.enabled", id, json!({})).await?;
@@ -99,7 +103,7 @@ pub async fn replay(
     conn: &mut AsyncPgConnection,
     actor: Actor<'_>,
     org: OrgId,
-    id: Uuid,
+    id: WebhookId,
     since: DateTime<Utc>,
 ) -> ApiResult<usize> {
     conn.transaction::<_, ApiError, _>(async |conn| {

@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::model::{Delivery, Webhook};
-use crate::ids::OrgId;
+use crate::ids::{OrgId, WebhookId};
 use crate::schema::{webhook_deliveries, webhook_endpoints};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -106,7 +106,7 @@ pub async fn list(conn: &mut AsyncPgConnection, org: OrgId) -> QueryResult<Vec<E
         .await
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, org: OrgId, id: Uuid) -> QueryResult<Option<EndpointRow>> {
+pub async fn find(conn: &mut AsyncPgConnection, org: OrgId, id: WebhookId) -> QueryResult<Option<EndpointRow>> {
     webhook_endpoints::table
         .filter(webhook_endpoints::org_id.eq(org).and(webhook_endpoints::id.eq(id)))
         .select(EndpointRow::as_select())
@@ -116,7 +116,7 @@ pub async fn find(conn: &mut AsyncPgConnection, org: OrgId, id: Uuid) -> QueryRe
 }
 
 /// Deletes an endpoint and its deliveries; false for an unknown id.
-pub async fn delete(conn: &mut AsyncPgConnection, org: OrgId, id: Uuid) -> QueryResult<bool> {
+pub async fn delete(conn: &mut AsyncPgConnection, org: OrgId, id: WebhookId) -> QueryResult<bool> {
     let n = diesel::delete(webhook_endpoints::table)
         .filter(webhook_endpoints::org_id.eq(org).and(webhook_endpoints::id.eq(id)))
         .execute(conn)
@@ -128,7 +128,7 @@ pub async fn delete(conn: &mut AsyncPgConnection, org: OrgId, id: Uuid) -> Query
 pub async fn rotate(
     conn: &mut AsyncPgConnection,
     org: OrgId,
-    id: Uuid,
+    id: WebhookId,
     secret: &str,
     overlap: std::time::Duration,
 ) -> QueryResult<Option<EndpointRow>> {

@@ -5,6 +5,44 @@
 use serde::{Deserialize, Deserializer};
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfc_quick};
 
+/// The longest reference accepted, in characters.
+pub const MAX_REFERENCE_CHARS: usize = 200;
+
+/// A checked reference (patient, clinician, episode, idempotency key): NFC, 1-200
+/// characters, not only spaces, no NUL or other control characters. Parsed once; the type
+/// carries the proof.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reference(String);
+
+/// A patient's reference.
+pub type PatientRef = Reference;
+
+impl Reference {
+    /// Normalises and checks `text`; the error says what is wrong, in words.
+    pub fn parse(text: &str) -> Result<Reference, String> {
+        let text = nfc(text);
+        if text.contains('\0') {
+            Err("must not contain NUL (U+0000) characters".into())
+        } else if text.chars().any(char::is_control) {
+            Err("must not contain control characters (tabs, line breaks, ...)".into())
+        } else if text.trim().is_empty() {
+            Err("must not be empty or only spaces".into())
+        } else if text.chars().count() > MAX_REFERENCE_CHARS {
+            Err(format!("is longer than {MAX_REFERENCE_CHARS} characters"))
+        } else {
+            Ok(Reference(text))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
 /// `text` in Unicode Normalization Form C (NFC).
 pub fn nfc(text: &str) -> String {
     match is_nfc_quick(text.chars()) {
@@ -46,6 +84,15 @@ mod tests {
         assert_ne!(nfd, nfc_form);
         assert_eq!(nfc(nfd), nfc_form);
         assert_eq!(nfc(nfc_form), nfc_form);
+    }
+
+    #[test]
+    fn a_reference_is_normalised_and_checked_in_one_parse() {
+        assert_eq!(Reference::parse("Jose\u{301}").unwrap().as_str(), "Jos\u{e9}");
+        for bad in ["", "   ", "a\0b", "a\tb", &"x".repeat(201)] {
+            assert!(Reference::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Reference::parse(&"x".repeat(200)).is_ok());
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub async fn clinician_summary(
         principal.org,
         &query.instrument,
         rater,
-        Some(&crate::refs::nfc(&clinician)),
+        Some(&super::trends::path_reference(&clinician)?),
     )
     .await?
     .pop()

@@ -255,7 +255,8 @@ pub async fn patient_trend_chart(
         Some(XParam::Session) => XAxis::Session,
         _ => XAxis::Time,
     };
-    let (trend, instrument) = super::trends::load(&principal, &state, crate::refs::nfc(&patient), &query).await?;
+    let (trend, instrument) =
+        super::trends::load(&principal, &state, super::trends::path_reference(&patient)?, &query).await?;
     let svg = chart::render(&chart_of(&trend, instrument.as_deref(), x, width, height));
     Ok(HttpResponse::Ok()
         .content_type("image/svg+xml")

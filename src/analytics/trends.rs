@@ -37,6 +37,14 @@ fn point(row: &SeriesRow) -> TrendPoint {
     }
 }
 
+/// A reference named in a path, normalised and checked: one that can never be stored names
+/// nothing (404).
+pub(super) fn path_reference(text: &str) -> ApiResult<String> {
+    crate::refs::Reference::parse(text)
+        .map(crate::refs::Reference::into_inner)
+        .map_err(|_| ApiError::NotFound)
+}
+
 fn unscored_response(row: SeriesRow) -> UnscoredResponse {
     UnscoredResponse {
         response_id: row.id,
@@ -68,7 +76,7 @@ pub async fn patient_trends(
     patient: web::Path<String>,
     query: crate::extract::ApiQuery<TrendQuery>,
 ) -> ApiResult<HttpResponse> {
-    let (trend, _) = load(&principal, &state, crate::refs::nfc(&patient), &query).await?;
+    let (trend, _) = load(&principal, &state, path_reference(&patient)?, &query).await?;
     Ok(HttpResponse::Ok().json(trend))
 }
 

@@ -118,7 +118,9 @@ pub async fn erase_patient(
     body: ApiJson<EraseRequest>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::OrgAdmin)?;
-    let patient = crate::refs::nfc(&patient.into_inner());
+    let patient = crate::refs::Reference::parse(&patient.into_inner())
+        .map_err(|_| ApiError::NotFound)?
+        .into_inner();
     if crate::refs::nfc(&body.0.confirm) != patient {
         return Err(ApiError::Validation(vec![FieldError::new(
             "/confirm",

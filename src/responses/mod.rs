@@ -25,7 +25,7 @@ use store::{AdministrationRow, NewAdministrationRow};
 
 /// How far in the future `administered_at` may lie (clock skew between systems).
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
-pub const MAX_REFERENCE_CHARS: usize = 200;
+pub use crate::refs::MAX_REFERENCE_CHARS;
 pub const MAX_SESSION: i64 = 100_000;
 pub const MAX_BATCH: usize = 1_000;
 

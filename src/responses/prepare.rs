@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::model::{NewResponse, Source};
 use super::store::{NewAdministrationRow, ScoreColumns};
-use super::{MAX_CLOCK_SKEW, MAX_REFERENCE_CHARS, MAX_SESSION};
+use super::{MAX_CLOCK_SKEW, MAX_SESSION};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::ids::OrgId;
@@ -56,18 +56,9 @@ impl<'a> InstrumentCache<'a> {
 }
 
 fn check_reference(errors: &mut Vec<FieldError>, pointer: &str, value: &str) {
-    let detail = if value.contains('\0') {
-        "must not contain NUL (U+0000) characters".to_string()
-    } else if value.chars().any(char::is_control) {
-        "must not contain control characters (tabs, line breaks, ...)".to_string()
-    } else if value.trim().is_empty() {
-        "must not be empty or only spaces".to_string()
-    } else if value.chars().count() > MAX_REFERENCE_CHARS {
-        format!("is longer than {MAX_REFERENCE_CHARS} characters")
-    } else {
-        return;
-    };
-    errors.push(FieldError::new(pointer, detail));
+    if let Err(detail) = crate::refs::Reference::parse(value) {
+        errors.push(FieldError::new(pointer, detail));
+    }
 }
 
 /// Checks and scores one response; the row is ready to insert. Every field problem is

@@ -1,10 +1,7 @@
 use actix_web::{HttpResponse, delete, get, post, web};
-use diesel_async::AsyncConnection as _;
-use serde_json::json;
 
 use super::model::{Client, ClientList, CreatedClient, NewClient};
 use super::store::{self, PreparedCredentials};
-use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::ApiJson;
@@ -165,38 +162,7 @@ pub async fn revoke_client(
     let client = store::ClientRef::parse(&id);
     let mut conn = crate::db::conn(&state.pool).await?;
     let org = principal.org;
-    let revoked = conn
-        .transaction::<_, ApiError, _>(async move |conn| {
-            // An organisation never locks itself out: its last active administrator stays.
-            let admins = store::lock_active_admins(conn, org).await?;
-            let target = store::find(conn, org, &client).await?.ok_or(ApiError::NotFound)?;
-            if let Some(beyond) = target.scopes().into_iter().find(|s| !principal.has(*s)) {
-                return Err(ApiError::Forbidden(format!(
-                    "this client holds `{beyond}`, which the caller does not: only a client with all its scopes may revoke it"
-                )));
-            }
-            if admins == [target.id] {
-                return Err(ApiError::Conflict(
-                    "this is the organisation's last active client holding org:admin; create another administrator first"
-                        .into(),
-                ));
-            }
-            let row = store::revoke(conn, org, &client).await?.ok_or(ApiError::NotFound)?;
-            audit::record(
-                conn,
-                AuditEntry {
-                    org,
-                    actor: &principal.client_id,
-                    action: "client.revoked",
-                    resource_type: "client",
-                    resource_id: Some(id.to_string()),
-                    detail: json!({"client_id": row.client_id}),
-                },
-            )
-            .await?;
-            Ok(row)
-        })
-        .await?;
+    let revoked = super::service::revoke(&mut conn, &principal, &client, &id).await?;
     state.client_status.forget(org, &revoked.client_id);
     Ok(HttpResponse::NoContent().finish())
 }

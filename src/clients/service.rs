@@ -39,3 +39,47 @@ pub async fn create(
     })
     .await
 }
+
+/// Revokes a client of the caller's organisation: only a caller holding every scope the
+/// client holds may (403), and never the organisation's last active administrator (409).
+/// The caller's process forgets the client at once; others within the status cache's time.
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    principal: &crate::auth::Principal,
+    client: &store::ClientRef,
+    named_as: &str,
+) -> ApiResult<store::ClientRow> {
+    let org = principal.org;
+    let actor = Actor::Caller(principal);
+    conn.transaction::<_, ApiError, _>(async move |conn| {
+        // An organisation never locks itself out: its last active administrator stays.
+        let admins = store::lock_active_admins(conn, org).await?;
+        let target = store::find(conn, org, client).await?.ok_or(ApiError::NotFound)?;
+        if let Some(beyond) = target.scopes().into_iter().find(|s| !principal.has(*s)) {
+            return Err(ApiError::Forbidden(format!(
+                "this client holds `{beyond}`, which the caller does not: only a client with all its scopes may revoke it"
+            )));
+        }
+        if admins == [target.id] {
+            return Err(ApiError::Conflict(
+                "this is the organisation's last active client holding org:admin; create another administrator first"
+                    .into(),
+            ));
+        }
+        let row = store::revoke(conn, org, client).await?.ok_or(ApiError::NotFound)?;
+        audit::record(
+            conn,
+            AuditEntry {
+                org: actor.audit_org(org),
+                actor: actor.name(),
+                action: "client.revoked",
+                resource_type: "client",
+                resource_id: Some(named_as.to_string()),
+                detail: json!({"client_id": row.client_id}),
+            },
+        )
+        .await?;
+        Ok(row)
+    })
+    .await
+}

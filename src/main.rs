@@ -99,7 +99,7 @@ async fn run() -> Result<(), BoxError> {
                 (&body.slug, &body.name),
                 &Scope::all_but_platform(),
                 credentials,
-                "organization.created",
+                rapport::audit::AuditAction::OrganizationCreated,
             )
             .await?;
             println!("{}", serde_json::to_string_pretty(&created)?);

@@ -262,7 +262,7 @@ async fn bootstrap(conn: &mut AsyncPgConnection, settings: &Settings) -> Result<
                 ("default", "Default organisation"),
                 &Scope::ALL,
                 credentials,
-                "organization.bootstrapped",
+                crate::audit::AuditAction::OrganizationBootstrapped,
             )
             .await?;
             Ok(Some(created))

@@ -52,7 +52,7 @@ pub async fn list_alerts(
     audit::record_read(
         &state.writer,
         &principal,
-        "alerts.listed",
+        crate::audit::AuditAction::AlertsListed,
         "alert",
         None,
         json!({"rows": rows.len(), "filters": audit::filters_used(&[
@@ -96,7 +96,7 @@ pub async fn get_alert(
     audit::record_read(
         &state.writer,
         &principal,
-        "alert.read",
+        crate::audit::AuditAction::AlertRead,
         "alert",
         Some(id.to_string()),
         json!({}),
@@ -158,7 +158,7 @@ pub async fn acknowledge_alert(
                 AuditEntry {
                     org,
                     actor: &principal.client_id,
-                    action: "alert.acknowledged",
+                    action: crate::audit::AuditAction::AlertAcknowledged,
                     resource_type: "alert",
                     resource_id: Some(id.to_string()),
                     detail: json!({"kind": row.kind, "note": note.is_some()}),

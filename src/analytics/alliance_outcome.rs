@@ -141,7 +141,7 @@ pub async fn alliance_outcome(
     audit::record_read(
         &state.writer,
         &principal,
-        "alliance_outcome.read",
+        crate::audit::AuditAction::AllianceOutcomeRead,
         "analytics",
         None,
         json!({"alliance": q.alliance, "outcome": q.outcome, "at_session": at_session, "filters": filters, "courses": all.len()}),

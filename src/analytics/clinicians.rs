@@ -142,7 +142,7 @@ pub async fn clinician_summary(
     audit::record_read(
         &state.writer,
         &principal,
-        "clinician_summary.read",
+        crate::audit::AuditAction::ClinicianSummaryRead,
         "analytics",
         None,
         json!({"instrument": query.instrument}),
@@ -191,7 +191,7 @@ pub async fn list_clinicians(
     audit::record_read(
         &state.writer,
         &principal,
-        "clinician_summaries.read",
+        crate::audit::AuditAction::ClinicianSummariesRead,
         "analytics",
         None,
         json!({"instrument": query.instrument, "clinicians": items.len()}),

@@ -130,7 +130,7 @@ pub async fn list_patients(
     audit::record_read(
         &state.writer,
         &principal,
-        "patients.listed",
+        crate::audit::AuditAction::PatientsListed,
         "patient",
         None,
         json!({"instrument": query.instrument, "rows": items.len(),

@@ -116,7 +116,7 @@ pub async fn trajectory(
     audit::record_read(
         &state.writer,
         &principal,
-        "trajectory.read",
+        crate::audit::AuditAction::TrajectoryRead,
         "analytics",
         None,
         json!({"instrument": query.instrument}),

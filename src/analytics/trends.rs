@@ -135,7 +135,7 @@ pub(super) async fn load(
     audit::record_read(
         &state.writer,
         principal,
-        "trend.read",
+        crate::audit::AuditAction::TrendRead,
         "analytics",
         None,
         json!({"instrument": query.instrument, "points": points.len(), "unscored": unscored.len()}),

@@ -2,10 +2,12 @@
 //! `record` runs inside the caller's transaction so that a change and its event commit
 //! together. Events never hold answers, secrets or patient references in clear.
 
+pub mod action;
 pub mod model;
 pub mod routes;
 pub mod store;
 
+pub use action::AuditAction;
 pub use store::{AuditEntry, record};
 
 /// Records one read of patient data by the caller (one event per request, never per row),
@@ -13,7 +15,7 @@ pub use store::{AuditEntry, record};
 pub async fn record_read(
     writer: &crate::responses::writer::Writer,
     principal: &crate::auth::Principal,
-    action: &str,
+    action: AuditAction,
     resource_type: &str,
     resource_id: Option<String>,
     detail: serde_json::Value,
@@ -22,7 +24,7 @@ pub async fn record_read(
         .audit(crate::responses::writer::AuditRecord {
             org: principal.org,
             actor: principal.client_id.clone(),
-            action: action.to_string(),
+            action,
             resource_type: resource_type.to_string(),
             resource_id,
             detail,

@@ -10,7 +10,7 @@ use crate::schema::audit_events;
 pub struct AuditEntry<'a> {
     pub org: OrgId,
     pub actor: &'a str,
-    pub action: &'a str,
+    pub action: super::AuditAction,
     pub resource_type: &'a str,
     pub resource_id: Option<String>,
     pub detail: serde_json::Value,
@@ -22,7 +22,7 @@ struct NewAuditEventRow<'a> {
     org_id: OrgId,
     id: Uuid,
     actor: &'a str,
-    action: &'a str,
+    action: super::AuditAction,
     resource_type: &'a str,
     resource_id: Option<String>,
     detail: serde_json::Value,

@@ -28,7 +28,7 @@ pub async fn create(
             AuditEntry {
                 org: actor.audit_org(org),
                 actor: actor.name(),
-                action: "client.created",
+                action: crate::audit::AuditAction::ClientCreated,
                 resource_type: "client",
                 resource_id: Some(created.id.to_string()),
                 detail: json!({"client_id": created.client_id, "scopes": created.scopes}),
@@ -72,7 +72,7 @@ pub async fn revoke(
             AuditEntry {
                 org: actor.audit_org(org),
                 actor: actor.name(),
-                action: "client.revoked",
+                action: crate::audit::AuditAction::ClientRevoked,
                 resource_type: "client",
                 resource_id: Some(named_as.to_string()),
                 detail: json!({"client_id": row.client_id}),

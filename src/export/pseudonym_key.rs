@@ -37,7 +37,7 @@ pub async fn rotate_pseudonym_key(principal: Principal, state: web::Data<AppStat
         AuditEntry {
             org: principal.org,
             actor: &principal.client_id,
-            action: "pseudonym_key.rotated",
+            action: crate::audit::AuditAction::PseudonymKeyRotated,
             resource_type: "export",
             resource_id: None,
             detail: json!({}),

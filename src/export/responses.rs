@@ -434,7 +434,7 @@ pub async fn export_responses(
         AuditEntry {
             org: principal.org,
             actor: &principal.client_id,
-            action: "responses.exported",
+            action: crate::audit::AuditAction::ResponsesExported,
             resource_type: "export",
             resource_id: None,
             detail: json!({

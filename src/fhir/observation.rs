@@ -59,7 +59,7 @@ pub async fn search_observations(
         audit::record_read(
             &state.writer,
             &principal,
-            "observations.counted",
+            crate::audit::AuditAction::ObservationsCounted,
             "response",
             None,
             json!({"via": "fhir"}),
@@ -115,7 +115,7 @@ pub async fn search_observations(
         audit::record_read(
             &state.writer,
             &principal,
-            "observations.searched",
+            crate::audit::AuditAction::ObservationsSearched,
             "response",
             None,
             json!({"via": "fhir", "patient": crate::pseudonyms::pseudonym(&secret, patient)}),
@@ -162,7 +162,7 @@ pub async fn read_observation(
     audit::record_read(
         &state.writer,
         &principal,
-        "observation.read",
+        crate::audit::AuditAction::ObservationRead,
         "response",
         Some(a.id.to_string()),
         json!({"via": "fhir"}),

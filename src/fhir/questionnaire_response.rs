@@ -167,7 +167,7 @@ pub async fn read_questionnaire_response(
     audit::record_read(
         &state.writer,
         &principal,
-        "response.read",
+        crate::audit::AuditAction::ResponseRead,
         "response",
         Some(a.id.to_string()),
         json!({"via": "fhir"}),

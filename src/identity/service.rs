@@ -37,7 +37,7 @@ pub async fn create(
                 AuditEntry {
                     org: actor.audit_org(org),
                     actor: actor.name(),
-                    action: "identity_provider.created",
+                    action: crate::audit::AuditAction::IdentityProviderCreated,
                     resource_type: "identity_provider",
                     resource_id: Some(row.id.to_string()),
                     detail: json!({"issuer": row.issuer, "audience": row.audience}),
@@ -68,7 +68,7 @@ pub async fn delete(
                 AuditEntry {
                     org: actor.audit_org(org),
                     actor: actor.name(),
-                    action: "identity_provider.deleted",
+                    action: crate::audit::AuditAction::IdentityProviderDeleted,
                     resource_type: "identity_provider",
                     resource_id: Some(id.to_string()),
                     detail: json!({"issuer": row.issuer}),

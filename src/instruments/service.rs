@@ -15,7 +15,7 @@ async fn record(
     conn: &mut AsyncPgConnection,
     actor: Actor<'_>,
     org: OrgId,
-    action: &str,
+    action: crate::audit::AuditAction,
     key: &str,
     version: i32,
 ) -> ApiResult<()> {
@@ -67,7 +67,15 @@ pub async fn create_draft(
                 "version {open} of `{key}` is an open draft: replace it (PUT) or publish it first"
             ))
         })?;
-        record(conn, actor, org, "instrument.created", &row.key, row.version).await?;
+        record(
+            conn,
+            actor,
+            org,
+            crate::audit::AuditAction::InstrumentCreated,
+            &row.key,
+            row.version,
+        )
+        .await?;
         Ok(row)
     })
     .await
@@ -86,7 +94,15 @@ pub async fn replace_draft(
         let Some(row) = store::update_draft(conn, org, key, version, definition).await? else {
             return Err(not_a_draft(conn, org, key, version).await);
         };
-        record(conn, actor, org, "instrument.updated", key, version).await?;
+        record(
+            conn,
+            actor,
+            org,
+            crate::audit::AuditAction::InstrumentUpdated,
+            key,
+            version,
+        )
+        .await?;
         Ok(row)
     })
     .await
@@ -102,8 +118,11 @@ pub async fn change_status(
     to: InstrumentStatus,
 ) -> ApiResult<VersionRow> {
     let (from, action) = match to {
-        InstrumentStatus::Published => (InstrumentStatus::Draft, "instrument.published"),
-        _ => (InstrumentStatus::Published, "instrument.retired"),
+        InstrumentStatus::Published => (InstrumentStatus::Draft, crate::audit::AuditAction::InstrumentPublished),
+        _ => (
+            InstrumentStatus::Published,
+            crate::audit::AuditAction::InstrumentRetired,
+        ),
     };
     conn.transaction::<_, ApiError, _>(async move |conn| {
         let Some(existing) = store::find_version(conn, org, key, version).await? else {

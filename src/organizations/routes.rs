@@ -46,7 +46,7 @@ pub async fn create_organization(
         (&body.slug, &body.name),
         &Scope::all_but_platform(),
         credentials,
-        "organization.created",
+        crate::audit::AuditAction::OrganizationCreated,
     )
     .await?;
     Ok(HttpResponse::Created()

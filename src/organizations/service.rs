@@ -22,7 +22,7 @@ pub async fn create(
     (slug, name): (&str, &str),
     admin_scopes: &[Scope],
     credentials: PreparedCredentials,
-    action: &str,
+    action: crate::audit::AuditAction,
 ) -> ApiResult<CreatedOrganization> {
     conn.transaction::<_, ApiError, _>(async move |conn| {
         let created = super::store::create_organization(conn, slug, name.trim(), admin_scopes, credentials)

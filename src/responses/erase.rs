@@ -142,7 +142,7 @@ pub async fn erase_patient(
                 AuditEntry {
                     org,
                     actor: &principal.client_id,
-                    action: "patient.erased",
+                    action: crate::audit::AuditAction::PatientErased,
                     resource_type: "patient",
                     resource_id: Some(pseudonym.clone()),
                     detail: json!({"responses_deleted": counts.responses, "alerts_deleted": counts.alerts,

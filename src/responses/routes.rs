@@ -116,7 +116,7 @@ pub async fn get_response(
     audit::record_read(
         &state.writer,
         &principal,
-        "response.read",
+        crate::audit::AuditAction::ResponseRead,
         "response",
         Some(id.to_string()),
         json!({}),
@@ -159,7 +159,7 @@ pub async fn list_responses(
     audit::record_read(
         &state.writer,
         &principal,
-        "responses.listed",
+        crate::audit::AuditAction::ResponsesListed,
         "response",
         None,
         json!({"rows": rows.len(), "filters": filters}),

@@ -104,7 +104,7 @@ pub async fn void(
                 AuditEntry {
                     org,
                     actor: &actor,
-                    action: "response.voided",
+                    action: crate::audit::AuditAction::ResponseVoided,
                     resource_type: "response",
                     resource_id: Some(id.to_string()),
                     detail,
@@ -179,7 +179,7 @@ pub async fn amend(
                 AuditEntry {
                     org,
                     actor: &actor,
-                    action: "response.amended",
+                    action: crate::audit::AuditAction::ResponseAmended,
                     resource_type: "response",
                     resource_id: Some(id.to_string()),
                     detail: json!({"via": source.as_str(), "instrument": amended.instrument_key, "version": amended.instrument_version}),

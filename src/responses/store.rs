@@ -249,7 +249,7 @@ fn insert_ctes(returning: &str) -> String {
 pub struct AuditRecord {
     pub org: OrgId,
     pub actor: String,
-    pub action: String,
+    pub action: crate::audit::action::AuditAction,
     pub resource_type: String,
     pub resource_id: Option<String>,
     pub detail: serde_json::Value,
@@ -282,13 +282,14 @@ pub async fn insert_group_audited(
                 resource_id text, detail jsonb)
          ), created AS (
             INSERT INTO audit_events (org_id, id, actor, action, resource_type, resource_id, detail)
-            SELECT ins.org_id, gen_random_uuid(), a.actor, 'response.created', 'response', ins.id::text,
+            SELECT ins.org_id, gen_random_uuid(), a.actor, '{created}', 'response', ins.id::text,
                 jsonb_build_object('instrument', ins.instrument_key, 'version', ins.instrument_version,
                     'source', ins.source)
             FROM ins JOIN unnest($2::uuid[], $3::text[]) AS a(id, actor) ON a.id = ins.id
          )
          SELECT * FROM ins",
-        insert_ctes("*")
+        insert_ctes("*"),
+        created = crate::audit::action::AuditAction::ResponseCreated.as_str()
     ))
     .bind::<Jsonb, _>(batch_json(rows.iter().copied())?)
     .bind::<Array<SqlUuid>, _>(ids)
@@ -321,7 +322,7 @@ pub async fn insert_batch_audited(
     let outcomes: Vec<Outcome> = crate::db::Prepared::new(format!(
         "{}, audit AS (
             INSERT INTO audit_events (org_id, id, actor, action, resource_type, resource_id, detail)
-            SELECT $2, $3, $4, 'responses.batch_created', 'response', NULL,
+            SELECT $2, $3, $4, '{batch_created}', 'response', NULL,
                 jsonb_build_object('created', count(*), 'ids', jsonb_agg(id))
             FROM ins HAVING count(*) > 0
          )
@@ -337,7 +338,8 @@ pub async fn insert_batch_audited(
             OFFSET 0
          ) e ON true
          ORDER BY input.ordinality",
-        insert_ctes("id, org_id, patient, instrument_key, rater")
+        insert_ctes("id, org_id, patient, instrument_key, rater"),
+        batch_created = crate::audit::action::AuditAction::ResponsesBatchCreated.as_str()
     ))
     .bind::<Jsonb, _>(batch_json(rows.iter().copied())?)
     .bind::<SqlUuid, _>(org)

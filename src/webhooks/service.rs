@@ -19,7 +19,7 @@ async fn record(
     conn: &mut AsyncPgConnection,
     actor: Actor<'_>,
     org: OrgId,
-    action: &str,
+    action: crate::audit::AuditAction,
     id: WebhookId,
     detail: serde_json::Value,
 ) -> ApiResult<()> {
@@ -48,7 +48,15 @@ pub async fn create(
     conn.transaction::<_, ApiError, _>(async |conn| {
         let row = store::create(conn, org, new).await?;
         let detail = json!({"url": row.url, "events": row.events, "payload": row.payload});
-        record(conn, actor, org, "webhook.created", WebhookId(row.id), detail).await?;
+        record(
+            conn,
+            actor,
+            org,
+            crate::audit::AuditAction::WebhookCreated,
+            WebhookId(row.id),
+            detail,
+        )
+        .await?;
         Ok(row)
     })
     .await
@@ -60,7 +68,15 @@ pub async fn delete(conn: &mut AsyncPgConnection, actor: Actor<'_>, org: OrgId, 
         if !store::delete(conn, org, id).await? {
             return Err(ApiError::NotFound);
         }
-        record(conn, actor, org, "webhook.deleted", id, json!({})).await
+        record(
+            conn,
+            actor,
+            org,
+            crate::audit::AuditAction::WebhookDeleted,
+            id,
+            json!({}),
+        )
+        .await
     })
     .await
 }
@@ -77,7 +93,15 @@ pub async fn rotate(
         let row = store::rotate(conn, org, id, secret, ROTATION_OVERLAP)
             .await?
             .ok_or(ApiError::NotFound)?;
-        record(conn, actor, org, "webhook.secret_rotated", id, json!({})).await?;
+        record(
+            conn,
+            actor,
+            org,
+            crate::audit::AuditAction::WebhookSecretRotated,
+            id,
+            json!({}),
+        )
+        .await?;
         Ok(row)
     })
     .await
@@ -92,7 +116,15 @@ pub async fn enable(
 ) -> ApiResult<EndpointRow> {
     conn.transaction::<_, ApiError, _>(async |conn| {
         let row = kept::enable(conn, org, id).await?.ok_or(ApiError::NotFound)?;
-        record(conn, actor, org, "webhook.enabled", id, json!({})).await?;
+        record(
+            conn,
+            actor,
+            org,
+            crate::audit::AuditAction::WebhookEnabled,
+            id,
+            json!({}),
+        )
+        .await?;
         Ok(row)
     })
     .await
@@ -118,7 +150,7 @@ pub async fn replay(
             conn,
             actor,
             org,
-            "webhook.replayed",
+            crate::audit::AuditAction::WebhookReplayed,
             id,
             json!({"since": since, "queued": queued}),
         )

@@ -41,6 +41,17 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The handler prologue: 403 unless the caller holds `scope`, then a pooled connection
+    /// to the primary (503 when none is free in time).
+    pub async fn conn_for(
+        &self,
+        principal: &crate::auth::Principal,
+        scope: crate::auth::Scope,
+    ) -> Result<crate::db::DbConn, crate::error::ApiError> {
+        principal.require(scope)?;
+        crate::db::conn(&self.pool).await
+    }
+
     /// A connection for a read that may lag slightly behind writes: analytics, exports,
     /// FHIR searches and lists. The replica when configured and up, else the primary.
     pub async fn read_conn(&self) -> Result<crate::db::DbConn, crate::error::ApiError> {

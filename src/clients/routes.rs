@@ -103,8 +103,7 @@ pub async fn create_client(
 )]
 #[get("/clients")]
 pub async fn list_clients(principal: Principal, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    principal.require(Scope::OrgAdmin)?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.conn_for(&principal, Scope::OrgAdmin).await?;
     let rows = store::list(&mut conn, principal.org).await?;
     Ok(HttpResponse::Ok().json(ClientList {
         items: rows.into_iter().map(Client::from).collect(),
@@ -129,8 +128,7 @@ pub async fn get_client(
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    principal.require(Scope::OrgAdmin)?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.conn_for(&principal, Scope::OrgAdmin).await?;
     let row = store::find(&mut conn, principal.org, &store::ClientRef::parse(&id))
         .await?
         .ok_or(ApiError::NotFound)?;

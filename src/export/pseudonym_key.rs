@@ -29,8 +29,7 @@ pub struct Rotated {
 )]
 #[post("/pseudonym-key/rotate")]
 pub async fn rotate_pseudonym_key(principal: Principal, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    principal.require(Scope::OrgAdmin)?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.conn_for(&principal, Scope::OrgAdmin).await?;
     rotate_pseudonym_secret(&mut conn, principal.org).await?;
     audit::record(
         &mut conn,

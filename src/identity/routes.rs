@@ -120,8 +120,7 @@ pub async fn create_provider(
 )]
 #[get("/identity-providers")]
 pub async fn list_providers(principal: Principal, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    principal.require(Scope::OrgAdmin)?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.conn_for(&principal, Scope::OrgAdmin).await?;
     let items = store::list(&mut conn, principal.org).await?;
     Ok(HttpResponse::Ok().json(ProviderList { items }))
 }
@@ -145,8 +144,7 @@ pub async fn get_provider(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
 ) -> ApiResult<HttpResponse> {
-    principal.require(Scope::OrgAdmin)?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.conn_for(&principal, Scope::OrgAdmin).await?;
     let row = store::find(&mut conn, principal.org, *id)
         .await?
         .ok_or(ApiError::NotFound)?;

@@ -120,8 +120,7 @@ async fn change_status(
     path: VersionPath,
     to: InstrumentStatus,
 ) -> ApiResult<HttpResponse> {
-    principal.require(Scope::InstrumentsWrite)?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.conn_for(&principal, Scope::InstrumentsWrite).await?;
     let org = principal.org;
     let row = service::change_status(&mut conn, Actor::Caller(&principal), org, &path.key, path.v, to).await?;
     let slug = org_slug(&mut conn, org).await?;

@@ -66,8 +66,7 @@ pub async fn create_organization(
 )]
 #[get("/organizations")]
 pub async fn list_organizations(principal: Principal, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    principal.require(Scope::PlatformAdmin)?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.conn_for(&principal, Scope::PlatformAdmin).await?;
     let rows = store::list(&mut conn).await?;
     Ok(HttpResponse::Ok().json(OrganizationList {
         items: rows.into_iter().map(Organization::from).collect(),

@@ -40,8 +40,7 @@ pub async fn create_response(
     state: web::Data<AppState>,
     body: ApiJson<NewResponse>,
 ) -> ApiResult<HttpResponse> {
-    principal.require(Scope::ResponsesWrite)?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.conn_for(&principal, Scope::ResponsesWrite).await?;
     match service::ingest(&mut conn, &state.ingest, &principal, body.0, Source::Api).await? {
         Ingested::Created(row) => Ok(HttpResponse::Created()
             .insert_header(("Location", format!("/v1/responses/{}", row.id)))

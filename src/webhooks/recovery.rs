@@ -34,8 +34,7 @@ pub async fn enable_webhook(
     state: web::Data<AppState>,
     id: web::Path<crate::ids::WebhookId>,
 ) -> ApiResult<HttpResponse> {
-    principal.require(Scope::OrgAdmin)?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.conn_for(&principal, Scope::OrgAdmin).await?;
     let row = service::enable(&mut conn, Actor::Caller(&principal), principal.org, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(Webhook::from(row)))
 }

@@ -114,8 +114,7 @@ pub async fn create_webhook(
 )]
 #[get("/webhooks")]
 pub async fn list_webhooks(principal: Principal, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    principal.require(Scope::OrgAdmin)?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.conn_for(&principal, Scope::OrgAdmin).await?;
     let rows = store::list(&mut conn, principal.org).await?;
     Ok(HttpResponse::Ok().json(WebhookList {
         items: rows.into_iter().map(Webhook::from).collect(),
@@ -127,8 +126,7 @@ async fn endpoint_of(
     principal: &Principal,
     id: crate::ids::WebhookId,
 ) -> ApiResult<store::EndpointRow> {
-    principal.require(Scope::OrgAdmin)?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.conn_for(principal, Scope::OrgAdmin).await?;
     store::find(&mut conn, principal.org, id)
         .await?
         .ok_or(ApiError::NotFound)
@@ -174,8 +172,7 @@ pub async fn delete_webhook(
     state: web::Data<AppState>,
     id: web::Path<crate::ids::WebhookId>,
 ) -> ApiResult<HttpResponse> {
-    principal.require(Scope::OrgAdmin)?;
-    let mut conn = crate::db::conn(&state.pool).await?;
+    let mut conn = state.conn_for(&principal, Scope::OrgAdmin).await?;
     service::delete(&mut conn, Actor::Caller(&principal), principal.org, id.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -74,7 +74,8 @@ pub struct Alert {
     pub episode: Option<String>,
     pub instrument: String,
     pub instrument_version: i32,
-    pub rater: String,
+    #[schema(value_type = String)]
+    pub rater: crate::scoring::Rater,
     /// The response that raised it.
     pub response_id: Uuid,
     /// rupture `{from, to, drop, rule}`, below_cutoff `{total, cutoff, comparator}`,

@@ -24,7 +24,8 @@ pub struct AlertRow {
     pub episode: Option<String>,
     pub instrument_key: String,
     pub instrument_version: i32,
-    pub rater: String,
+    #[diesel(deserialize_as = crate::db::StoredRater)]
+    pub rater: crate::scoring::Rater,
     pub response_id: Uuid,
     pub detail: serde_json::Value,
     pub created_at: DateTime<Utc>,

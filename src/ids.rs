@@ -67,3 +67,47 @@ uuid_id!(
     /// A webhook endpoint.
     WebhookId
 );
+
+/// An API client's public identifier (`client_id`), the text it authenticates with and the
+/// name audit events carry. Unique across organisations (`client_directory`). It maps to a
+/// Postgres `text` and serialises as a plain string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, AsExpression, FromSqlRow, Serialize, Deserialize)]
+#[diesel(sql_type = sql_types::Text)]
+#[serde(transparent)]
+pub struct ClientId(String);
+
+impl ClientId {
+    /// A client id as stored or as signed into a token; checking that such a client exists is
+    /// the caller's job (the token endpoint and the `Principal` extractor do it).
+    pub fn new(id: impl Into<String>) -> Self {
+        ClientId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl ToSql<sql_types::Text, Pg> for ClientId {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <str as ToSql<sql_types::Text, Pg>>::to_sql(&self.0, out)
+    }
+}
+
+impl FromSql<sql_types::Text, Pg> for ClientId {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        <String as FromSql<sql_types::Text, Pg>>::from_sql(bytes).map(ClientId)
+    }
+}
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for ClientId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}

@@ -150,14 +150,14 @@ pub async fn acknowledge_alert(
     let org = principal.org;
     let row = conn
         .transaction::<_, ApiError, _>(async move |conn| {
-            let row = store::acknowledge(conn, org, id, &principal.client_id, note.as_deref())
+            let row = store::acknowledge(conn, org, id, principal.client_id.as_str(), note.as_deref())
                 .await?
                 .ok_or(ApiError::NotFound)?;
             audit::record(
                 conn,
                 AuditEntry {
                     org,
-                    actor: &principal.client_id,
+                    actor: principal.client_id.as_str(),
                     action: crate::audit::AuditAction::AlertAcknowledged,
                     resource_type: "alert",
                     resource_id: Some(id.to_string()),

@@ -23,7 +23,7 @@ pub async fn record_read(
     writer
         .audit(crate::responses::writer::AuditRecord {
             org: principal.org,
-            actor: principal.client_id.clone(),
+            actor: principal.client_id.to_string(),
             action,
             resource_type: resource_type.to_string(),
             resource_id,
@@ -58,7 +58,7 @@ impl Actor<'_> {
     /// The name the audit event records.
     pub fn name(&self) -> &str {
         match self {
-            Actor::Caller(p) => &p.client_id,
+            Actor::Caller(p) => p.client_id.as_str(),
             Actor::Cli => "cli",
             Actor::System => "system",
         }

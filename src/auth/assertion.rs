@@ -95,13 +95,13 @@ pub async fn authenticate(
         v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         v.set_issuer(&[client.client_id.as_str()]);
         v.set_audience(&[token_url]);
-        v.sub = Some(client.client_id.clone());
+        v.sub = Some(client.client_id.to_string());
     })
     .map_err(|e| match e {
         VerifyError::Invalid(why) => invalid(format!("client_assertion refused: {why}")),
         other => invalid(other.to_string()),
     })?;
-    if claims.sub != client.client_id {
+    if claims.sub != client.client_id.as_str() {
         return Err(invalid("`sub` must be the client_id"));
     }
     if claims.exp > now_secs() + MAX_LIFETIME_SECS + LEEWAY_SECS {

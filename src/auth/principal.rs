@@ -2,7 +2,7 @@
 //! and the per-process memory of clients known not to be revoked. No web types: the web
 //! edge (`edge::authenticate`) makes a principal from a request.
 
-use crate::ids::OrgId;
+use crate::ids::{ClientId, OrgId};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -13,7 +13,9 @@ use crate::error::{ApiError, ApiResult};
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub org: OrgId,
-    pub client_id: String,
+    /// An API client's `client_id`; for a user signed in through an identity provider, the
+    /// actor name `idp:{provider id}:{sub}` that rate limits and the audit log use.
+    pub client_id: ClientId,
     pub scopes: Vec<Scope>,
 }
 
@@ -50,7 +52,7 @@ impl Principal {
 /// that revokes forgets at once.
 pub struct ClientStatusCache {
     ttl: Duration,
-    active_until: Mutex<HashMap<(OrgId, String), Instant>>,
+    active_until: Mutex<HashMap<(OrgId, ClientId), Instant>>,
 }
 
 impl ClientStatusCache {
@@ -61,15 +63,15 @@ impl ClientStatusCache {
         }
     }
 
-    pub fn is_known_active(&self, org: OrgId, client_id: &str) -> bool {
+    pub fn is_known_active(&self, org: OrgId, client_id: &ClientId) -> bool {
         let Ok(map) = self.active_until.lock() else {
             return false;
         };
-        map.get(&(org, client_id.to_string()))
+        map.get(&(org, client_id.clone()))
             .is_some_and(|until| *until > Instant::now())
     }
 
-    pub fn remember_active(&self, org: OrgId, client_id: &str) {
+    pub fn remember_active(&self, org: OrgId, client_id: &ClientId) {
         if self.ttl.is_zero() {
             return;
         }
@@ -78,13 +80,13 @@ impl ClientStatusCache {
                 let now = Instant::now();
                 map.retain(|_, until| *until > now);
             }
-            map.insert((org, client_id.to_string()), Instant::now() + self.ttl);
+            map.insert((org, client_id.clone()), Instant::now() + self.ttl);
         }
     }
 
-    pub fn forget(&self, org: OrgId, client_id: &str) {
+    pub fn forget(&self, org: OrgId, client_id: &ClientId) {
         if let Ok(mut map) = self.active_until.lock() {
-            map.remove(&(org, client_id.to_string()));
+            map.remove(&(org, client_id.clone()));
         }
     }
 }

@@ -2,7 +2,7 @@
 //! jsonwebtoken's defaults are lenient (60 s leeway, nbf unchecked, aud/iss optional):
 //! each of those is tightened here.
 
-use crate::ids::OrgId;
+use crate::ids::{ClientId, OrgId};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -67,13 +67,19 @@ impl JwtKeys {
         })
     }
 
-    pub fn issue(&self, client_id: &str, org: OrgId, scopes: &[Scope], ttl: Duration) -> Result<String, String> {
+    pub fn issue(&self, client_id: &ClientId, org: OrgId, scopes: &[Scope], ttl: Duration) -> Result<String, String> {
         self.issue_with_scope(client_id, org, &Scope::join(scopes), ttl)
     }
 
     /// A token whose `scope` claim is `scope` as given (rapport scopes and SMART aliases,
     /// which `Scope::parse_list` reads back).
-    pub fn issue_with_scope(&self, client_id: &str, org: OrgId, scope: &str, ttl: Duration) -> Result<String, String> {
+    pub fn issue_with_scope(
+        &self,
+        client_id: &ClientId,
+        org: OrgId,
+        scope: &str,
+        ttl: Duration,
+    ) -> Result<String, String> {
         let now = now_secs();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -122,7 +128,9 @@ mod tests {
     fn issued_tokens_verify() {
         let k = keys();
         let org = OrgId(uuid::Uuid::new_v4());
-        let t = k.issue("rc_x", org, &[Scope::Export], Duration::from_secs(60)).unwrap();
+        let t = k
+            .issue(&ClientId::new("rc_x"), org, &[Scope::Export], Duration::from_secs(60))
+            .unwrap();
         let c = k.verify(&t).unwrap();
         assert_eq!(c.sub, "rc_x");
         assert_eq!(c.org, org);
@@ -132,7 +140,12 @@ mod tests {
     #[test]
     fn other_keys_and_audiences_fail() {
         let t = keys()
-            .issue("rc_x", OrgId(uuid::Uuid::new_v4()), &[], Duration::from_secs(60))
+            .issue(
+                &ClientId::new("rc_x"),
+                OrgId(uuid::Uuid::new_v4()),
+                &[],
+                Duration::from_secs(60),
+            )
             .unwrap();
         assert!(
             JwtKeys::new(&[8u8; 32], "rapport", "rapport-api")

@@ -3,6 +3,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::ids::ClientId;
+
 use crate::auth::Scope;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -26,7 +28,8 @@ pub struct NewClient {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Client {
     pub id: Uuid,
-    pub client_id: String,
+    #[schema(value_type = String)]
+    pub client_id: ClientId,
     pub name: String,
     pub scopes: Vec<Scope>,
     pub created_at: DateTime<Utc>,
@@ -45,7 +48,8 @@ pub struct Client {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedClient {
     pub id: Uuid,
-    pub client_id: String,
+    #[schema(value_type = String)]
+    pub client_id: ClientId,
     /// Only for `client_secret_basic` clients.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,

@@ -1,4 +1,4 @@
-use crate::ids::OrgId;
+use crate::ids::{ClientId, OrgId};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -13,7 +13,7 @@ use crate::schema::{api_clients, client_directory};
 pub struct ClientRow {
     pub org_id: OrgId,
     pub id: Uuid,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub secret_hash: Option<String>,
     pub name: String,
     pub scopes: Vec<String>,
@@ -221,7 +221,7 @@ pub async fn find_by_client_id(conn: &mut AsyncPgConnection, client_id: &str) ->
         .optional()
 }
 
-pub async fn is_active(conn: &mut AsyncPgConnection, org: OrgId, client_id: &str) -> QueryResult<bool> {
+pub async fn is_active(conn: &mut AsyncPgConnection, org: OrgId, client_id: &ClientId) -> QueryResult<bool> {
     let found: Option<Uuid> = api_clients::table
         .filter(api_clients::org_id.eq(org))
         .filter(api_clients::client_id.eq(client_id))

@@ -11,6 +11,7 @@ use futures_util::future::LocalBoxFuture;
 use crate::auth::token::{MAX_AUTHORIZATION_BYTES, TokenError};
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult};
+use crate::ids::ClientId;
 use crate::state::AppState;
 
 fn unauthorized(detail: &str) -> ApiError {
@@ -54,7 +55,7 @@ async fn external(state: &AppState, token: &str) -> ApiResult<Principal> {
         .ok_or_else(|| unauthorized("invalid or expired token: no identity provider has its issuer"))?;
     Ok(Principal {
         org,
-        client_id: subject,
+        client_id: ClientId::new(subject),
         scopes,
     })
 }
@@ -101,16 +102,17 @@ async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal> {
         TokenError::Invalid(_) => unauthorized("invalid or expired token"),
     })?;
     let scopes = Scope::parse_list(&claims.scope).map_err(|_| unauthorized("invalid token scope"))?;
-    if !state.client_status.is_known_active(claims.org, &claims.sub) {
+    let client_id = ClientId::new(claims.sub);
+    if !state.client_status.is_known_active(claims.org, &client_id) {
         let mut conn = crate::db::conn(&state.pool).await?;
-        if !crate::clients::store::is_active(&mut conn, claims.org, &claims.sub).await? {
+        if !crate::clients::store::is_active(&mut conn, claims.org, &client_id).await? {
             return Err(unauthorized("client revoked or unknown"));
         }
-        state.client_status.remember_active(claims.org, &claims.sub);
+        state.client_status.remember_active(claims.org, &client_id);
     }
     Ok(Principal {
         org: claims.org,
-        client_id: claims.sub,
+        client_id,
         scopes,
     })
 }

@@ -35,7 +35,7 @@ pub async fn rotate_pseudonym_key(principal: Principal, state: web::Data<AppStat
         &mut conn,
         AuditEntry {
             org: principal.org,
-            actor: &principal.client_id,
+            actor: principal.client_id.as_str(),
             action: crate::audit::AuditAction::PseudonymKeyRotated,
             resource_type: "export",
             resource_id: None,

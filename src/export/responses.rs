@@ -433,7 +433,7 @@ pub async fn export_responses(
         &mut conn,
         AuditEntry {
             org: principal.org,
-            actor: &principal.client_id,
+            actor: principal.client_id.as_str(),
             action: crate::audit::AuditAction::ResponsesExported,
             resource_type: "export",
             resource_id: None,

@@ -25,7 +25,8 @@ pub struct Organization {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IssuedCredentials {
-    pub client_id: String,
+    #[schema(value_type = String)]
+    pub client_id: crate::ids::ClientId,
     pub client_secret: String,
     pub scopes: Vec<Scope>,
 }

@@ -119,7 +119,7 @@ async fn store_rows(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut stored = store::insert_batch_audited(conn, principal.org, &principal.client_id, rows).await?;
+    let mut stored = store::insert_batch_audited(conn, principal.org, principal.client_id.as_str(), rows).await?;
     let unresolved: Vec<String> = rows
         .iter()
         .zip(&stored)

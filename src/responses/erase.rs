@@ -141,7 +141,7 @@ pub async fn erase_patient(
                 conn,
                 AuditEntry {
                     org,
-                    actor: &principal.client_id,
+                    actor: principal.client_id.as_str(),
                     action: crate::audit::AuditAction::PatientErased,
                     resource_type: "patient",
                     resource_id: Some(pseudonym.clone()),

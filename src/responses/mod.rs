@@ -50,7 +50,7 @@ pub async fn ingest_one(
         row.external_id.clone(),
         row.payload_hash.clone(),
     );
-    if let Some(created) = writer.insert(row, &principal.client_id).await? {
+    if let Some(created) = writer.insert(row, principal.client_id.as_str()).await? {
         return Ok(Ingested::Created(created));
     }
     let external_id = external_id.unwrap_or_default();

@@ -222,7 +222,7 @@ fn into_row(
         external_system: body.external_system,
         payload_hash,
         source,
-        created_by: principal.client_id.clone(),
+        created_by: principal.client_id.to_string(),
         scored: ScoreColumns {
             total: score.as_ref().map(|s| s.total),
             mean: score.as_ref().map(|s| s.mean),

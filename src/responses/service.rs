@@ -103,7 +103,7 @@ pub async fn void(
                 conn,
                 AuditEntry {
                     org,
-                    actor: &actor,
+                    actor: actor.as_str(),
                     action: crate::audit::AuditAction::ResponseVoided,
                     resource_type: "response",
                     resource_id: Some(id.to_string()),
@@ -178,7 +178,7 @@ pub async fn amend(
                 conn,
                 AuditEntry {
                     org,
-                    actor: &actor,
+                    actor: actor.as_str(),
                     action: crate::audit::AuditAction::ResponseAmended,
                     resource_type: "response",
                     resource_id: Some(id.to_string()),

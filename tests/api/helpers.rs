@@ -162,7 +162,12 @@ impl TestApp {
 
     /// A token minted with the test signing key, as the token endpoint would issue it;
     /// None when the app runs with a generated key (then only the endpoint can issue).
-    async fn mint(&self, client_id: &str, org: rapport::ids::OrgId, scopes: &[rapport::auth::Scope]) -> Option<String> {
+    async fn mint(
+        &self,
+        client_id: &rapport::ids::ClientId,
+        org: rapport::ids::OrgId,
+        scopes: &[rapport::auth::Scope],
+    ) -> Option<String> {
         let secret = self.settings.jwt_secret.as_ref()?;
         let keys = rapport::auth::JwtKeys::new(
             secret.as_bytes(),
@@ -194,7 +199,10 @@ impl TestApp {
         if self.settings.bootstrap_client_id.as_deref() == Some(ADMIN_ID) {
             let mut conn = self.db().await;
             let org = self.default_org(&mut conn).await;
-            if let Some(token) = self.mint(ADMIN_ID, org, &rapport::auth::Scope::ALL).await {
+            if let Some(token) = self
+                .mint(&rapport::ids::ClientId::new(ADMIN_ID), org, &rapport::auth::Scope::ALL)
+                .await
+            {
                 return token;
             }
         }

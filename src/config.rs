@@ -63,6 +63,18 @@ pub struct Settings {
     pub rate_limit_per_minute: u32,
     /// `RAPPORT_WRITE_BATCH`: the most single responses one group commit writes (default 256).
     pub write_batch: usize,
+    /// `RAPPORT_CITUS`: `auto` (distribute the schema when the database has the citus
+    /// extension and an active worker), `require` (wait up to 60 s for both, else refuse to
+    /// start) or `off`.
+    pub citus: CitusMode,
+}
+
+/// What rapport does about Citus at start (`RAPPORT_CITUS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CitusMode {
+    Auto,
+    Require,
+    Off,
 }
 
 /// The Standard Webhooks retry schedule (seconds before each retry).
@@ -130,6 +142,7 @@ impl Default for Settings {
             outbox_workers: 2,
             rate_limit_per_minute: 6000,
             write_batch: 256,
+            citus: CitusMode::Auto,
         }
     }
 }
@@ -236,6 +249,19 @@ impl Settings {
         }
         if let Some(v) = non_empty("RAPPORT_WRITE_BATCH") {
             s.write_batch = parse_positive("RAPPORT_WRITE_BATCH", &v)?;
+        }
+        if let Some(v) = non_empty("RAPPORT_CITUS") {
+            s.citus = match v.trim() {
+                "auto" => CitusMode::Auto,
+                "require" => CitusMode::Require,
+                "off" => CitusMode::Off,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "RAPPORT_CITUS",
+                        problem: "must be auto, require or off".into(),
+                    });
+                }
+            };
         }
         if let Some(v) = non_empty("RAPPORT_WEBHOOK_RETRY_SECS") {
             s.webhook_retry = parse_schedule("RAPPORT_WEBHOOK_RETRY_SECS", &v)?;

@@ -13,6 +13,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::config::Settings;
 use crate::error::ApiError;
 
+pub mod citus;
 mod json_text;
 mod prepared;
 pub use json_text::JsonText;
@@ -159,6 +160,14 @@ pub async fn ensure_database(database_url: &str) -> Result<(), BoxError> {
         .get_result(&mut admin)
         .await?;
     if !found.exists {
+        if citus::server_preloads_citus(&mut admin).await? {
+            return Err(format!(
+                "database {name} does not exist and the server preloads Citus: create it on the coordinator and \
+                 every worker, with CREATE EXTENSION citus in each, and register the workers; rapport does not \
+                 create a distributed database"
+            )
+            .into());
+        }
         match diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(&name)))
             .execute(&mut admin)
             .await

@@ -81,7 +81,8 @@ async fn run() -> Result<(), BoxError> {
         Command::Migrate => {
             rapport::db::ensure_database(&settings.database_url).await?;
             rapport::db::run_migrations(&settings.database_url).await?;
-            println!("migrations applied");
+            let engine = rapport::db::citus::prepare(&settings.database_url, settings.citus).await?;
+            println!("migrations applied ({})", engine.as_str());
             Ok(())
         }
         Command::Openapi => Ok(()),

@@ -36,6 +36,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, BoxError> {
         db::ensure_database(&settings.database_url).await?;
         db::run_migrations(&settings.database_url).await?;
+        let engine = db::citus::prepare(&settings.database_url, settings.citus).await?;
         let pool = db::create_pool(&settings)?;
         let mut conn = pool.get().await?;
         let secret = match &settings.jwt_secret {
@@ -64,6 +65,10 @@ impl Application {
             metrics.write_group_size.clone(),
         );
         let read_pool = match &settings.database_read_url {
+            Some(_) if engine == db::citus::Engine::Citus => {
+                log::warn!("DATABASE_READ_URL is ignored on Citus: a replica of the coordinator holds no shards");
+                None
+            }
             Some(url) => Some(db::ReadPool::new(db::create_pool(&Settings {
                 database_url: url.clone(),
                 ..settings.clone()
@@ -94,6 +99,7 @@ impl Application {
             client_status: ClientStatusCache::new(settings.client_status_ttl),
             metrics,
             migration_versions: db::embedded_migration_versions(),
+            engine,
             ingest: crate::responses::service::IngestContext {
                 builtins: builtins.clone(),
                 writer: writer.clone(),

@@ -17,6 +17,8 @@ pub struct AppState {
     pub client_status: ClientStatusCache,
     pub metrics: Metrics,
     pub migration_versions: Vec<String>,
+    /// Postgres or Citus, as decided at start (`db::citus::prepare`).
+    pub engine: crate::db::citus::Engine,
     pub builtins: Arc<crate::instruments::builtin::BuiltinCatalogue>,
     pub norms: Arc<crate::norms::NormsCache>,
     /// The outbox worker's organisation norms (see `alerts::AlertEvaluator`): erasure

@@ -16,6 +16,13 @@ pub struct Health {
     /// Readiness only, with `DATABASE_READ_URL`: `ready`, `behind ...` or `unavailable ...`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
+    /// Readiness only: `postgres` or `citus`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// Readiness on Citus: the active primary worker nodes that hold shards (the coordinator
+    /// not counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub citus_workers: Option<i64>,
 }
 
 /// Liveness: the process is up (no database check).
@@ -26,6 +33,8 @@ pub async fn healthz() -> HttpResponse {
         status: "ok".into(),
         primary: None,
         replica: None,
+        engine: None,
+        citus_workers: None,
     })
 }
 
@@ -55,10 +64,19 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
             .to_string(),
         ),
     };
+    let citus_workers = match state.engine {
+        crate::db::citus::Engine::Postgres => None,
+        crate::db::citus::Engine::Citus => {
+            let mut conn = crate::db::conn(&state.pool).await?;
+            crate::db::citus::workers(&mut conn).await?
+        }
+    };
     Ok(HttpResponse::Ok().json(Health {
         status: "ready".into(),
         primary: Some("ready".into()),
         replica,
+        engine: Some(state.engine.as_str().into()),
+        citus_workers,
     }))
 }
 

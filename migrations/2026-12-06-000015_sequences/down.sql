@@ -1,0 +1,19 @@
+ALTER TABLE audit_events ALTER COLUMN seq DROP DEFAULT;
+DROP SEQUENCE audit_events_seq_seq;
+DO $$ BEGIN EXECUTE format('ALTER TABLE audit_events ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (START WITH %s)', COALESCE((SELECT max(seq) FROM audit_events), 0) + 1); END $$;
+
+ALTER TABLE responses ALTER COLUMN seq DROP DEFAULT;
+DROP SEQUENCE responses_seq_seq;
+DO $$ BEGIN EXECUTE format('ALTER TABLE responses ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (START WITH %s)', COALESCE((SELECT max(seq) FROM responses), 0) + 1); END $$;
+
+ALTER TABLE outbox_events ALTER COLUMN seq DROP DEFAULT;
+DROP SEQUENCE outbox_events_seq_seq;
+DO $$ BEGIN EXECUTE format('ALTER TABLE outbox_events ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (START WITH %s)', COALESCE((SELECT max(seq) FROM outbox_events), 0) + 1); END $$;
+
+ALTER TABLE alerts ALTER COLUMN seq DROP DEFAULT;
+DROP SEQUENCE alerts_seq_seq;
+DO $$ BEGIN EXECUTE format('ALTER TABLE alerts ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (START WITH %s)', COALESCE((SELECT max(seq) FROM alerts), 0) + 1); END $$;
+
+ALTER TABLE webhook_deliveries ALTER COLUMN seq DROP DEFAULT;
+DROP SEQUENCE webhook_deliveries_seq_seq;
+DO $$ BEGIN EXECUTE format('ALTER TABLE webhook_deliveries ALTER COLUMN seq ADD GENERATED ALWAYS AS IDENTITY (START WITH %s)', COALESCE((SELECT max(seq) FROM webhook_deliveries), 0) + 1); END $$;

@@ -16,8 +16,10 @@ use crate::error::ApiError;
 pub mod citus;
 mod json_text;
 mod prepared;
+mod rotation;
 pub use json_text::JsonText;
 pub use prepared::Prepared;
+pub use rotation::OrgRotation;
 
 pub type DbPool = Pool<AsyncPgConnection>;
 pub type DbConn = Object<AsyncPgConnection>;

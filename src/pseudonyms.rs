@@ -37,7 +37,7 @@ pub async fn rotate_pseudonym_secret(conn: &mut AsyncPgConnection, org: OrgId) -
         .do_update()
         .set((
             pseudonym_keys::secret.eq(&fresh),
-            pseudonym_keys::created_at.eq(diesel::dsl::now),
+            pseudonym_keys::created_at.eq(chrono::Utc::now()),
         ))
         .execute(conn)
         .await?;

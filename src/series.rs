@@ -47,14 +47,23 @@ impl<'a> SeriesArrays<'a> {
         arrays
     }
 
-    /// `sql` (a fixed text) with the four arrays bound as `$1`..`$4`.
+    /// `sql` (a fixed text) with the four arrays bound as `$1`..`$4` and the organisation of
+    /// the keys as `$5`: every query names it besides the arrays, so that on Citus it goes to
+    /// that organisation's shards alone (the keys are one organisation's: the outbox worker
+    /// takes its events one organisation at a time).
     pub fn query(&self, sql: &str) -> crate::db::Prepared<'_> {
         use diesel::sql_types::Array;
+        debug_assert!(
+            self.orgs.windows(2).all(|w| w.first() == w.last()),
+            "series of one organisation"
+        );
+        let org = <[Uuid]>::first(&self.orgs).copied().unwrap_or_default();
         crate::db::Prepared::new(sql)
             .bind::<Array<SqlUuid>, _>(&self.orgs)
             .bind::<Array<Text>, _>(&self.patients)
             .bind::<Array<Text>, _>(&self.instruments)
             .bind::<Array<Text>, _>(&self.raters)
+            .bind::<SqlUuid, _>(org)
     }
 }
 

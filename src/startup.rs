@@ -92,6 +92,7 @@ impl Application {
                 }),
                 Box::new(crate::webhooks::consumer::WebhookMessages),
             ],
+            rotation: Default::default(),
         });
         let state = web::Data::new(AppState {
             read_pool,
@@ -137,6 +138,7 @@ impl Application {
             allow_private: settings.webhook_allow_private,
             attempts: state.metrics.webhook_attempts(),
             retention: settings.event_retention,
+            rotation: Default::default(),
         });
         for _ in 0..crate::webhooks::deliver::WORKERS {
             tokio::spawn(crate::webhooks::deliver::run(delivery.clone()));

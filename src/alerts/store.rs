@@ -103,7 +103,7 @@ pub async fn series_many(
          FROM {SERIES}
          JOIN responses r ON r.org_id = s.org_id AND r.patient = s.patient
             AND r.instrument_key = s.instrument_key AND r.rater = s.rater
-         WHERE r.status = 'active' AND (r.total IS NOT NULL OR cardinality(r.flags) > 0)
+         WHERE r.org_id = $5 AND r.status = 'active' AND (r.total IS NOT NULL OR cardinality(r.flags) > 0)
          ORDER BY s.ord, r.administered_at, r.seq"
         ))
         .load(conn)
@@ -114,6 +114,7 @@ pub async fn series_many(
          FROM {SERIES}
          JOIN alerts a ON a.org_id = s.org_id AND a.patient = s.patient
             AND a.instrument_key = s.instrument_key AND a.rater = s.rater
+         WHERE a.org_id = $5
          GROUP BY s.ord"
         ))
         .load(conn)
@@ -187,7 +188,7 @@ pub async fn upsert(conn: &mut AsyncPgConnection, key: &SeriesKey, a: &Upsert<'_
          INSERT INTO alerts (org_id, id, kind, status, patient, clinician, episode, instrument_key,
             instrument_version, rater, response_id, fingerprint, detail, resolved_at, resolved_by_response_id)
          VALUES ($1, gen_random_uuid(), $2, CASE WHEN $12::uuid IS NULL THEN 'open' ELSE 'resolved' END, $3, $4, $5,
-            $6, $7, $8, $9, $10, $11, CASE WHEN $12::uuid IS NULL THEN NULL ELSE now() END, $12)
+            $6, $7, $8, $9, $10, $11, CASE WHEN $12::uuid IS NULL THEN NULL ELSE $13 END, $12)
          ON CONFLICT (org_id, fingerprint) DO UPDATE SET
             detail = EXCLUDED.detail,
             clinician = EXCLUDED.clinician,
@@ -202,7 +203,7 @@ pub async fn upsert(conn: &mut AsyncPgConnection, key: &SeriesKey, a: &Upsert<'_
                 WHEN EXCLUDED.resolved_by_response_id IS NULL THEN NULL
                 WHEN alerts.resolved_by_response_id IS NOT DISTINCT FROM EXCLUDED.resolved_by_response_id
                     THEN alerts.resolved_at
-                ELSE now() END,
+                ELSE $13 END,
             resolved_by_response_id = EXCLUDED.resolved_by_response_id
          RETURNING alerts.*, (SELECT status FROM before) AS previous_status",
     )
@@ -218,6 +219,8 @@ pub async fn upsert(conn: &mut AsyncPgConnection, key: &SeriesKey, a: &Upsert<'_
     .bind::<Text, _>(a.fingerprint)
     .bind::<Jsonb, _>(a.detail)
     .bind::<Nullable<SqlUuid>, _>(a.resolved_by)
+    // The time as a value, not `now()`: Citus takes only immutable functions in DO UPDATE.
+    .bind::<diesel::sql_types::Timestamptz, _>(chrono::Utc::now())
     .get_result(conn)
     .await
 }

@@ -178,7 +178,7 @@ pub async fn refresh_clinician_series(
     keys.query(
         "DELETE FROM clinician_series c
          USING unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS k(org_id, patient, instrument_key, rater)
-         WHERE c.org_id = k.org_id AND c.patient = k.patient AND c.instrument_key = k.instrument_key
+         WHERE c.org_id = $5 AND c.org_id = k.org_id AND c.patient = k.patient AND c.instrument_key = k.instrument_key
            AND c.rater = k.rater",
     )
     .execute(conn)
@@ -191,7 +191,7 @@ pub async fn refresh_clinician_series(
          JOIN unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS k(org_id, patient, instrument_key, rater)
            ON r.org_id = k.org_id AND r.patient = k.patient AND r.instrument_key = k.instrument_key
           AND r.rater = k.rater
-         WHERE r.status = 'active' AND r.total IS NOT NULL AND r.clinician IS NOT NULL
+         WHERE r.org_id = $5 AND r.status = 'active' AND r.total IS NOT NULL AND r.clinician IS NOT NULL
          GROUP BY r.org_id, r.instrument_key, r.rater, r.clinician, r.patient"
     ))
     .execute(conn)

@@ -92,7 +92,7 @@ pub async fn upsert_builtin(
         .do_update()
         .set((
             builtin::definition.eq(&definition),
-            builtin::updated_at.eq(diesel::dsl::now),
+            builtin::updated_at.eq(chrono::Utc::now()),
         ))
         .execute(conn)
         .await?;

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel_async::AsyncConnection as _;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use rand::Rng as _;
 
 use super::signature;
 use super::store::{self, Claimed, Outcome};
 use crate::db::DbPool;
 use crate::error::ApiError;
+use crate::ids::OrgId;
 use crate::outbound::{self as target, CheckedResolver};
 
 /// Deliveries taken at once by one worker (sent concurrently).
@@ -37,6 +38,8 @@ pub struct DeliveryEnvironment {
     pub attempts: prometheus::IntCounterVec,
     /// How long kept events stay for replays (`RAPPORT_EVENT_RETENTION_DAYS`).
     pub retention: Duration,
+    /// The order organisations are served in.
+    pub rotation: crate::db::OrgRotation,
 }
 
 /// How often a delivery worker forgets kept events past their retention.
@@ -80,12 +83,26 @@ pub async fn run(env: Arc<DeliveryEnvironment>) {
     }
 }
 
-/// Sends every due delivery this worker could take, in one transaction that holds their
-/// row locks until the outcomes are recorded; returns how many it took.
+/// Sends every due delivery this worker could take, one organisation after another (in a
+/// rotating order), each in one transaction that holds their row locks until the outcomes
+/// are recorded; returns how many it took.
 pub async fn deliver_due(env: &DeliveryEnvironment) -> Result<usize, ApiError> {
     let mut conn = crate::db::conn(&env.pool).await?;
+    let orgs = store::organisations_with_due_deliveries(&mut conn).await?;
+    let mut taken = 0;
+    for org in env.rotation.round(orgs) {
+        taken += deliver_due_of(env, &mut conn, org).await?;
+    }
+    Ok(taken)
+}
+
+async fn deliver_due_of(
+    env: &DeliveryEnvironment,
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+) -> Result<usize, ApiError> {
     conn.transaction::<_, ApiError, _>(async |conn| {
-        let claimed = store::claim(conn, BATCH).await?;
+        let claimed = store::claim(conn, org, BATCH).await?;
         let attempts: Vec<_> = claimed
             .iter()
             .map(|c| attempt(&env.client, c, &env.retry, env.allow_private))

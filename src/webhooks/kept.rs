@@ -116,7 +116,7 @@ pub async fn replay(
             .set((
                 webhook_deliveries::status.eq("pending"),
                 webhook_deliveries::attempts.eq(0),
-                webhook_deliveries::next_attempt_at.eq(diesel::dsl::now),
+                webhook_deliveries::next_attempt_at.eq(Utc::now()),
                 webhook_deliveries::last_status.eq(None::<i32>),
                 webhook_deliveries::last_error.eq(None::<String>),
                 webhook_deliveries::delivered_at.eq(None::<DateTime<Utc>>),

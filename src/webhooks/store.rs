@@ -283,23 +283,35 @@ pub struct Claimed {
     pub previous_secret: Option<String>,
 }
 
-/// Takes up to `limit` due deliveries of any organisation and locks them (`SKIP LOCKED`:
+/// The organisations that have a delivery due now.
+pub async fn organisations_with_due_deliveries(conn: &mut AsyncPgConnection) -> QueryResult<Vec<OrgId>> {
+    webhook_deliveries::table
+        .filter(webhook_deliveries::status.eq("pending"))
+        .filter(webhook_deliveries::next_attempt_at.le(diesel::dsl::now))
+        .select(webhook_deliveries::org_id)
+        .distinct()
+        .load(conn)
+        .await
+}
+
+/// Takes up to `limit` due deliveries of one organisation and locks them (`SKIP LOCKED`:
 /// one another worker holds is left to it). The caller holds the lock, in its transaction,
 /// while it sends them and records the outcomes: when its instance dies, the lock goes
 /// with the connection and another worker sends them again at once.
-pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Claimed>> {
+pub async fn claim(conn: &mut AsyncPgConnection, org: OrgId, limit: i64) -> QueryResult<Vec<Claimed>> {
     crate::db::Prepared::new(
         "SELECT d.org_id, d.id, d.endpoint_id, d.event_id, d.body, d.attempts, e.url,
             e.status AS endpoint_status, e.secret,
             CASE WHEN e.previous_secret_expires_at > now() THEN e.previous_secret END AS previous_secret
          FROM webhook_deliveries d
          JOIN webhook_endpoints e ON e.org_id = d.org_id AND e.id = d.endpoint_id
-         WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+         WHERE d.org_id = $2 AND d.status = 'pending' AND d.next_attempt_at <= now()
          ORDER BY d.next_attempt_at
          LIMIT $1
          FOR UPDATE OF d SKIP LOCKED",
     )
     .bind::<BigInt, _>(limit)
+    .bind::<diesel::sql_types::Uuid, _>(org)
     .load(conn)
     .await
 }

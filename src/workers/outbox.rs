@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::db::DbPool;
 use crate::error::ApiError;
+use crate::ids::OrgId;
 use crate::outbox::{Batch, Consumer, OutboxEvent};
 use crate::schema::outbox_events;
 use crate::series::{SeriesArrays, SeriesKey};
@@ -31,11 +32,13 @@ const IDLE: Duration = Duration::from_millis(100);
 /// an alert's delay.
 const GATHER: Duration = Duration::from_millis(50);
 
-/// What an outbox worker uses: its pool, its counter and its consumers, in order.
+/// What an outbox worker uses: its pool, its counter, its consumers (in order) and the order
+/// organisations are served in.
 pub struct OutboxEnvironment {
     pub pool: DbPool,
     pub processed: prometheus::IntCounter,
     pub consumers: Vec<Box<dyn Consumer>>,
+    pub rotation: crate::db::OrgRotation,
 }
 
 /// Runs until the process ends.
@@ -58,13 +61,33 @@ pub async fn run(env: Arc<OutboxEnvironment>) {
     }
 }
 
-/// Takes up to `BATCH` pending events (and the other pending events of their series), hands
-/// them to every consumer and marks them processed, in one transaction. Returns how many
-/// events it processed.
+/// For every organisation with pending events (in a rotating order): takes up to `BATCH` of
+/// its pending events (and the other pending events of their series), hands them to every
+/// consumer and marks them processed, in one transaction. Returns how many events it
+/// processed.
 pub async fn process_pending(env: &OutboxEnvironment) -> Result<usize, ApiError> {
     let mut conn = crate::db::conn(&env.pool).await?;
+    let orgs: Vec<OrgId> = outbox_events::table
+        .filter(outbox_events::processed_at.is_null())
+        .select(outbox_events::org_id)
+        .distinct()
+        .load(&mut conn)
+        .await?;
+    let mut processed = 0;
+    for org in env.rotation.round(orgs) {
+        processed += process_pending_of(env, &mut conn, org).await?;
+    }
+    Ok(processed)
+}
+
+async fn process_pending_of(
+    env: &OutboxEnvironment,
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+) -> Result<usize, ApiError> {
     conn.transaction::<_, ApiError, _>(async move |conn| {
         let mut events: Vec<OutboxEvent> = outbox_events::table
+            .filter(outbox_events::org_id.eq(org))
             .filter(outbox_events::processed_at.is_null())
             .order(outbox_events::seq.asc())
             .limit(BATCH)
@@ -127,7 +150,7 @@ async fn pending_of(conn: &mut AsyncPgConnection, series: &BTreeSet<SeriesKey>) 
              FROM outbox_events e
              JOIN unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS s(org_id, patient, instrument_key, rater)
                ON e.org_id = s.org_id AND e.patient = s.patient AND e.instrument_key = s.instrument_key AND e.rater = s.rater
-             WHERE e.processed_at IS NULL
+             WHERE e.org_id = $5 AND e.processed_at IS NULL
              FOR UPDATE OF e SKIP LOCKED",
         )
         .load(conn)

@@ -1,21 +1,15 @@
 //! Citus readiness, read from the migrated schema: every tenant table is distributable by
 //! `org_id` (in its primary key, in every unique constraint, and on both sides of every
 //! foreign key between tenant tables); every other table is on the explicit list of
-//! reference (global) tables. A new table must be put on one side or the other.
+//! reference (global) tables (`db::citus::REFERENCE_TABLES`, the list rapport distributes
+//! by). A new table must be put on one side or the other.
 
 use diesel::sql_types::{Array, Text};
 use diesel_async::RunQueryDsl;
 
 use crate::helpers::TestApp;
 
-/// Global tables: small, read everywhere, replicated to every node by Citus.
-pub const REFERENCE_TABLES: [&str; 5] = [
-    "organizations",
-    "service_secrets",
-    "builtin_instrument_versions",
-    "client_directory",
-    "issuer_directory",
-];
+use rapport::db::citus::REFERENCE_TABLES;
 
 #[derive(diesel::QueryableByName, Debug)]
 struct Constraint {

@@ -15,14 +15,13 @@ pub const JWT_SECRET: &str = "test-signing-secret-that-is-long-enough-0123456789
 pub const ADMIN_ID: &str = "test-bootstrap-admin";
 pub const ADMIN_SECRET: &str = "test-bootstrap-secret";
 
-static SWEPT: OnceCell<()> = OnceCell::const_new();
-/// One migrated database per test process; each test's database is a copy of it.
-static TEMPLATE: OnceCell<String> = OnceCell::const_new();
 /// One argon2 hash per test process for fixture clients (their secret is never presented).
 static FIXTURE_HASH: OnceCell<String> = OnceCell::const_new();
 
 pub struct TestApp {
     pub address: String,
+    /// The database engine's hold on this test (the Citus tests run one at a time).
+    _turn: crate::backend::Turn,
     pub db_name: String,
     pub database_url: String,
     pub http: Client,
@@ -33,7 +32,7 @@ pub struct TestApp {
 pub fn test_settings(db_name: &str) -> Settings {
     Settings {
         bind: "127.0.0.1:0".into(),
-        database_url: format!("{SERVER_URL}/{db_name}"),
+        database_url: format!("{}/{db_name}", crate::backend::server_url()),
         pool_size: 4,
         jwt_secret: Some(JWT_SECRET.into()),
         bootstrap_client_id: Some(ADMIN_ID.into()),
@@ -54,35 +53,13 @@ pub fn unique_db_name() -> String {
     )
 }
 
-async fn admin_conn() -> AsyncPgConnection {
+pub async fn admin_conn() -> AsyncPgConnection {
     AsyncPgConnection::establish(&format!("{SERVER_URL}/postgres"))
         .await
         .expect("connect to the postgres database")
 }
 
-/// Drops `rapport_test_<pid>_*` databases whose process is no longer running.
-async fn sweep_stale_databases() {
-    #[derive(diesel::QueryableByName)]
-    struct Name {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        datname: String,
-    }
-    let mut conn = admin_conn().await;
-    let names: Vec<Name> = diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'rapport\\_test\\_%'")
-        .load(&mut conn)
-        .await
-        .unwrap_or_default();
-    for Name { datname } in names {
-        let pid = datname.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
-        if !alive {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"))
-                .execute(&mut conn)
-                .await;
-        }
-    }
-}
-
+/// Drops a database on the shared server (tests that make their own).
 pub fn drop_database_blocking(name: String) {
     // Drop runs inside the test's runtime: do the async work on a thread of its own.
     let _ = std::thread::spawn(move || {
@@ -99,40 +76,17 @@ pub fn drop_database_blocking(name: String) {
     .join();
 }
 
-/// Migrates this process's template database once (a copy per test is far cheaper than
-/// running every migration per test).
-async fn template_database() -> String {
-    let name = format!("rapport_test_{}_template", std::process::id());
-    let url = format!("{SERVER_URL}/{name}");
-    rapport::db::ensure_database(&url)
-        .await
-        .expect("create the template database");
-    rapport::db::run_migrations(&url)
-        .await
-        .expect("migrate the template database");
-    name
-}
-
-/// Creates `db_name` as a copy of the migrated template.
-async fn create_test_database(db_name: &str) {
-    let template = TEMPLATE.get_or_init(template_database).await;
-    let mut conn = admin_conn().await;
-    diesel::sql_query(format!("CREATE DATABASE \"{db_name}\" TEMPLATE \"{template}\""))
-        .execute(&mut conn)
-        .await
-        .expect("create the test database from the template");
-}
-
 impl TestApp {
     pub async fn spawn() -> TestApp {
         Self::spawn_with(|_| {}).await
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-        SWEPT.get_or_init(sweep_stale_databases).await;
+        let turn = crate::backend::Turn::take();
         let db_name = unique_db_name();
-        create_test_database(&db_name).await;
+        crate::backend::create_database(&db_name).await;
         let mut settings = test_settings(&db_name);
+        crate::backend::adjust(&mut settings);
         adjust(&mut settings);
         let app = rapport::Application::build(settings.clone())
             .await
@@ -145,6 +99,7 @@ impl TestApp {
             .build()
             .expect("http client");
         TestApp {
+            _turn: turn,
             address,
             database_url: settings.database_url.clone(),
             db_name,
@@ -347,7 +302,7 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         drop(self.handle.stop(false));
-        drop_database_blocking(self.db_name.clone());
+        crate::backend::drop_database_blocking(self.db_name.clone());
     }
 }
 

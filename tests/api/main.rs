@@ -7,6 +7,7 @@ mod alerts;
 mod alliance_outcome;
 mod analytics;
 mod auth;
+mod backend;
 mod builders;
 mod citus;
 mod console;

@@ -153,11 +153,9 @@ pub struct Upsert<'a> {
 }
 
 /// An alert after its upsert, with the status it had before (None: it is new).
-#[derive(Debug, QueryableByName)]
+#[derive(Debug)]
 pub struct Upserted {
-    #[diesel(embed)]
     pub alert: AlertRow,
-    #[diesel(sql_type = Nullable<Text>)]
     pub previous_status: Option<String>,
 }
 
@@ -182,10 +180,20 @@ impl Upserted {
 /// Brings one alert to what the series says: created open (or resolved), resolved when a
 /// resolving point exists, re-opened when that point went away, and left alone otherwise
 /// (acknowledgements stay). Applying the same state twice changes nothing.
+///
+/// The status before is read first, in the same transaction (the caller holds the series'
+/// evaluation lock): Citus takes no subquery in an INSERT.
 pub async fn upsert(conn: &mut AsyncPgConnection, key: &SeriesKey, a: &Upsert<'_>) -> QueryResult<Upserted> {
-    crate::db::Prepared::new(
-        "WITH before AS (SELECT status FROM alerts WHERE org_id = $1 AND fingerprint = $10)
-         INSERT INTO alerts (org_id, id, kind, status, patient, clinician, episode, instrument_key,
+    let previous_status: Option<String> = alerts::table
+        .filter(alerts::org_id.eq(key.org))
+        .filter(alerts::fingerprint.eq(a.fingerprint))
+        .select(alerts::status)
+        .first::<super::model::AlertStatus>(conn)
+        .await
+        .optional()?
+        .map(|status| status.as_str().to_string());
+    let alert: AlertRow = crate::db::Prepared::new(
+        "INSERT INTO alerts (org_id, id, kind, status, patient, clinician, episode, instrument_key,
             instrument_version, rater, response_id, fingerprint, detail, resolved_at, resolved_by_response_id)
          VALUES ($1, gen_random_uuid(), $2, CASE WHEN $12::uuid IS NULL THEN 'open' ELSE 'resolved' END, $3, $4, $5,
             $6, $7, $8, $9, $10, $11, CASE WHEN $12::uuid IS NULL THEN NULL ELSE $13 END, $12)
@@ -205,7 +213,7 @@ pub async fn upsert(conn: &mut AsyncPgConnection, key: &SeriesKey, a: &Upsert<'_
                     THEN alerts.resolved_at
                 ELSE $13 END,
             resolved_by_response_id = EXCLUDED.resolved_by_response_id
-         RETURNING alerts.*, (SELECT status FROM before) AS previous_status",
+         RETURNING alerts.*",
     )
     .bind::<SqlUuid, _>(key.org)
     .bind::<Text, _>(a.kind)
@@ -222,7 +230,8 @@ pub async fn upsert(conn: &mut AsyncPgConnection, key: &SeriesKey, a: &Upsert<'_
     // The time as a value, not `now()`: Citus takes only immutable functions in DO UPDATE.
     .bind::<diesel::sql_types::Timestamptz, _>(chrono::Utc::now())
     .get_result(conn)
-    .await
+    .await?;
+    Ok(Upserted { alert, previous_status })
 }
 
 /// Alerts of the series that it no longer calls for (their point was voided, or an earlier
@@ -299,7 +308,7 @@ pub async fn acknowledge(
     crate::db::Prepared::new(
         "UPDATE alerts SET
             status = CASE WHEN status = 'open' THEN 'acknowledged' ELSE status END,
-            acknowledged_at = COALESCE(acknowledged_at, now()),
+            acknowledged_at = COALESCE(acknowledged_at, $5),
             acknowledged_by = COALESCE(acknowledged_by, $3),
             note = COALESCE(note, $4)
          WHERE org_id = $1 AND id = $2
@@ -309,6 +318,8 @@ pub async fn acknowledge(
     .bind::<SqlUuid, _>(id)
     .bind::<Text, _>(actor)
     .bind::<Nullable<Text>, _>(note)
+    // The time as a value: Citus takes no `now()` inside COALESCE in an UPDATE.
+    .bind::<diesel::sql_types::Timestamptz, _>(chrono::Utc::now())
     .get_result(conn)
     .await
     .optional()

@@ -250,9 +250,16 @@ pub async fn lock_active_admins(conn: &mut AsyncPgConnection, org: OrgId) -> Que
 pub async fn revoke(conn: &mut AsyncPgConnection, org: OrgId, client: &ClientRef) -> QueryResult<Option<ClientRow>> {
     diesel::update(api_clients::table)
         .filter(named(org, client))
-        .set(api_clients::revoked_at.eq(diesel::dsl::sql::<
-            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-        >("COALESCE(revoked_at, now())")))
+        // The time as a value: Citus takes no `now()` inside COALESCE in an UPDATE.
+        .set(
+            api_clients::revoked_at.eq(
+                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>>(
+                    "COALESCE(revoked_at, ",
+                )
+                .bind::<diesel::sql_types::Timestamptz, _>(chrono::Utc::now())
+                .sql(")"),
+            ),
+        )
         .returning(ClientRow::as_returning())
         .get_result(conn)
         .await

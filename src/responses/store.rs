@@ -301,23 +301,20 @@ pub async fn insert_group_audited(
 
 /// Inserts a batch's rows (REST rows: no external_system; those whose external_id is stored
 /// are skipped), an outbox event per new row and one `responses.batch_created` audit event,
-/// in one statement (the skipped rows' stored twins by the unique key's index). Returns, in
-/// input order, what each row ended up as.
+/// in one statement; then the skipped rows' stored twins by the unique key's index (a second
+/// statement: Citus takes no lateral join to a distributed table beside these CTEs).
+/// Returns, in input order, what each row ended up as.
 pub async fn insert_batch_audited(
     conn: &mut AsyncPgConnection,
     org: OrgId,
     actor: &str,
     rows: &[&NewAdministrationRow],
 ) -> QueryResult<Vec<Stored>> {
-    use diesel::sql_types::{Bool, Bytea, Jsonb, Nullable, Text, Uuid as SqlUuid};
+    use diesel::sql_types::{Bool, Jsonb, Text, Uuid as SqlUuid};
     #[derive(QueryableByName)]
     struct Outcome {
         #[diesel(sql_type = Bool)]
         created: bool,
-        #[diesel(sql_type = Nullable<SqlUuid>)]
-        existing_id: Option<Uuid>,
-        #[diesel(sql_type = Nullable<Bytea>)]
-        existing_hash: Option<Vec<u8>>,
     }
     let outcomes: Vec<Outcome> = crate::db::Prepared::new(format!(
         "{}, audit AS (
@@ -326,17 +323,9 @@ pub async fn insert_batch_audited(
                 jsonb_build_object('created', count(*), 'ids', jsonb_agg(id))
             FROM ins HAVING count(*) > 0
          )
-         SELECT ins.id IS NOT NULL AS created, e.id AS existing_id, e.payload_hash AS existing_hash
+         SELECT ins.id IS NOT NULL AS created
          FROM input
          LEFT JOIN ins ON ins.id = input.id
-         LEFT JOIN LATERAL (
-            -- OFFSET 0 keeps this a subquery, so `ins.id IS NULL` gates it (a one-time
-            -- filter): only skipped rows look their twin up, not every row of the batch.
-            SELECT r.id, r.payload_hash FROM responses r
-            WHERE ins.id IS NULL AND r.org_id = input.org_id AND r.external_system IS NULL
-              AND r.external_id = input.external_id
-            OFFSET 0
-         ) e ON true
          ORDER BY input.ordinality",
         insert_ctes("id, org_id, patient, instrument_key, rater"),
         batch_created = crate::audit::action::AuditAction::ResponsesBatchCreated.as_str()
@@ -347,13 +336,31 @@ pub async fn insert_batch_audited(
     .bind::<Text, _>(actor)
     .load(conn)
     .await?;
+    let skipped: Vec<String> = rows
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| !o.created)
+        .filter_map(|(row, _)| row.external_id.clone())
+        .collect();
+    let twins: std::collections::HashMap<String, (Uuid, Vec<u8>)> = if skipped.is_empty() {
+        Default::default()
+    } else {
+        by_external_ids(conn, org, &skipped)
+            .await?
+            .into_iter()
+            .filter_map(|(external_id, id, hash)| external_id.map(|e| (e, (id, hash))))
+            .collect()
+    };
     Ok(rows
         .iter()
         .zip(outcomes)
-        .map(|(row, o)| match (o.created, o.existing_id, o.existing_hash) {
-            (true, ..) => Some((row.id, row.payload_hash.clone(), true)),
-            (false, Some(id), Some(hash)) => Some((id, hash, false)),
-            _ => None,
+        .map(|(row, o)| {
+            if o.created {
+                Some((row.id, row.payload_hash.clone(), true))
+            } else {
+                let (id, hash) = twins.get(row.external_id.as_deref()?)?;
+                Some((*id, hash.clone(), false))
+            }
         })
         .collect())
 }

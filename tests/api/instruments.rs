@@ -62,7 +62,7 @@ async fn builtins_are_loaded_once_per_start() {
     let app = TestApp::spawn().await;
     // A second instance on the same database upserts, never duplicates.
     let db = app.db_name.clone();
-    let second = TestApp::spawn_with(|s| s.database_url = format!("{}/{db}", crate::helpers::SERVER_URL)).await;
+    let second = TestApp::spawn_with(|s| s.database_url = format!("{}/{db}", crate::backend::server_url())).await;
     let token = second.admin_token().await;
     let list: Value = second.get_json(&token, "/v1/instruments").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 7);

@@ -710,7 +710,7 @@ async fn two_instances_process_every_event_exactly_once_and_deliver_every_messag
     let app = open_app("0.2").await;
     let db_name = app.db_name.clone();
     let second = TestApp::spawn_with(|s| {
-        s.database_url = format!("{SERVER_URL}/{db_name}");
+        s.database_url = format!("{}/{db_name}", crate::backend::server_url());
         s.webhook_allow_private = true;
     })
     .await;

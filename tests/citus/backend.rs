@@ -220,36 +220,35 @@ pub fn cluster() {
     }
 }
 
-/// One test at a time (a test that starts a second server holds the turn already).
-pub struct Turn;
-
-struct TurnState {
-    owner: Option<ThreadId>,
-    depth: usize,
+/// One test at a time. A test that starts a second server holds the turn already: the
+/// second server's turn is a no-op (tests `mem::forget` their second server, so only the
+/// first one's turn may release it).
+pub struct Turn {
+    outer: bool,
 }
 
-static TURN: Mutex<TurnState> = Mutex::new(TurnState { owner: None, depth: 0 });
+static TURN: Mutex<Option<ThreadId>> = Mutex::new(None);
 static TURN_FREE: Condvar = Condvar::new();
 
 impl Turn {
     pub fn take() -> Turn {
         let me = std::thread::current().id();
-        let mut state = TURN.lock().unwrap_or_else(|e| e.into_inner());
-        while state.owner.is_some_and(|o| o != me) {
-            state = TURN_FREE.wait(state).unwrap_or_else(|e| e.into_inner());
+        let mut owner = TURN.lock().unwrap_or_else(|e| e.into_inner());
+        if *owner == Some(me) {
+            return Turn { outer: false };
         }
-        state.owner = Some(me);
-        state.depth += 1;
-        Turn
+        while owner.is_some() {
+            owner = TURN_FREE.wait(owner).unwrap_or_else(|e| e.into_inner());
+        }
+        *owner = Some(me);
+        Turn { outer: true }
     }
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let mut state = TURN.lock().unwrap_or_else(|e| e.into_inner());
-        state.depth = state.depth.saturating_sub(1);
-        if state.depth == 0 {
-            state.owner = None;
+        if self.outer {
+            *TURN.lock().unwrap_or_else(|e| e.into_inner()) = None;
             TURN_FREE.notify_all();
         }
     }

@@ -122,9 +122,9 @@ echo "INSERT INTO responses $COLS VALUES $ROW;" >"$OUT/single.sql"
   printf "%s;\n" "$ROW"
 } >"$OUT/batch.sql"
 echo "== pgbench: single-row INSERT"
-pgbench -n -h 127.0.0.1 -U postgres -c "$CONCURRENCY" -j "$THREADS" -T "$DURATION" -f "$OUT/single.sql" "$DB" | tee "$OUT/pg-single.txt"
+pgbench -n -c "$CONCURRENCY" -j "$THREADS" -T "$DURATION" -f "$OUT/single.sql" "$PGURL/$DB" | tee "$OUT/pg-single.txt"
 echo "== pgbench: 100-row INSERT"
-pgbench -n -h 127.0.0.1 -U postgres -c "$CONCURRENCY" -j "$THREADS" -T "$DURATION" -f "$OUT/batch.sql" "$DB" | tee "$OUT/pg-batch.txt"
+pgbench -n -c "$CONCURRENCY" -j "$THREADS" -T "$DURATION" -f "$OUT/batch.sql" "$PGURL/$DB" | tee "$OUT/pg-batch.txt"
 
 rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
 p99() { awk '$1 == "99%" {print $2}' "$1"; }

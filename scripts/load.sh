@@ -34,27 +34,15 @@ command -v pgbench >/dev/null || { echo "pgbench (postgresql-client) is needed" 
 cargo build --release --locked --bin rapport >/dev/null
 BIN=${CARGO_TARGET_DIR:-target}/release/rapport
 
-CITUS_WORKERS=${CITUS_WORKERS:-}
+# shellcheck source=scripts/citus-db.sh
+. scripts/citus-db.sh
 cleanup() {
   [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
   psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 || true
-  for w in $CITUS_WORKERS; do
-    psql -q "postgres://postgres@$w/postgres" -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 || true
-  done
+  citus_drop_db
 }
 trap cleanup EXIT
-if [ -n "$CITUS_WORKERS" ]; then
-  # rapport never creates a distributed database: the operator does, on every node.
-  for url in "$PGURL" $(for w in $CITUS_WORKERS; do echo "postgres://postgres@$w"; done); do
-    psql -q "$url/postgres" -c "CREATE DATABASE \"$DB\"" >/dev/null
-    psql -q "$url/$DB" -c "CREATE EXTENSION citus" >/dev/null
-  done
-  coordinator=${PGURL##*@}
-  psql -q "$PGURL/$DB" -c "SELECT citus_set_coordinator_host('${coordinator%:*}', ${coordinator##*:})" >/dev/null
-  for w in $CITUS_WORKERS; do
-    psql -q "$PGURL/$DB" -c "SELECT citus_add_node('${w%:*}', ${w##*:})" >/dev/null
-  done
-fi
+citus_create_db
 
 DATABASE_URL="$PGURL/$DB?sslmode=disable" RAPPORT_RATE_LIMIT_PER_MINUTE=1000000000 RAPPORT_BIND="127.0.0.1:$PORT" RUST_LOG=warn \
   RAPPORT_DB_POOL_SIZE=${POOL_SIZE:-32} RAPPORT_OUTBOX_WORKERS=${OUTBOX_WORKERS:-2} \

@@ -7,6 +7,8 @@
 #
 #   scripts/trends-bench.sh            # 15 s per phase
 #   DURATION=10 scripts/trends-bench.sh
+#   PGURL=postgres://postgres@127.0.0.1:9710 CITUS_WORKERS="127.0.0.1:9711 127.0.0.1:9712" scripts/trends-bench.sh
+#                              # on a Citus coordinator (see scripts/citus-db.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15}
@@ -20,11 +22,15 @@ command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null 2>&1 || (ap
 
 cargo build --release --locked --bin rapport >/dev/null 2>&1
 BIN=${CARGO_TARGET_DIR:-target}/release/rapport
+# shellcheck source=scripts/citus-db.sh
+. scripts/citus-db.sh
 cleanup() {
   [ -n "${PID:-}" ] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
   psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+  citus_drop_db
 }
 trap cleanup EXIT
+citus_create_db
 
 DATABASE_URL="$PGURL/$DB?sslmode=disable" RAPPORT_RATE_LIMIT_PER_MINUTE=1000000000 RAPPORT_BIND="127.0.0.1:$PORT" RUST_LOG=warn \
   RAPPORT_BOOTSTRAP_CLIENT_ID=bench RAPPORT_BOOTSTRAP_CLIENT_SECRET=bench-secret "$BIN" serve >"$OUT/server.log" 2>&1 &
@@ -51,10 +57,12 @@ gen 0 199999 5
 gen 1000000 1000009 200
 # Rows written straight into the table have no outbox events: keep their clinician series
 # as the outbox worker would (the same statement as the migration's backfill).
-psql -q "$PGURL/$DB" -c "INSERT INTO clinician_series
+psql -q "$PGURL/$DB" -c "INSERT INTO clinician_series (org_id, instrument_key, rater, clinician, patient, totals,
+    instrument_version, below_cutoff, session3_sum, session3_count, versions)
   SELECT org_id, instrument_key, rater, clinician, patient, array_agg(total ORDER BY administered_at, seq),
     max(instrument_version), count(*) FILTER (WHERE 'below_cutoff' = ANY(flags)),
-    sum(total) FILTER (WHERE session = 3), count(*) FILTER (WHERE session = 3)
+    sum(total) FILTER (WHERE session = 3), count(*) FILTER (WHERE session = 3),
+    array_agg(DISTINCT instrument_version)
   FROM responses WHERE status = 'active' AND total IS NOT NULL AND clinician IS NOT NULL
   GROUP BY org_id, instrument_key, rater, clinician, patient" >/dev/null
 # A checkpoint now, not during the measurement: the bulk load left a gigabyte of WAL, and
@@ -100,12 +108,12 @@ for kind in 5 200; do
   script=$([ "$kind" = 5 ] && echo trends.lua || echo long.lua)
   wrk -t2 -c"$CONCURRENCY" -d"${DURATION}s" --latency -s "$OUT/$script" "http://127.0.0.1:$PORT" >"$OUT/wrk-$kind.txt"
   rm -rf "$OUT/pg-$kind" && mkdir -p "$OUT/pg-$kind"
-  (cd "$OUT/pg-$kind" && pgbench -n -h 127.0.0.1 -U postgres -M prepared -c "$CONCURRENCY" -j 2 -T "$DURATION" -l \
-     -f "$OUT/select$kind.sql" "$DB" >"$OUT/pgbench-$kind.txt" 2>&1)
+  (cd "$OUT/pg-$kind" && pgbench -n -M prepared -c "$CONCURRENCY" -j 2 -T "$DURATION" -l \
+     -f "$OUT/select$kind.sql" "$PGURL/$DB" >"$OUT/pgbench-$kind.txt" 2>&1)
   read -r s50 s99 < <(pg_percentiles "$OUT/pg-$kind")
   rm -rf "$OUT/pga-$kind" && mkdir -p "$OUT/pga-$kind"
-  (cd "$OUT/pga-$kind" && pgbench -n -h 127.0.0.1 -U postgres -M prepared -c "$CONCURRENCY" -j 2 -T "$DURATION" -l \
-     -f "$OUT/audited$kind.sql" "$DB" >"$OUT/pgbench-audited-$kind.txt" 2>&1)
+  (cd "$OUT/pga-$kind" && pgbench -n -M prepared -c "$CONCURRENCY" -j 2 -T "$DURATION" -l \
+     -f "$OUT/audited$kind.sql" "$PGURL/$DB" >"$OUT/pgbench-audited-$kind.txt" 2>&1)
   read -r _ a99 < <(pg_percentiles "$OUT/pga-$kind")
   r50=$(wrk_pct "$OUT/wrk-$kind.txt" 50%); r99=$(wrk_pct "$OUT/wrk-$kind.txt" 99%)
   to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v} else {sub(/s$/,"",v); print v*1000} }'; }

@@ -217,3 +217,20 @@ async fn moving_an_organisations_shards_to_another_worker_under_load_loses_nothi
     let res = app.get(&admin, "/v1/responses?patient=p-move-0-1").await;
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn rapport_does_not_create_its_database_on_a_server_that_preloads_citus() {
+    crate::backend::cluster();
+    let _turn = crate::backend::Turn::take();
+    let name = crate::helpers::unique_db_name();
+    let url = format!("{}/{name}", crate::backend::server_url());
+    let refused = rapport::db::ensure_database(&url).await.unwrap_err().to_string();
+    assert!(refused.contains("preloads Citus"), "{refused}");
+    let exists = psql(
+        COORDINATOR,
+        "postgres",
+        &format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'"),
+    )
+    .unwrap();
+    assert_eq!(exists, "0");
+}

@@ -67,6 +67,9 @@ pub struct Settings {
     /// extension and an active worker), `require` (wait up to 60 s for both, else refuse to
     /// start) or `off`.
     pub citus: CitusMode,
+    /// `RAPPORT_CDS_CORS_ORIGINS`: the browser origins (comma-separated, `https://host[:port]`)
+    /// whose CDS clients may call `/cds-services*` from a page. Default none.
+    pub cds_cors_origins: Vec<String>,
 }
 
 /// What rapport does about Citus at start (`RAPPORT_CITUS`).
@@ -138,6 +141,7 @@ impl Default for Settings {
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
             webhook_allow_private: false,
+            cds_cors_origins: Vec::new(),
             event_retention: Duration::from_secs(30 * 24 * 3600),
             outbox_workers: 2,
             rate_limit_per_minute: 6000,
@@ -228,6 +232,9 @@ impl Settings {
             }
             s.public_url = Some(v.trim().trim_end_matches('/').to_string());
         }
+        if let Some(v) = non_empty("RAPPORT_CDS_CORS_ORIGINS") {
+            s.cds_cors_origins = parse_origins(&v)?;
+        }
         if let Some(v) = non_empty("RAPPORT_TRUST_FORWARDED") {
             s.trust_forwarded = parse_bool("RAPPORT_TRUST_FORWARDED", &v)?;
         }
@@ -276,6 +283,27 @@ impl Settings {
         }
         Ok(s)
     }
+}
+
+/// Comma-separated browser origins: scheme, host and optional port, nothing else.
+fn parse_origins(value: &str) -> Result<Vec<String>, ConfigError> {
+    let invalid = |problem: String| ConfigError::Invalid {
+        name: "RAPPORT_CDS_CORS_ORIGINS",
+        problem,
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            let url = url::Url::parse(o).map_err(|e| invalid(format!("`{o}` is not an origin: {e}")))?;
+            let origin = url.origin().ascii_serialization();
+            if !matches!(url.scheme(), "http" | "https") || origin != o.trim_end_matches('/') {
+                return Err(invalid(format!("`{o}` must be scheme://host[:port], with no path")));
+            }
+            Ok(origin)
+        })
+        .collect()
 }
 
 fn parse_bool(name: &'static str, value: &str) -> Result<bool, ConfigError> {

@@ -11,6 +11,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod audit;
 pub mod auth;
+pub mod cds;
 pub mod clients;
 pub mod config;
 pub mod console;
@@ -89,6 +90,10 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(alerts::routes::list_alerts)
             .service(alerts::routes::get_alert)
             .service(alerts::routes::acknowledge_alert)
+            .service(cds::client_routes::create_cds_client)
+            .service(cds::client_routes::list_cds_clients)
+            .service(cds::client_routes::get_cds_client)
+            .service(cds::client_routes::delete_cds_client)
             .service(identity::routes::create_provider)
             .service(identity::routes::list_providers)
             .service(identity::routes::get_provider)
@@ -110,6 +115,12 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
                     .service(export::dictionary::export_dictionary)
                     .service(export::pseudonym_key::rotate_pseudonym_key),
             ),
+    );
+    cfg.service(
+        scope::scope("/cds-services")
+            .service(cds::routes::cds_discovery)
+            .service(cds::routes::call_cds_service)
+            .service(cds::routes::cds_feedback),
     );
     cfg.service(
         scope::scope("/fhir/r4")

@@ -259,3 +259,50 @@ diesel::table! {
 }
 
 diesel::joinable!(webhook_endpoints -> organizations (org_id));
+
+diesel::table! {
+    cds_clients (org_id, id) {
+        org_id -> Uuid,
+        id -> Uuid,
+        issuer -> Text,
+        jwks_uri -> Nullable<Text>,
+        jwks -> Nullable<Jsonb>,
+        description -> Text,
+        ehr_connection_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    cds_issuer_directory (issuer) {
+        issuer -> Text,
+        org_id -> Uuid,
+        cds_client_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    cds_cards (org_id, id) {
+        org_id -> Uuid,
+        id -> Uuid,
+        service -> Text,
+        patient -> Text,
+        alert_ids -> Array<Uuid>,
+        issued_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    cds_feedback (org_id, id) {
+        org_id -> Uuid,
+        id -> Uuid,
+        card_id -> Uuid,
+        service -> Text,
+        patient -> Text,
+        alert_ids -> Array<Uuid>,
+        outcome -> Text,
+        outcome_timestamp -> Timestamptz,
+        override_reason -> Nullable<Jsonb>,
+        received_at -> Timestamptz,
+    }
+}

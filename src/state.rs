@@ -35,6 +35,8 @@ pub struct AppState {
     pub auth_failures: crate::telemetry::rate_limit::RateLimiter,
     /// Verifies identity providers' tokens (its provider cache, and the shared key sets).
     pub identity: crate::identity::IdentityVerifier,
+    /// Verifies CDS clients' JWTs (its client cache, and the shared key sets).
+    pub cds: crate::cds::CdsVerifier,
     /// Fetched JWK sets of asymmetric clients and identity providers.
     pub jwks: Arc<crate::auth::jwks::JwksCache>,
     /// `RAPPORT_PUBLIC_URL`, or `http://` and the bound address: the base of the token

@@ -90,6 +90,16 @@ pub struct Alert {
     pub resolved_by_response_id: Option<Uuid>,
 }
 
+/// One alert as `GET /v1/alerts/{id}` shows it: with the feedback CDS clients sent on the
+/// cards that carried it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertDetail {
+    #[serde(flatten)]
+    pub alert: Alert,
+    /// Feedback on the CDS cards that carried this alert, oldest first.
+    pub cds_feedback: Vec<crate::cds::model::CardFeedback>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertPage {
     pub items: Vec<Alert>,

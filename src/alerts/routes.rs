@@ -2,7 +2,7 @@ use actix_web::{HttpResponse, get, post, web};
 use diesel_async::AsyncConnection as _;
 use serde_json::json;
 
-use super::model::{AcknowledgeRequest, Alert, AlertKind, AlertPage, AlertQuery, AlertStatus};
+use super::model::{AcknowledgeRequest, Alert, AlertDetail, AlertKind, AlertPage, AlertQuery, AlertStatus};
 use super::store;
 use crate::audit::{self, AuditEntry};
 use crate::auth::{Principal, Scope};
@@ -74,7 +74,7 @@ pub async fn list_alerts(
     tag = "alerts",
     params(("id" = Uuid, Path, description = "The alert id")),
     responses(
-        (status = 200, description = "The alert", body = Alert),
+        (status = 200, description = "The alert, with the feedback on CDS cards that carried it", body = AlertDetail),
         crate::edge::problems::Unauthorized,
         (status = 403, description = "Needs `responses:read`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such alert in this organisation", body = Problem, content_type = "application/problem+json"),
@@ -93,6 +93,7 @@ pub async fn get_alert(
     let row = store::find(&mut conn, principal.org, id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    let cds_feedback = crate::cds::store::feedback_for_alert(&mut conn, principal.org, row.id).await?;
     audit::record_read(
         &state.writer,
         &principal,
@@ -102,7 +103,10 @@ pub async fn get_alert(
         json!({}),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(Alert::from(row)))
+    Ok(HttpResponse::Ok().json(AlertDetail {
+        alert: Alert::from(row),
+        cds_feedback,
+    }))
 }
 
 /// Acknowledge an alert, with an optional note (at most 1,000 characters). Acknowledging

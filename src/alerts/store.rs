@@ -324,3 +324,15 @@ pub async fn acknowledge(
     .await
     .optional()
 }
+
+/// The patient's open alerts (what a CDS card shows), newest first.
+pub async fn open_for_patient(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> QueryResult<Vec<AlertRow>> {
+    alerts::table
+        .filter(alerts::org_id.eq(org))
+        .filter(alerts::patient.eq(patient))
+        .filter(alerts::status.eq(super::model::AlertStatus::Open))
+        .select(AlertRow::as_select())
+        .order(alerts::seq.desc())
+        .load(conn)
+        .await
+}

@@ -233,3 +233,41 @@ pub async fn session_aggregates(
     .load(conn)
     .await
 }
+
+/// A series of the patient with a scored, active response administered at or after
+/// `since`: its instrument, rater, and the version and time of its latest such response.
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct RecentSeries {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub instrument_key: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub rater: String,
+    #[diesel(sql_type = diesel::sql_types::Int4)]
+    pub instrument_version: i32,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    pub administered_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The patient's series scored since `since`, latest first.
+pub async fn recent_series(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    patient: &str,
+    since: chrono::DateTime<chrono::Utc>,
+) -> QueryResult<Vec<RecentSeries>> {
+    use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
+    crate::db::Prepared::new(
+        "SELECT * FROM (
+             SELECT DISTINCT ON (instrument_key, rater) instrument_key, rater, instrument_version, administered_at
+             FROM responses
+             WHERE org_id = $1 AND patient = $2 AND status = 'active' AND total IS NOT NULL
+               AND administered_at >= $3
+             ORDER BY instrument_key, rater, administered_at DESC, seq DESC) AS latest
+         ORDER BY administered_at DESC",
+    )
+    .bind::<SqlUuid, _>(org)
+    .bind::<Text, _>(patient)
+    .bind::<Timestamptz, _>(since)
+    .load(conn)
+    .await
+}

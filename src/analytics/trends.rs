@@ -89,10 +89,34 @@ pub(super) async fn load(
     query: &TrendQuery,
 ) -> ApiResult<(Trend, Option<std::sync::Arc<LoadedInstrument>>)> {
     principal.require(Scope::ResponsesRead)?;
-    let rater = query.rater.unwrap_or(Rater::Patient);
     let mut conn = state.read_conn().await?;
+    let (trend, used) = compute(&mut conn, state, principal.org, patient, query).await?;
+    drop(conn);
+    audit::record_read(
+        &state.writer,
+        principal,
+        crate::audit::AuditAction::TrendRead,
+        "analytics",
+        None,
+        json!({"instrument": query.instrument, "points": trend.points.len(), "unscored": trend.unscored.len()}),
+    )
+    .await?;
+    Ok((trend, used))
+}
+
+/// One patient's trend in `org` (no audit: the caller records its own event), with the
+/// instrument version of its latest point (None for an empty series). 404 when the
+/// organisation holds nothing of the patient or cannot see the instrument.
+pub async fn compute(
+    conn: &mut diesel_async::AsyncPgConnection,
+    state: &AppState,
+    org: crate::ids::OrgId,
+    patient: String,
+    query: &TrendQuery,
+) -> ApiResult<(Trend, Option<std::sync::Arc<LoadedInstrument>>)> {
+    let rater = query.rater.unwrap_or(Rater::Patient);
     let (rows, unscored_rows): (Vec<SeriesRow>, Vec<SeriesRow>) =
-        store::series(&mut conn, principal.org, &patient, rater.as_str(), query)
+        store::series(conn, org, &patient, rater.as_str(), query)
             .await?
             .into_iter()
             .partition(|r| r.total.is_some());
@@ -102,9 +126,8 @@ pub(super) async fn load(
     let unscored: Vec<UnscoredResponse> = unscored_rows.into_iter().map(unscored_response).collect();
     // Only an empty series needs the second question: does the patient exist at all?
     if rows.is_empty() && unscored.is_empty() {
-        crate::instruments::lookup::require_visible(&mut conn, &state.builtins, principal.org, &query.instrument)
-            .await?;
-        if !store::patient_has_data(&mut conn, principal.org, &patient).await? {
+        crate::instruments::lookup::require_visible(conn, &state.builtins, org, &query.instrument).await?;
+        if !store::patient_has_data(conn, org, &patient).await? {
             return Err(ApiError::NotFound);
         }
     }
@@ -113,9 +136,9 @@ pub(super) async fn load(
     let mut excluded_versions = Vec::new();
     let mut excluded_points = 0;
     if let Some(version) = latest_version {
-        let instrument = instrument_at(&mut conn, &state.builtins, principal.org, &query.instrument, version).await?;
+        let instrument = instrument_at(conn, &state.builtins, org, &query.instrument, version).await?;
         // One scale per series: only the versions on the latest version's scale.
-        excluded_versions = other_scales(&mut conn, state, principal, &query.instrument, &instrument, &rows).await?;
+        excluded_versions = other_scales(conn, state, org, &query.instrument, &instrument, &rows).await?;
         let before = rows.len();
         rows.retain(|r| !excluded_versions.contains(&r.instrument_version));
         excluded_points = before - rows.len();
@@ -126,21 +149,11 @@ pub(super) async fn load(
     summary.excluded_points = excluded_points;
     summary.excluded_versions = excluded_versions;
     if let Some(instrument) = &used {
-        let norms = norms_for(&mut conn, &state.norms, principal.org, instrument, rater).await?;
+        let norms = norms_for(conn, &state.norms, org, instrument, rater).await?;
         if !rows.is_empty() {
             judge(&mut summary, &rows, instrument, &norms);
         }
     }
-    drop(conn);
-    audit::record_read(
-        &state.writer,
-        principal,
-        crate::audit::AuditAction::TrendRead,
-        "analytics",
-        None,
-        json!({"instrument": query.instrument, "points": points.len(), "unscored": unscored.len()}),
-    )
-    .await?;
     let trend = Trend {
         patient,
         instrument: query.instrument.clone(),
@@ -157,7 +170,7 @@ pub(super) async fn load(
 async fn other_scales(
     conn: &mut diesel_async::AsyncPgConnection,
     state: &AppState,
-    principal: &Principal,
+    org: crate::ids::OrgId,
     key: &str,
     latest: &LoadedInstrument,
     rows: &[SeriesRow],
@@ -170,7 +183,7 @@ async fn other_scales(
         if v == latest.version.version {
             continue;
         }
-        let found = instrument_at(conn, &state.builtins, principal.org, key, v).await?;
+        let found = instrument_at(conn, &state.builtins, org, key, v).await?;
         if !latest.definition.shares_scale_with(&found.definition) {
             other.push(v);
         }

@@ -41,6 +41,10 @@ pub enum AuditAction {
     WebhookReplayed,
     ResponseCreated,
     ResponsesBatchCreated,
+    CdsClientCreated,
+    CdsClientDeleted,
+    CdsCall,
+    CdsFeedback,
 }
 
 crate::db::text_enum!(AuditAction {
@@ -80,6 +84,10 @@ crate::db::text_enum!(AuditAction {
     WebhookReplayed => "webhook.replayed",
     ResponseCreated => "response.created",
     ResponsesBatchCreated => "responses.batch_created",
+    CdsClientCreated => "cds_client.created",
+    CdsClientDeleted => "cds_client.deleted",
+    CdsCall => "cds.call",
+    CdsFeedback => "cds.feedback",
 });
 
 impl serde::Serialize for AuditAction {
@@ -92,7 +100,7 @@ impl serde::Serialize for AuditAction {
 mod tests {
     use super::AuditAction;
 
-    const ALL: [AuditAction; 36] = [
+    const ALL: [AuditAction; 40] = [
         AuditAction::AlertRead,
         AuditAction::AlertsListed,
         AuditAction::AllianceOutcomeRead,
@@ -129,6 +137,10 @@ mod tests {
         AuditAction::WebhookReplayed,
         AuditAction::ResponseCreated,
         AuditAction::ResponsesBatchCreated,
+        AuditAction::CdsClientCreated,
+        AuditAction::CdsClientDeleted,
+        AuditAction::CdsCall,
+        AuditAction::CdsFeedback,
     ];
 
     #[test]

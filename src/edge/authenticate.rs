@@ -20,7 +20,7 @@ fn unauthorized(detail: &str) -> ApiError {
 
 /// The bearer token from the Authorization header. Tokens elsewhere (query string, cookies)
 /// are never looked at.
-fn bearer_token(req: &HttpRequest) -> ApiResult<String> {
+pub fn bearer_token(req: &HttpRequest) -> ApiResult<String> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)

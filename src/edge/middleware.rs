@@ -132,7 +132,8 @@ pub async fn no_store(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let api = req.path().starts_with("/v1/") || req.path().starts_with("/fhir/");
+    let api =
+        req.path().starts_with("/v1/") || req.path().starts_with("/fhir/") || req.path().starts_with("/cds-services/");
     let mut res = next.call(req).await?;
     if api && !res.headers().contains_key(header::CACHE_CONTROL) {
         res.headers_mut()
@@ -186,4 +187,52 @@ pub async fn fhir_outcomes(
         fresh.extensions_mut().insert(cause);
     }
     Ok(ServiceResponse::new(req, fresh))
+}
+
+/// CORS for the CDS services only (`RAPPORT_CDS_CORS_ORIGINS`; browser-based CDS clients
+/// need it): a preflight from a listed origin is answered 204, allowing `GET`, `POST` and
+/// the `Authorization` and `Content-Type` headers, without credentials; other origins' are
+/// 403. Answers to a listed origin name it in `Access-Control-Allow-Origin`. Every other
+/// path is left alone (rapport's API is called by servers, not pages).
+pub async fn cds_cors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    if !req.path().starts_with("/cds-services") {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    }
+    let allowed: Option<HeaderValue> = req
+        .headers()
+        .get(header::ORIGIN)
+        .filter(|origin| {
+            req.app_data::<web::Data<AppState>>().is_some_and(|state| {
+                origin
+                    .to_str()
+                    .is_ok_and(|o| state.settings.cds_cors_origins.iter().any(|a| a == o))
+            })
+        })
+        .cloned();
+    let preflight = req.method() == actix_web::http::Method::OPTIONS
+        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight {
+        let Some(origin) = allowed else {
+            let refused = ApiError::Forbidden("this origin may not call the CDS services".into());
+            return Ok(req.into_response(refused.error_response()));
+        };
+        let answer = actix_web::HttpResponse::NoContent()
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization, Content-Type"))
+            .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
+            .insert_header((header::VARY, "Origin"))
+            .finish();
+        return Ok(req.into_response(answer));
+    }
+    let mut res = next.call(req).await?;
+    if let Some(origin) = allowed {
+        res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        res.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    Ok(res.map_into_boxed_body())
 }

@@ -1,7 +1,7 @@
 //! `POST /v1/patients/{patient}/erase`: a patient's erasure request, honoured in one
 //! transaction. Gone: every response of the patient, their alerts, outbox events, kept
-//! clinician series and every webhook delivery whose message names them (pending or
-//! logged). One audit event remains, naming the patient's pseudonym only. Backups still hold
+//! clinician series, every webhook delivery whose message names them (pending or
+//! logged), and the CDS cards issued about them with their feedback. One audit event remains, naming the patient's pseudonym only. Backups still hold
 //! the data until they expire (the README says so).
 
 use actix_web::{HttpResponse, post, web};
@@ -81,10 +81,13 @@ async fn erase(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> diese
               c AS (DELETE FROM clinician_series WHERE org_id = $1 AND patient = $2 RETURNING 1),
               d AS (DELETE FROM webhook_deliveries
                     WHERE org_id = $1 AND (body::jsonb -> 'data' ->> 'patient') = $2 RETURNING 1),
-              k AS (DELETE FROM webhook_events WHERE org_id = $1 AND patient = $2 RETURNING 1)
+              k AS (DELETE FROM webhook_events WHERE org_id = $1 AND patient = $2 RETURNING 1),
+              cc AS (DELETE FROM cds_cards WHERE org_id = $1 AND patient = $2 RETURNING 1),
+              cf AS (DELETE FROM cds_feedback WHERE org_id = $1 AND patient = $2 RETURNING 1)
          SELECT (SELECT count(*) FROM r) AS responses, (SELECT count(*) FROM a) AS alerts,
                 (SELECT count(*) FROM d) AS deliveries, (SELECT count(*) FROM o) AS outbox,
-                (SELECT count(*) FROM c) AS series, (SELECT count(*) FROM k) AS kept_events",
+                (SELECT count(*) FROM c) AS series, (SELECT count(*) FROM k) AS kept_events,
+                (SELECT count(*) FROM cc) AS cds_cards, (SELECT count(*) FROM cf) AS cds_feedback",
     )
     .bind::<SqlUuid, _>(org)
     .bind::<Text, _>(patient)

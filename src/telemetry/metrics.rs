@@ -21,6 +21,8 @@ pub struct Metrics {
     alerts: IntGaugeVec,
     webhook_deliveries: IntGaugeVec,
     webhook_attempts: IntCounterVec,
+    cds_calls: IntCounterVec,
+    cds_cards: IntCounterVec,
     /// Requests per group commit of the writer (its `_count` is the number of commits).
     pub write_group_size: prometheus::Histogram,
 }
@@ -93,6 +95,19 @@ impl Metrics {
             ),
             &["pool"],
         )?;
+        let cds_calls = IntCounterVec::new(
+            Opts::new("cds_calls_total", "CDS Hooks calls answered, by service"),
+            &["service"],
+        )?;
+        let cds_cards = IntCounterVec::new(
+            Opts::new("cds_cards_total", "CDS Hooks cards issued, by indicator"),
+            &["indicator"],
+        )?;
+        for indicator in ["critical", "warning", "info"] {
+            cds_cards.with_label_values(&[indicator]);
+        }
+        registry.register(Box::new(cds_calls.clone()))?;
+        registry.register(Box::new(cds_cards.clone()))?;
         registry.register(Box::new(reads.clone()))?;
         registry.register(Box::new(write_group_size.clone()))?;
         registry.register(Box::new(webhook_deliveries.clone()))?;
@@ -115,12 +130,22 @@ impl Metrics {
             webhook_deliveries,
             webhook_attempts,
             write_group_size,
+            cds_calls,
+            cds_cards,
         })
     }
 
     /// The counter of outbox events processed, for this instance's outbox workers.
     pub fn outbox_counter(&self) -> prometheus::IntCounter {
         self.outbox_processed.clone()
+    }
+
+    /// One CDS Hooks call answered by `service`, with the indicators of its cards.
+    pub fn cds_call<'a>(&self, service: &str, indicators: impl Iterator<Item = &'a str>) {
+        self.cds_calls.with_label_values(&[service]).inc();
+        for indicator in indicators {
+            self.cds_cards.with_label_values(&[indicator]).inc();
+        }
     }
 
     pub fn read_served(&self, pool: &str) {

@@ -11,7 +11,7 @@ use crate::builders::{phq9_answers, phq9_unscored_with_item_9};
 use crate::helpers::{TestApp, assert_problem, item_strings};
 
 /// Polls the alert list until `check` holds (the worker runs after the commit); panics after 10 s.
-async fn wait_for(app: &TestApp, token: &str, query: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+pub(crate) async fn wait_for(app: &TestApp, token: &str, query: &str, check: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     let started = Instant::now();
     loop {
         let page = app.get_json(token, &format!("/v1/alerts?{query}")).await;

@@ -15,15 +15,15 @@ use crate::helpers::{TestApp, assert_problem};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-fn fixture(name: &str) -> String {
+pub(crate) fn fixture(name: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-fn jwk(name: &str) -> Value {
+pub(crate) fn jwk(name: &str) -> Value {
     serde_json::from_str(&fixture(&format!("{name}.jwk.json"))).unwrap()
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -65,7 +65,7 @@ impl Assertion {
 }
 
 /// The private key of fixture `key`, for `alg`'s family.
-fn signing_key(key: &str, alg: Algorithm) -> EncodingKey {
+pub(crate) fn signing_key(key: &str, alg: Algorithm) -> EncodingKey {
     let pem = fixture(&format!("{key}.pem"));
     match alg {
         Algorithm::RS256 | Algorithm::RS384 => EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
@@ -283,14 +283,14 @@ async fn assertions_that_fail_a_check_are_refused_and_a_jti_is_good_once_on_ever
 }
 
 /// A JWKS endpoint whose set and Cache-Control the test changes, counting fetches.
-struct KeyServer {
-    url: String,
+pub(crate) struct KeyServer {
+    pub(crate) url: String,
     set: Arc<Mutex<(Value, &'static str)>>,
     fetches: Arc<AtomicUsize>,
 }
 
 impl KeyServer {
-    fn start(set: Value, cache_control: &'static str) -> KeyServer {
+    pub(crate) fn start(set: Value, cache_control: &'static str) -> KeyServer {
         let shared = Arc::new(Mutex::new((set, cache_control)));
         let fetches = Arc::new(AtomicUsize::new(0));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -9,6 +9,7 @@ mod analytics;
 mod auth;
 mod backend;
 mod builders;
+mod cds;
 mod citus;
 mod console;
 mod corrections;

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Identity checks by independent peers against a running rapport (the debug binary that
+# Identity and CDS Hooks checks by independent peers against a running rapport (the debug binary that
 # `cargo test` built), on a throwaway database:
 # - a SMART Backend Services client made with PyJWT + cryptography (PyPI): registers a key
 #   pair, exchanges an RS384 assertion for a token, reads /fhir/r4/Observation;
 # - a real OpenID provider, `oidc-provider` (npm), registered as the organisation's
 #   identity provider: its client-credentials JWT access token reads a patient's trend, and
-#   the `platform:admin` in its scope claim is not honoured.
+#   the `platform:admin` in its scope claim is not honoured;
+# - a CDS Hooks client (scripts/cds-peer.py): PyJWT signs its ES384 JWTs, healthchain's CDS
+#   Hooks models (PyPI) build its requests and judge rapport's discovery, cards and feedback.
 # Python and Node packages are installed under $TMPDIR only when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,12 @@ VENV="${TMPDIR:-/tmp}/rapport-identity-venv"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "pyjwt[crypto]>=2.8,<3"
+fi
+# The CDS Hooks judge: healthchain's CDS Hooks models (PyPI), with PyJWT signing the client's JWTs.
+CDS_VENV="${TMPDIR:-/tmp}/rapport-cds-venv"
+if [ ! -x "$CDS_VENV/bin/python" ] || ! "$CDS_VENV/bin/python" -c 'import jwt, healthchain.models.responses.cdsresponse' 2>/dev/null; then
+  python3 -m venv "$CDS_VENV"
+  "$CDS_VENV/bin/pip" install -q "pyjwt[crypto]>=2.8,<3" "healthchain>=0.16,<0.17"
 fi
 NODE_DIR="${TMPDIR:-/tmp}/rapport-oidc"
 if [ ! -d "$NODE_DIR/node_modules/oidc-provider" ]; then
@@ -45,6 +53,7 @@ token() { sed -E 's/.*"access_token":"([^"]+)".*/\1/'; }
 ADMIN=$(curl -fs -u peer-admin:peer-admin-secret -d grant_type=client_credentials "$BASE/v1/oauth/token" | token)
 
 "$VENV/bin/python" scripts/smart-client.py "$BASE" "$ADMIN"
+"$CDS_VENV/bin/python" scripts/cds-peer.py "$BASE" "$ADMIN"
 
 (cd "$NODE_DIR" && exec node oidc-peer.mjs "$IDP_PORT") >"${TMPDIR:-/tmp}/rapport-oidc-peer.log" 2>&1 &
 IDP=$!

@@ -21,6 +21,8 @@ mod backend;
 #[path = "../api/builders.rs"]
 mod builders;
 mod distribution;
+#[path = "../api/cds.rs"]
+mod cds;
 #[path = "../api/erasure.rs"]
 mod erasure;
 #[path = "../api/export.rs"]

@@ -113,8 +113,7 @@ impl Application {
             writer,
             identity: crate::identity::IdentityVerifier {
                 pool: pool.clone(),
-                ttl: settings.client_status_ttl,
-                providers: Default::default(),
+                providers: crate::auth::issuer_cache::IssuerCache::new(settings.client_status_ttl),
                 jwks: jwks.clone(),
             },
             rate_limit: crate::telemetry::rate_limit::RateLimiter::new(settings.rate_limit_per_minute),

@@ -2,6 +2,7 @@
 //! extractor every protected handler takes, and scope checks. Never logs a secret or token.
 
 pub mod assertion;
+pub mod issuer_cache;
 pub mod jwks;
 mod principal;
 pub mod routes;

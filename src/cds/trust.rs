@@ -7,15 +7,15 @@
 //! issuer (kept in Postgres until `exp`, so that every instance refuses a replay). Every
 //! refusal is the same 401: the reason goes to the debug log, never the token.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{TimeZone as _, Utc};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use super::store::{self, CdsClientRow};
+use crate::auth::issuer_cache::IssuerCache;
 use crate::auth::jwks::{self, JwksCache};
 use crate::auth::token::{LEEWAY_SECS, MAX_AUTHORIZATION_BYTES, now_secs};
 use crate::db::DbPool;
@@ -33,8 +33,7 @@ pub const REFUSED: &str = "the CDS client's JWT was refused";
 /// the shared fetched key sets.
 pub struct CdsVerifier {
     pub pool: DbPool,
-    pub ttl: Duration,
-    clients: Mutex<HashMap<String, (Instant, Option<CdsClientRow>)>>,
+    clients: IssuerCache<CdsClientRow>,
     pub jwks: Arc<JwksCache>,
 }
 
@@ -62,35 +61,23 @@ impl CdsVerifier {
     pub fn new(pool: DbPool, ttl: Duration, jwks: Arc<JwksCache>) -> Self {
         CdsVerifier {
             pool,
-            ttl,
-            clients: Mutex::new(HashMap::new()),
+            clients: IssuerCache::new(ttl),
             jwks,
         }
     }
 
     /// Forgets what this instance read of `issuer`'s client (registered or deleted here).
     pub fn forget(&self, issuer: &str) {
-        if let Ok(mut map) = self.clients.lock() {
-            map.remove(issuer);
-        }
+        self.clients.forget(issuer);
     }
 
     async fn client(&self, issuer: &str) -> ApiResult<Option<CdsClientRow>> {
-        if let Ok(map) = self.clients.lock()
-            && let Some((at, found)) = map.get(issuer)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(found.clone());
-        }
-        let mut conn = crate::db::conn(&self.pool).await?;
-        let found = store::find_by_issuer(&mut conn, issuer).await?;
-        if let Ok(mut map) = self.clients.lock() {
-            if map.len() > 10_000 {
-                map.clear();
-            }
-            map.insert(issuer.to_string(), (Instant::now(), found.clone()));
-        }
-        Ok(found)
+        self.clients
+            .get(issuer, async || {
+                let mut conn = crate::db::conn(&self.pool).await?;
+                Ok(store::find_by_issuer(&mut conn, issuer).await?)
+            })
+            .await
     }
 
     /// The registered client that signed `token` for `url` (the exact URL called); 401 for

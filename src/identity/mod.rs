@@ -13,58 +13,35 @@ pub mod routes;
 pub mod service;
 pub mod store;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
 use crate::auth::Scope;
+use crate::auth::issuer_cache::IssuerCache;
 use crate::auth::jwks::{self, JwksCache, VerifyError};
 use crate::db::DbPool;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::OrgId;
 use store::ProviderRow;
 
-/// What verifying an identity provider's token uses: the pool (to find the provider), how
-/// long a provider read stays fresh, the providers read so far and the fetched key sets.
+/// What verifying an identity provider's token uses: the pool (to find the provider), the
+/// providers read so far (each reused for at most `RAPPORT_CLIENT_STATUS_TTL_SECS`) and the
+/// fetched key sets.
 pub struct IdentityVerifier {
     pub pool: DbPool,
-    /// `RAPPORT_CLIENT_STATUS_TTL_SECS`: a deleted provider's tokens stop within this time.
-    pub ttl: Duration,
-    pub providers: ProviderCache,
+    pub providers: IssuerCache<ProviderRow>,
     pub jwks: Arc<JwksCache>,
 }
 
-/// Providers by issuer, per process (`None`: no provider has that issuer).
-#[derive(Default)]
-pub struct ProviderCache(Mutex<HashMap<String, (Instant, Option<ProviderRow>)>>);
-
-impl ProviderCache {
-    pub fn forget(&self, issuer: &str) {
-        if let Ok(mut map) = self.0.lock() {
-            map.remove(issuer);
-        }
-    }
-}
-
 async fn provider(verifier: &IdentityVerifier, issuer: &str) -> ApiResult<Option<ProviderRow>> {
-    let ttl = verifier.ttl;
-    if let Ok(map) = verifier.providers.0.lock()
-        && let Some((at, found)) = map.get(issuer)
-        && at.elapsed() < ttl
-    {
-        return Ok(found.clone());
-    }
-    let mut conn = crate::db::conn(&verifier.pool).await?;
-    let found = store::find_by_issuer(&mut conn, issuer).await?;
-    if let Ok(mut map) = verifier.providers.0.lock() {
-        if map.len() > 10_000 {
-            map.clear();
-        }
-        map.insert(issuer.to_string(), (Instant::now(), found.clone()));
-    }
-    Ok(found)
+    verifier
+        .providers
+        .get(issuer, async || {
+            let mut conn = crate::db::conn(&verifier.pool).await?;
+            Ok(store::find_by_issuer(&mut conn, issuer).await?)
+        })
+        .await
 }
 
 #[derive(Deserialize)]
@@ -100,7 +77,7 @@ impl IdentityVerifier {
         verify(self, token, issuer).await
     }
 
-    /// Forgets a provider (registered or deleted here: other instances catch up within `ttl`).
+    /// Forgets a provider (registered or deleted here: other instances catch up within the cache time).
     pub fn forget(&self, issuer: &str) {
         self.providers.forget(issuer);
     }

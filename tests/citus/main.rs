@@ -20,9 +20,9 @@ mod analytics;
 mod backend;
 #[path = "../api/builders.rs"]
 mod builders;
-mod distribution;
 #[path = "../api/cds.rs"]
 mod cds;
+mod distribution;
 #[path = "../api/erasure.rs"]
 mod erasure;
 #[path = "../api/export.rs"]

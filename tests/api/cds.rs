@@ -387,6 +387,20 @@ async fn every_bad_jwt_is_the_same_401_and_a_replay_is_refused() {
         assert_problem(cds.send(&path, Some(token), &body).await, 401).await;
     }
     assert_problem(cds.send(&path, None, &body).await, 401).await;
+    // A key carried in the header (`jwk`, `x5u`, `x5c`) never finds one: signed with a key
+    // that is not registered, naming a kid that is not either.
+    let mut header = Header::new(Algorithm::RS384);
+    header.kid = Some("carried".into());
+    let mut carried: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk("rsa-2048-b")).unwrap();
+    carried.common.key_id = Some("carried".into());
+    header.jwk = Some(carried);
+    header.x5u = Some("https://attacker.example/cert.pem".into());
+    let claims = json!({"iss": cds.issuer, "aud": cds.app.url(&path), "exp": now() + 60, "iat": now(), "jti": "z"});
+    let forged = jsonwebtoken::encode(&header, &claims, &signing_key("rsa-2048-b", Algorithm::RS384)).unwrap();
+    assert_problem(cds.send(&path, Some(&forged), &body).await, 401).await;
+    // Feedback is called with a JWT too.
+    let feedback = format!("/cds-services/{ALLIANCE}/feedback");
+    assert_problem(cds.send(&feedback, None, &json!({"feedback": []})).await, 401).await;
     // RS384 and RS256 with the RSA key, ES256 with the P-256 key; aud as an array.
     for (key, alg) in [
         ("rsa-2048-a", Algorithm::RS384),

@@ -488,6 +488,39 @@ mod tests {
     }
 
     #[test]
+    fn cards_carry_the_smart_link_only_for_a_client_with_an_ehr_connection() {
+        let a = alert(AlertKind::Rupture, 1, true);
+        let drafts = patient_view(std::slice::from_ref(&a));
+        let finish = |link| Finish {
+            public_url: "https://rapport.example",
+            patient: "p-1",
+            link,
+        };
+        let plain = finish_cards(&drafts, false, &finish);
+        assert!(plain[0].links.is_none());
+        let linked = finish_cards(&drafts, true, &finish);
+        let card = serde_json::to_value(&linked[0]).unwrap();
+        assert_eq!(
+            card["source"],
+            json!({"label": "rapport", "url": "https://rapport.example"})
+        );
+        let link = &card["links"][0];
+        assert_eq!(link["label"], "Open in rapport");
+        assert_eq!(link["type"], "smart");
+        assert_eq!(link["url"], "https://rapport.example/launch");
+        let context: Value = serde_json::from_str(link["appContext"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            context,
+            json!({"patient": "p-1", "instrument": "wai-sr", "alert": a.id})
+        );
+        assert_ne!(plain[0].uuid, linked[0].uuid, "a new uuid per card issued");
+    }
+
+    fn finish_cards(drafts: &[Draft], link: bool, f: &dyn Fn(bool) -> Finish<'static>) -> Vec<Card> {
+        finish(drafts, &f(link))
+    }
+
+    #[test]
     fn numbers_read_as_written() {
         assert_eq!(number(36.0), "36");
         assert_eq!(number(30.5), "30.5");

@@ -352,6 +352,22 @@ mod tests {
     }
 
     #[test]
+    fn cds_cors_origins_are_bare_origins() {
+        let s = from(&[(
+            "RAPPORT_CDS_CORS_ORIGINS",
+            "https://ehr-ui.example, http://localhost:3000/",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.cds_cors_origins,
+            vec!["https://ehr-ui.example", "http://localhost:3000"]
+        );
+        for bad in ["https://ehr.example/app", "not an origin", "ftp://ehr.example"] {
+            assert!(from(&[("RAPPORT_CDS_CORS_ORIGINS", bad)]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn defaults_work_with_nothing_set() {
         let s = from(&[]).unwrap();
         assert_eq!(s.bind, "127.0.0.1:8080");

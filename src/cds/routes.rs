@@ -36,12 +36,14 @@ pub async fn cds_discovery() -> HttpResponse {
     })
 }
 
-/// The calling client, by the JWT in `Authorization` for the exact URL called.
-async fn caller(req: &HttpRequest, state: &AppState, path: &str) -> ApiResult<CdsClientRow> {
+/// The service named in the path (404 when none) and the client calling it, by the JWT in
+/// `Authorization` for the exact URL called (`suffix` after the service id).
+async fn caller(req: &HttpRequest, state: &AppState, id: &str, suffix: &str) -> ApiResult<(Service, CdsClientRow)> {
+    let service = Service::from_id(id).ok_or(ApiError::NotFound)?;
     let token = crate::edge::authenticate::bearer_token(req)
         .map_err(|_| ApiError::Unauthorized(super::trust::REFUSED.into()))?;
-    let url = format!("{}{path}", state.public_url);
-    state.cds.verify(&token, &url).await
+    let url = format!("{}/cds-services/{}{suffix}", state.public_url, service.id());
+    Ok((service, state.cds.verify(&token, &url).await?))
 }
 
 fn bad(detail: impl Into<String>) -> ApiError {
@@ -200,7 +202,7 @@ async fn recent_alliance(
     responses(
         (status = 200, description = "The cards (possibly none)", body = CdsCards),
         (status = 400, description = "A wrong `hook` for the service, or a missing `hookInstance`, `context`, `context.userId` or `context.patientId`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No JWT, or one rapport does not accept from a registered CDS client", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::CdsJwtRefused,
         (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
     ),
     security(("cds_client_jwt" = []))
@@ -212,8 +214,7 @@ pub async fn call_cds_service(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let service = Service::from_id(&id).ok_or(ApiError::NotFound)?;
-    let client = caller(&req, &state, &format!("/cds-services/{}", service.id())).await?;
+    let (service, client) = caller(&req, &state, &id, "").await?;
     let call = read_call(&body, service)?;
     let org = client.org_id;
     let mut conn = crate::db::conn(&state.pool).await?;
@@ -324,7 +325,7 @@ fn feedback_item(item: &Value) -> Option<NewFeedback> {
     responses(
         (status = 200, description = "Received (`{}`)", body = Object),
         (status = 400, description = "The body is not `{\"feedback\": [...]}`", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No JWT, or one rapport does not accept from a registered CDS client", body = Problem, content_type = "application/problem+json"),
+        crate::edge::problems::CdsJwtRefused,
         (status = 404, description = "No such service", body = Problem, content_type = "application/problem+json"),
     ),
     security(("cds_client_jwt" = []))
@@ -336,8 +337,7 @@ pub async fn cds_feedback(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> ApiResult<HttpResponse> {
-    let service = Service::from_id(&id).ok_or(ApiError::NotFound)?;
-    let client = caller(&req, &state, &format!("/cds-services/{}/feedback", service.id())).await?;
+    let (service, client) = caller(&req, &state, &id, "/feedback").await?;
     let doc: Value = serde_json::from_slice(&body).map_err(|_| bad("the body is not JSON"))?;
     let items = doc
         .as_object()

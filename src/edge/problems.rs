@@ -15,6 +15,15 @@ use crate::error::Problem;
 )]
 pub struct Unauthorized(#[allow(dead_code)] Problem);
 
+/// 401 from a CDS service: no JWT, or one not accepted from a registered CDS client.
+#[derive(IntoResponses)]
+#[response(
+    status = 401,
+    description = "No JWT, or one rapport does not accept from a registered CDS client (always the same generic detail)",
+    content_type = "application/problem+json"
+)]
+pub struct CdsJwtRefused(#[allow(dead_code)] Problem);
+
 /// 400: a body that is not JSON.
 #[derive(IntoResponses)]
 #[response(

@@ -481,6 +481,17 @@ async fn an_unknown_service_is_404_then_the_jwt_401_then_the_body_400() {
         let res = cds.send(&path, Some(&cds.jwt(&path).sign()), &b).await;
         assert_problem(res, 400).await;
     }
+    let not_json = cds
+        .app
+        .http
+        .post(cds.app.url(&path))
+        .bearer_auth(cds.jwt(&path).sign())
+        .header("Content-Type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(not_json, 400).await;
     let feedback = format!("/cds-services/{ALLIANCE}/feedback");
     for b in [json!({"feedback": {}}), json!([]), json!({"other": []})] {
         let res = cds.send(&feedback, Some(&cds.jwt(&feedback).sign()), &b).await;

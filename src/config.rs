@@ -295,14 +295,7 @@ fn parse_origins(value: &str) -> Result<Vec<String>, ConfigError> {
         .split(',')
         .map(str::trim)
         .filter(|o| !o.is_empty())
-        .map(|o| {
-            let url = url::Url::parse(o).map_err(|e| invalid(format!("`{o}` is not an origin: {e}")))?;
-            let origin = url.origin().ascii_serialization();
-            if !matches!(url.scheme(), "http" | "https") || origin != o.trim_end_matches('/') {
-                return Err(invalid(format!("`{o}` must be scheme://host[:port], with no path")));
-            }
-            Ok(origin)
-        })
+        .map(|o| crate::outbound::web_origin(o).map_err(invalid))
         .collect()
 }
 

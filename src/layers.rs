@@ -27,6 +27,7 @@ const WEB_EDGE: &[&str] = &[
     "edge/authenticate.rs",
     "edge/middleware.rs",
     "console/mod.rs",
+    "launch/pages.rs",
     "auth/smart.rs",
     "analytics/alliance_outcome.rs",
     "analytics/clinicians.rs",

@@ -24,6 +24,7 @@ pub mod fhir;
 pub mod identity;
 pub mod ids;
 pub mod instruments;
+pub mod launch;
 #[cfg(test)]
 mod layers;
 pub mod norms;
@@ -54,7 +55,8 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(edge::ops_routes::healthz)
         .service(edge::ops_routes::readyz)
         .service(edge::ops_routes::metrics)
-        .service(auth::smart::smart_configuration);
+        .service(auth::smart::smart_configuration)
+        .service(launch::routes::connection_jwks);
     cfg.service(
         scope::scope("/v1")
             .service(auth::routes::issue_token)
@@ -94,6 +96,11 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(cds::client_routes::list_cds_clients)
             .service(cds::client_routes::get_cds_client)
             .service(cds::client_routes::delete_cds_client)
+            .service(launch::connection_routes::create_ehr_connection)
+            .service(launch::connection_routes::list_ehr_connections)
+            .service(launch::connection_routes::get_ehr_connection)
+            .service(launch::connection_routes::delete_ehr_connection)
+            .service(launch::routes::launch_session)
             .service(identity::routes::create_provider)
             .service(identity::routes::list_providers)
             .service(identity::routes::get_provider)

@@ -249,6 +249,17 @@ impl reqwest::dns::Resolve for CheckedResolver {
     }
 }
 
+/// A web origin as given (`scheme://host[:port]`, http or https, nothing after it), in its
+/// serialised form; the error is a sentence naming it.
+pub fn web_origin(given: &str) -> Result<String, String> {
+    let url = url::Url::parse(given).map_err(|e| format!("`{given}` is not an origin: {e}"))?;
+    let origin = url.origin().ascii_serialization();
+    if !matches!(url.scheme(), "http" | "https") || origin != given.trim_end_matches('/') {
+        return Err(format!("`{given}` must be scheme://host[:port], with no path"));
+    }
+    Ok(origin)
+}
+
 /// The check for a URL whose host is an IP literal (the connector resolves no name then).
 pub fn check_literal(url: &url::Url, allow_private: bool) -> Result<(), String> {
     if allow_private {

@@ -306,3 +306,55 @@ diesel::table! {
         received_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    ehr_connections (org_id, id) {
+        org_id -> Uuid,
+        id -> Uuid,
+        issuer -> Text,
+        client_id -> Text,
+        client_auth -> Text,
+        client_secret -> Nullable<Text>,
+        signing_key -> Nullable<Bytea>,
+        signing_alg -> Nullable<Text>,
+        public_jwk -> Nullable<Jsonb>,
+        frame_origins -> Array<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ehr_issuer_directory (issuer) {
+        issuer -> Text,
+        org_id -> Uuid,
+        connection_id -> Uuid,
+    }
+}
+
+diesel::table! {
+    launch_states (org_id, state_hash) {
+        org_id -> Uuid,
+        state_hash -> Bytea,
+        connection_id -> Uuid,
+        browser_hash -> Bytea,
+        code_verifier -> Text,
+        token_endpoint -> Text,
+        oidc_issuer -> Text,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    launch_codes (org_id, code_hash) {
+        org_id -> Uuid,
+        code_hash -> Bytea,
+        connection_id -> Uuid,
+        patient -> Text,
+        fhir_user -> Text,
+        user_name -> Nullable<Text>,
+        token_seconds -> Int8,
+        alert_id -> Nullable<Uuid>,
+        instrument -> Nullable<Text>,
+        expires_at -> Timestamptz,
+    }
+}

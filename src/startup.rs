@@ -119,6 +119,7 @@ impl Application {
             rate_limit: crate::telemetry::rate_limit::RateLimiter::new(settings.rate_limit_per_minute),
             auth_failures: crate::telemetry::rate_limit::RateLimiter::new(crate::auth::routes::FAILED_AUTH_PER_MINUTE),
             cds: crate::cds::CdsVerifier::new(pool.clone(), settings.client_status_ttl, jwks.clone()),
+            ehr: crate::launch::ehr::EhrClient::new(settings.webhook_allow_private, jwks.clone())?,
             jwks,
             public_url: public.url.clone(),
             settings: Arc::new(settings.clone()),
@@ -216,8 +217,10 @@ fn build_app(
         )
         .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", api))
         .configure(crate::console::configure)
+        .configure(crate::launch::routes::configure)
         .default_service(web::to(crate::edge::ops_routes::not_found))
         .wrap(from_fn(crate::edge::middleware::no_store))
+        .wrap(from_fn(crate::edge::middleware::frame_guard))
         .wrap(from_fn(crate::edge::middleware::cds_cors))
         .wrap(from_fn(crate::edge::middleware::reject_nul))
         .wrap(from_fn(crate::edge::middleware::problem_fallback))

@@ -37,6 +37,9 @@ pub struct AppState {
     pub identity: crate::identity::IdentityVerifier,
     /// Verifies CDS clients' JWTs (its client cache, and the shared key sets).
     pub cds: crate::cds::CdsVerifier,
+    /// rapport as the EHRs' OAuth client (SMART App Launch): their configurations, the code
+    /// exchange and id_token checks.
+    pub ehr: crate::launch::ehr::EhrClient,
     /// Fetched JWK sets of asymmetric clients and identity providers.
     pub jwks: Arc<crate::auth::jwks::JwksCache>,
     /// `RAPPORT_PUBLIC_URL`, or `http://` and the bound address: the base of the token

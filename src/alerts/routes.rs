@@ -46,6 +46,15 @@ pub async fn list_alerts(
     }
     let limit = pagination::limit(query.limit.as_deref())?;
     let after: Option<i64> = pagination::decode_cursor(query.cursor.as_deref())?;
+    let mut query = query.into_inner();
+    // A launch token lists its patient only; a filter naming another finds nothing.
+    let crate::auth::PatientFilter::Filter(patient) = principal.patient_filter(query.patient.as_deref()) else {
+        return Ok(HttpResponse::Ok().json(AlertPage {
+            items: Vec::new(),
+            next_cursor: None,
+        }));
+    };
+    query.patient = patient;
     let mut conn = state.read_conn().await?;
     let rows = store::list(&mut conn, principal.org, &query, status, after, limit).await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |r| r.seq);
@@ -92,6 +101,7 @@ pub async fn get_alert(
     let mut conn = crate::db::conn(&state.pool).await?;
     let row = store::find(&mut conn, principal.org, id)
         .await?
+        .filter(|row| principal.sees(&row.patient))
         .ok_or(ApiError::NotFound)?;
     let cds_feedback = crate::cds::store::feedback_for_alert(&mut conn, principal.org, row.id).await?;
     audit::record_read(
@@ -140,6 +150,7 @@ pub async fn acknowledge_alert(
     // The path decides first: an id the caller cannot see is 404 whatever the body says.
     store::find(&mut conn, principal.org, id)
         .await?
+        .filter(|row| principal.sees(&row.patient))
         .ok_or(ApiError::NotFound)?;
     let body: AcknowledgeRequest = crate::extract::from_value(body.0)?;
     let note = body.note.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());

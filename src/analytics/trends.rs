@@ -89,6 +89,10 @@ pub(super) async fn load(
     query: &TrendQuery,
 ) -> ApiResult<(Trend, Option<std::sync::Arc<LoadedInstrument>>)> {
     principal.require(Scope::ResponsesRead)?;
+    // A launch token bound to another patient finds nothing here.
+    if !principal.sees(&patient) {
+        return Err(ApiError::NotFound);
+    }
     let mut conn = state.read_conn().await?;
     let (trend, used) = compute(&mut conn, state, principal.org, patient, query).await?;
     drop(conn);

@@ -45,6 +45,11 @@ pub enum AuditAction {
     CdsClientDeleted,
     CdsCall,
     CdsFeedback,
+    EhrConnectionCreated,
+    EhrConnectionDeleted,
+    LaunchCompleted,
+    LaunchContextIgnored,
+    LaunchSessionStarted,
 }
 
 crate::db::text_enum!(AuditAction {
@@ -88,6 +93,11 @@ crate::db::text_enum!(AuditAction {
     CdsClientDeleted => "cds_client.deleted",
     CdsCall => "cds.call",
     CdsFeedback => "cds.feedback",
+    EhrConnectionCreated => "ehr_connection.created",
+    EhrConnectionDeleted => "ehr_connection.deleted",
+    LaunchCompleted => "launch.completed",
+    LaunchContextIgnored => "launch.context_ignored",
+    LaunchSessionStarted => "launch.session_started",
 });
 
 impl serde::Serialize for AuditAction {
@@ -100,7 +110,7 @@ impl serde::Serialize for AuditAction {
 mod tests {
     use super::AuditAction;
 
-    const ALL: [AuditAction; 40] = [
+    const ALL: [AuditAction; 45] = [
         AuditAction::AlertRead,
         AuditAction::AlertsListed,
         AuditAction::AllianceOutcomeRead,
@@ -141,6 +151,11 @@ mod tests {
         AuditAction::CdsClientDeleted,
         AuditAction::CdsCall,
         AuditAction::CdsFeedback,
+        AuditAction::EhrConnectionCreated,
+        AuditAction::EhrConnectionDeleted,
+        AuditAction::LaunchCompleted,
+        AuditAction::LaunchContextIgnored,
+        AuditAction::LaunchSessionStarted,
     ];
 
     #[test]

@@ -11,6 +11,6 @@ pub mod secrets;
 pub mod smart;
 pub mod token;
 
-pub use principal::{ClientStatusCache, Principal};
+pub use principal::{ClientStatusCache, PatientFilter, Principal};
 pub use scope::Scope;
 pub use token::JwtKeys;

@@ -17,6 +17,9 @@ pub struct Principal {
     /// actor name `idp:{provider id}:{sub}` that rate limits and the audit log use.
     pub client_id: ClientId,
     pub scopes: Vec<Scope>,
+    /// A launch token's patient (SMART App Launch): the caller reads this patient only,
+    /// no aggregate and no other patient.
+    pub patient: Option<String>,
 }
 
 impl Principal {
@@ -27,12 +30,33 @@ impl Principal {
     /// Aggregate analytics: `analytics:read`, or `responses:read` (patient-level access
     /// includes the aggregates).
     pub fn require_analytics(&self) -> ApiResult<()> {
+        if self.patient.is_some() {
+            return Err(ApiError::Forbidden(
+                "a token launched for one patient cannot read aggregates".into(),
+            ));
+        }
         if self.has(Scope::AnalyticsRead) || self.has(Scope::ResponsesRead) {
             Ok(())
         } else {
             Err(ApiError::Forbidden(
                 "this operation needs the `analytics:read` (or `responses:read`) scope".into(),
             ))
+        }
+    }
+
+    /// Whether the caller may see this patient's data: always, unless the token is bound
+    /// to another patient.
+    pub fn sees(&self, patient: &str) -> bool {
+        self.patient.as_deref().is_none_or(|bound| bound == patient)
+    }
+
+    /// A list's patient filter for this caller: the bound patient replaces a missing
+    /// filter; a filter naming another patient finds nobody.
+    pub fn patient_filter(&self, requested: Option<&str>) -> PatientFilter {
+        match (&self.patient, requested) {
+            (None, requested) => PatientFilter::Filter(requested.map(str::to_string)),
+            (Some(bound), Some(requested)) if crate::refs::nfc(requested) != *bound => PatientFilter::Nobody,
+            (Some(bound), _) => PatientFilter::Filter(Some(bound.clone())),
         }
     }
 
@@ -44,6 +68,15 @@ impl Principal {
             Err(ApiError::Forbidden(format!("this operation needs the `{scope}` scope")))
         }
     }
+}
+
+/// What a list may show of patients (`Principal::patient_filter`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PatientFilter {
+    /// The filter to apply (`None`: every patient).
+    Filter(Option<String>),
+    /// The list is empty: the filter names a patient the caller may not see.
+    Nobody,
 }
 
 /// Remembers, per process and for a bounded time, that a client was not revoked, so that a

@@ -28,6 +28,18 @@ pub struct Claims {
     pub iat: u64,
     pub nbf: u64,
     pub exp: u64,
+    /// A launch token's patient (SMART App Launch): the token reads only this patient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
+    /// A launch token's EHR connection: deleting it stops the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ehr: Option<uuid::Uuid>,
+}
+
+/// What binds a launch token: the EHR connection and the patient.
+pub struct LaunchBinding<'a> {
+    pub connection: uuid::Uuid,
+    pub patient: &'a str,
 }
 
 pub struct JwtKeys {
@@ -80,6 +92,29 @@ impl JwtKeys {
         scope: &str,
         ttl: Duration,
     ) -> Result<String, String> {
+        self.sign(client_id, org, scope, ttl, None)
+    }
+
+    /// A launch token: `responses:read` for one patient of the organisation, named
+    /// `ehr:{connection}:{fhirUser}` (`actor`).
+    pub fn issue_launch(
+        &self,
+        actor: &ClientId,
+        org: OrgId,
+        binding: &LaunchBinding<'_>,
+        ttl: Duration,
+    ) -> Result<String, String> {
+        self.sign(actor, org, Scope::ResponsesRead.as_str(), ttl, Some(binding))
+    }
+
+    fn sign(
+        &self,
+        client_id: &ClientId,
+        org: OrgId,
+        scope: &str,
+        ttl: Duration,
+        binding: Option<&LaunchBinding<'_>>,
+    ) -> Result<String, String> {
         let now = now_secs();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -90,6 +125,8 @@ impl JwtKeys {
             iat: now,
             nbf: now,
             exp: now + ttl.as_secs(),
+            patient: binding.map(|b| b.patient.to_string()),
+            ehr: binding.map(|b| b.connection),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| e.to_string())
     }

@@ -69,9 +69,12 @@ pub async fn create_cds_client(
             format!("must be at most {MAX_TEXT} characters, without NUL"),
         ));
     }
-    // SMART App Launch connections are not registered yet in this version: every id names
-    // none of the organisation's connections.
-    if body.ehr_connection_id.is_some() {
+    let mut conn = crate::db::conn(&state.pool).await?;
+    if let Some(id) = body.ehr_connection_id
+        && crate::launch::store::find(&mut conn, principal.org, id)
+            .await?
+            .is_none()
+    {
         errors.push(FieldError::new(
             "/ehr_connection_id",
             "is not one of the organisation's EHR connections",
@@ -88,7 +91,6 @@ pub async fn create_cds_client(
         description,
         ehr_connection_id: body.ehr_connection_id,
     };
-    let mut conn = crate::db::conn(&state.pool).await?;
     let created = super::service::create(&mut conn, &state.cds, Actor::Caller(&principal), principal.org, &new).await?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/v1/cds-clients/{}", created.id)))

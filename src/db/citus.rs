@@ -16,13 +16,14 @@ use crate::config::CitusMode;
 /// Global tables: small, read everywhere, replicated to every node. Every other table in
 /// the schema is a tenant table and is distributed by `org_id` (the schema test holds each
 /// tenant table to `org_id` in its keys; the Citus tests fail on a table that is neither).
-pub const REFERENCE_TABLES: [&str; 6] = [
+pub const REFERENCE_TABLES: [&str; 7] = [
     "organizations",
     "service_secrets",
     "builtin_instrument_versions",
     "client_directory",
     "issuer_directory",
     "cds_issuer_directory",
+    "ehr_issuer_directory",
 ];
 
 /// The tenant table every other tenant table is co-located with.

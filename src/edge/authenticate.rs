@@ -57,6 +57,7 @@ async fn external(state: &AppState, token: &str) -> ApiResult<Principal> {
         org,
         client_id: ClientId::new(subject),
         scopes,
+        patient: None,
     })
 }
 
@@ -72,10 +73,21 @@ impl FromRequest for Principal {
             req.path().to_string(),
             req.query_string().to_string(),
         );
+        let pattern = req.match_pattern();
         Box::pin(async move {
             let token = token?;
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             let principal = authenticate(&state, &token).await?;
+            // A launch token (one patient, from the EHR) reaches its patient's reads only.
+            if principal.patient.is_some()
+                && !pattern
+                    .as_deref()
+                    .is_some_and(|p| crate::launch::patient_route(&method, p))
+            {
+                return Err(ApiError::Forbidden(
+                    "a token launched from the EHR for one patient cannot use this operation".into(),
+                ));
+            }
             // Per client, after authentication (an unauthenticated flood costs a signature
             // check each, never a database read).
             state
@@ -103,6 +115,9 @@ async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal> {
     })?;
     let scopes = Scope::parse_list(&claims.scope).map_err(|_| unauthorized("invalid token scope"))?;
     let client_id = ClientId::new(claims.sub);
+    if let Some(connection) = claims.ehr {
+        return launched(state, claims.org, connection, client_id, scopes, claims.patient).await;
+    }
     if !state.client_status.is_known_active(claims.org, &client_id) {
         let mut conn = crate::db::conn(&state.pool).await?;
         if !crate::clients::store::is_active(&mut conn, claims.org, &client_id).await? {
@@ -114,5 +129,34 @@ async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal> {
         org: claims.org,
         client_id,
         scopes,
+        patient: None,
+    })
+}
+
+/// A launch token's caller, while its EHR connection exists (checked at most
+/// `RAPPORT_CLIENT_STATUS_TTL_SECS` ago, so a deleted connection stops its tokens within
+/// that time everywhere, at once where it was deleted).
+async fn launched(
+    state: &AppState,
+    org: crate::ids::OrgId,
+    connection: uuid::Uuid,
+    client_id: ClientId,
+    scopes: Vec<Scope>,
+    patient: Option<String>,
+) -> ApiResult<Principal> {
+    let patient = patient.ok_or_else(|| unauthorized("invalid or expired token"))?;
+    let key = crate::launch::service::status_key(connection);
+    if !state.client_status.is_known_active(org, &key) {
+        let mut conn = crate::db::conn(&state.pool).await?;
+        if !crate::launch::store::exists(&mut conn, org, connection).await? {
+            return Err(unauthorized("the EHR connection of this launch was deleted"));
+        }
+        state.client_status.remember_active(org, &key);
+    }
+    Ok(Principal {
+        org,
+        client_id,
+        scopes,
+        patient: Some(patient),
     })
 }

@@ -58,7 +58,7 @@ pub async fn observe(
 }
 
 /// Any error answer that is not already JSON (actix's own 404/405/400s, payload errors)
-/// becomes problem+json with the same status.
+/// becomes problem+json with the same status; the launch's HTML pages stay pages.
 pub async fn problem_fallback(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -70,7 +70,13 @@ pub async fn problem_fallback(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    if (status.is_client_error() || status.is_server_error()) && !is_json {
+    // The launch pages answer in HTML, for a person in a browser: left as they are.
+    let is_page = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json && !is_page {
         let error = match status.as_u16() {
             400 => ApiError::BadRequest("the request is malformed".into()),
             404 => ApiError::NotFound,
@@ -138,6 +144,23 @@ pub async fn no_store(
     if api && !res.headers().contains_key(header::CACHE_CONTROL) {
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    Ok(res)
+}
+
+/// No page may be framed unless it says so: an answer without its own
+/// `Content-Security-Policy` gets `frame-ancestors 'none'` (the launched console and the
+/// launch pages name their connection's `frame_origins` themselves).
+pub async fn frame_guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let mut res = next.call(req).await?;
+    if !res.headers().contains_key(header::CONTENT_SECURITY_POLICY) {
+        res.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("frame-ancestors 'none'"),
+        );
     }
     Ok(res)
 }

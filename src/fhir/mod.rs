@@ -157,16 +157,18 @@ fn authorised(principal: Result<Principal, ApiError>, scope: Option<Scope>) -> R
 
 /// The stored response a FHIR read names by id (`QuestionnaireResponse/{id}`, and the
 /// Observation of the same id), in the caller's organisation: 404 for an id that is no
-/// UUID, unknown, or another organisation's.
+/// UUID, unknown, another organisation's, or another patient's for a launch token.
 pub(crate) async fn stored_response(
     conn: &mut diesel_async::AsyncPgConnection,
-    org: crate::ids::OrgId,
+    principal: &crate::auth::Principal,
     id: &str,
 ) -> Result<crate::responses::model::Administration, FhirFailure> {
     let id = uuid::Uuid::parse_str(id).map_err(|_| fail(ApiError::NotFound))?;
-    let row = crate::responses::store::find(conn, org, crate::ids::ResponseId(id))
+    let row = crate::responses::store::find(conn, principal.org, crate::ids::ResponseId(id))
         .await
         .map_err(|e| fail(e.into()))?
+        // A launch token bound to another patient finds nothing.
+        .filter(|row| principal.sees(&row.patient))
         .ok_or_else(|| fail(ApiError::NotFound))?;
     Ok(crate::responses::model::Administration::from(row))
 }

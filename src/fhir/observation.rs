@@ -46,7 +46,13 @@ pub async fn search_observations(
 ) -> FhirResult {
     let principal = authorised(principal, Some(Scope::ResponsesRead))?;
     let base = base_url(&req);
-    let search = ObservationSearch::parse(req.query_string(), &resources::code_system(&base)).map_err(fail)?;
+    let mut search = ObservationSearch::parse(req.query_string(), &resources::code_system(&base)).map_err(fail)?;
+    // A launch token searches its patient only: a subject naming another finds nothing.
+    if let Some(bound) = &principal.patient
+        && search.scored.patients.iter().any(|p| p != bound)
+    {
+        search.no_match = true;
+    }
     let mut conn = state.read_conn().await.map_err(fail)?;
     if search.count_only {
         let total = if search.no_match {
@@ -149,7 +155,7 @@ pub async fn read_observation(
 ) -> FhirResult {
     let principal = authorised(principal, Some(Scope::ResponsesRead))?;
     let mut conn = state.read_conn().await.map_err(fail)?;
-    let a = super::stored_response(&mut conn, principal.org, &id).await?;
+    let a = super::stored_response(&mut conn, &principal, &id).await?;
     let title = super::instrument_title(
         &mut conn,
         &state.builtins,

@@ -162,7 +162,7 @@ pub async fn read_questionnaire_response(
 ) -> FhirResult {
     let principal = authorised(principal, Some(Scope::ResponsesRead))?;
     let mut conn = crate::db::conn(&state.pool).await.map_err(fail)?;
-    let a = super::stored_response(&mut conn, principal.org, &id).await?;
+    let a = super::stored_response(&mut conn, &principal, &id).await?;
     let resource = as_resource(&state, &mut conn, &base_url(&req), &a, principal.org).await;
     audit::record_read(
         &state.writer,

@@ -83,7 +83,8 @@ async fn erase(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> diese
                     WHERE org_id = $1 AND (body::jsonb -> 'data' ->> 'patient') = $2 RETURNING 1),
               k AS (DELETE FROM webhook_events WHERE org_id = $1 AND patient = $2 RETURNING 1),
               cc AS (DELETE FROM cds_cards WHERE org_id = $1 AND patient = $2 RETURNING 1),
-              cf AS (DELETE FROM cds_feedback WHERE org_id = $1 AND patient = $2 RETURNING 1)
+              cf AS (DELETE FROM cds_feedback WHERE org_id = $1 AND patient = $2 RETURNING 1),
+              lc AS (DELETE FROM launch_codes WHERE org_id = $1 AND patient = $2 RETURNING 1)
          SELECT (SELECT count(*) FROM r) AS responses, (SELECT count(*) FROM a) AS alerts,
                 (SELECT count(*) FROM d) AS deliveries, (SELECT count(*) FROM o) AS outbox,
                 (SELECT count(*) FROM c) AS series, (SELECT count(*) FROM k) AS kept_events,

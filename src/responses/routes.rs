@@ -111,6 +111,7 @@ pub async fn get_response(
     let mut conn = crate::db::conn(&state.pool).await?;
     let row = store::find(&mut conn, principal.org, ResponseId(id))
         .await?
+        .filter(|row| principal.sees(&row.patient))
         .ok_or(ApiError::NotFound)?;
     audit::record_read(
         &state.writer,
@@ -143,8 +144,17 @@ pub async fn list_responses(
     query: crate::extract::ApiQuery<ListQuery>,
 ) -> ApiResult<HttpResponse> {
     principal.require(Scope::ResponsesRead)?;
+    let mut query = query.into_inner();
     let limit = pagination::limit(query.limit.as_deref())?;
     let after: Option<i64> = pagination::decode_cursor(query.cursor.as_deref())?;
+    // A launch token lists its patient only; a filter naming another finds nothing.
+    let crate::auth::PatientFilter::Filter(patient) = principal.patient_filter(query.patient.as_deref()) else {
+        return Ok(HttpResponse::Ok().json(AdministrationPage {
+            items: Vec::new(),
+            next_cursor: None,
+        }));
+    };
+    query.patient = patient;
     let mut conn = state.read_conn().await?;
     let rows = store::list(&mut conn, principal.org, &query, after, limit).await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |r| r.seq);

@@ -61,10 +61,10 @@ impl Jwt {
 }
 
 /// An app, its admin token, and a CDS client registered with the fixture keys inline.
-struct Cds {
-    app: TestApp,
-    admin: String,
-    issuer: String,
+pub(crate) struct Cds {
+    pub(crate) app: TestApp,
+    pub(crate) admin: String,
+    pub(crate) issuer: String,
     client_id: String,
 }
 
@@ -73,7 +73,7 @@ impl Cds {
         Cds::start_with(|_| {}).await
     }
 
-    async fn start_with(configure: impl FnOnce(&mut rapport::config::Settings)) -> Cds {
+    pub(crate) async fn start_with(configure: impl FnOnce(&mut rapport::config::Settings)) -> Cds {
         let app = TestApp::spawn_with(|s| {
             s.webhook_allow_private = true;
             configure(s);
@@ -112,7 +112,7 @@ impl Cds {
     }
 
     /// Calls `service` with a fresh, valid JWT; the cards.
-    async fn call(&self, service: &str, body: &Value) -> Vec<Value> {
+    pub(crate) async fn call(&self, service: &str, body: &Value) -> Vec<Value> {
         let path = format!("/cds-services/{service}");
         let res = self.send(&path, Some(&self.jwt(&path).sign()), body).await;
         assert_eq!(res.status(), 200);
@@ -126,7 +126,7 @@ impl Cds {
     }
 }
 
-fn patient_view(patient: &str, user: &str) -> Value {
+pub(crate) fn patient_view(patient: &str, user: &str) -> Value {
     json!({"hook": "patient-view", "hookInstance": uuid::Uuid::new_v4().to_string(),
         "fhirServer": "https://ehr.example/fhir", "fhirAuthorization": {"access_token": "ehr-secret-token",
         "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read", "subject": "rapport"},
@@ -161,7 +161,7 @@ async fn post_response(app: &TestApp, token: &str, body: Value) -> Value {
 }
 
 /// A WAI-SR of `patient` `days_ago` days ago with `total`.
-async fn wai(app: &TestApp, token: &str, patient: &str, days_ago: i64, total: u32) -> Value {
+pub(crate) async fn wai(app: &TestApp, token: &str, patient: &str, days_ago: i64, total: u32) -> Value {
     let at = (Utc::now() - ChronoDuration::days(days_ago)).to_rfc3339();
     post_response(
         app,
@@ -172,7 +172,7 @@ async fn wai(app: &TestApp, token: &str, patient: &str, days_ago: i64, total: u3
     .await
 }
 
-async fn phq9_flag(app: &TestApp, token: &str, patient: &str) {
+pub(crate) async fn phq9_flag(app: &TestApp, token: &str, patient: &str) {
     post_response(
         app,
         token,

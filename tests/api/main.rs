@@ -22,6 +22,7 @@ mod hardening;
 mod helpers;
 mod identity;
 mod instruments;
+mod launch;
 mod ops;
 mod outcomes;
 mod replica;

@@ -2,7 +2,7 @@
 // with the signed-in token, which lives in this module's memory only (never in storage or
 // cookies). Pages are chosen by the URL fragment (#/alerts, #/patient, ...).
 
-const session = { token: null, scopes: [] };
+const session = { token: null, scopes: [], patient: null, user: null, alert: null, instrument: null };
 const $ = (selector) => document.querySelector(selector);
 
 /** An element with attributes and children (strings become text, never HTML). */
@@ -276,6 +276,57 @@ async function auditPage(page) {
     h('td', {}, e.actor), h('td', {}, e.action), h('td', {}, `${e.resource_type}${e.resource_id ? ` ${e.resource_id}` : ''}`)))));
 }
 
+// Opened from the EHR (SMART App Launch): the launched patient only, with the user's name,
+// the patient's open alerts (acknowledge), chart and points.
+async function launchedPage(page) {
+  const patient = session.patient;
+  page.append(h('h2', {}, `Patient ${patient}`));
+  page.append(h('p', { id: 'launch-user', class: 'status' }, `Opened from the EHR by ${session.user}.`));
+  const [alerts, responses] = await Promise.all([
+    api('/v1/alerts?status=open&limit=500'),
+    api('/v1/responses?limit=500'),
+  ]);
+  if (!alerts.items.length && !responses.items.length) {
+    page.append(h('p', { id: 'launch-nothing', class: 'status' }, 'rapport holds nothing for this patient yet.'));
+    return;
+  }
+  page.append(h('h3', {}, 'Open alerts'));
+  if (!alerts.items.length) {
+    page.append(h('p', { class: 'status' }, 'No open alerts.'));
+  } else {
+    page.append(table(['Kind', 'What', 'Instrument', 'Raised', 'Acknowledge'], alerts.items.map((a) => {
+      const note = h('textarea', { id: `note-${a.id}`, rows: 2, maxlength: 1000 });
+      const form = h('form', { class: 'inline', 'data-alert': a.id, onsubmit: async (e) => {
+        e.preventDefault();
+        await run(async () => {
+          await api(`/v1/alerts/${a.id}/acknowledge`, { method: 'POST', body: note.value ? { note: note.value } : {} });
+          session.alert = null;
+          route();
+        });
+      } },
+      h('div', {}, h('label', { for: `note-${a.id}` }, 'Note'), note),
+      h('button', { type: 'submit' }, 'Acknowledge'));
+      const focused = a.id === session.alert;
+      return h('tr', { 'data-alert': a.id, id: focused ? 'focused-alert' : null,
+        class: [a.kind === 'item_flag' ? 'safety' : '', focused ? 'focused' : ''].join(' ').trim() || null },
+      h('td', {}, a.kind), h('td', { class: 'detail' }, alertDetail(a)), h('td', {}, a.instrument),
+      h('td', {}, when(a.created_at)), h('td', {}, form));
+    })));
+  }
+  const instruments = [...new Set(responses.items.map((r) => r.instrument))];
+  const focused = alerts.items.find((a) => a.id === session.alert);
+  const instrument = focused?.instrument || session.instrument || responses.items[responses.items.length - 1]?.instrument;
+  if (instrument) {
+    const chart = h('section', { id: 'launch-chart' });
+    page.append(chart);
+    await patientPage(chart, patient, instrument);
+    if (instruments.length > 1) {
+      page.append(h('p', {}, `Also answered: ${instruments.filter((i) => i !== instrument).join(', ')}.`));
+    }
+  }
+  document.getElementById('focused-alert')?.scrollIntoView();
+}
+
 const pages = {
   alerts: alertsPage,
   patients: patientsPage,
@@ -285,6 +336,7 @@ const pages = {
   instruments: instrumentsPage,
   webhooks: webhooksPage,
   audit: auditPage,
+  launched: launchedPage,
 };
 
 async function run(action) {
@@ -295,7 +347,8 @@ async function run(action) {
 async function route() {
   if (!session.token) return;
   const [name = 'alerts', ...args] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
-  const render = pages[name] || alertsPage;
+  // A launched session has its patient's page (and the chart of another instrument) only.
+  const render = session.patient ? (name === 'patient' ? pages.patient : launchedPage) : pages[name] || alertsPage;
   for (const a of document.querySelectorAll('#nav a')) {
     a.toggleAttribute('aria-current', a.getAttribute('href') === `#/${name}`);
     if (a.getAttribute('href') === `#/${name}`) a.setAttribute('aria-current', 'page');
@@ -335,6 +388,28 @@ function signOut() {
   $('#nav').hidden = true;
   $('#sign-in').hidden = false;
 }
+
+// The EHR launch lands on /console/launch/{connection}/#/launch/{code}: the one-time code is
+// exchanged for a token bound to the launched patient (kept in memory only, like any token).
+async function startLaunch(code) {
+  history.replaceState(null, '', `${location.pathname}#/launched`);
+  $('#sign-in').hidden = true;
+  const res = await fetch('/v1/launch/session', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ code }) });
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    showError(new ApiError(res.status, { title: 'The launch from the EHR could not be finished',
+      detail: `${body.detail || body.title || `HTTP ${res.status}`}. Open rapport from the EHR again.` }));
+    return;
+  }
+  Object.assign(session, { token: body.access_token, scopes: [body.scope], patient: body.patient, user: body.user,
+    alert: body.alert, instrument: body.instrument });
+  $('#sign-out').hidden = true;
+  route();
+  $('#main').focus();
+}
+
+const launchCode = location.pathname.startsWith('/console/launch/') && location.hash.match(/^#\/launch\/([^/]+)$/);
+if (launchCode) startLaunch(decodeURIComponent(launchCode[1]));
 
 $('#sign-in-form').addEventListener('submit', signIn);
 $('#sign-out').addEventListener('click', signOut);

@@ -16,7 +16,7 @@ use crate::helpers::TestApp;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     url: String,
 }
@@ -29,7 +29,7 @@ impl Drop for Driver {
 }
 
 /// chromedriver on a free port, or why there is none.
-async fn driver() -> Result<Driver, String> {
+pub(crate) async fn driver() -> Result<Driver, String> {
     for path in [CHROMIUM, CHROMEDRIVER] {
         if !Path::new(path).exists() {
             return Err(format!(
@@ -61,7 +61,7 @@ async fn driver() -> Result<Driver, String> {
     Ok(driver)
 }
 
-async fn browser(driver: &Driver, profile: &Path) -> Client {
+pub(crate) async fn browser(driver: &Driver, profile: &Path) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -81,7 +81,7 @@ async fn browser(driver: &Driver, profile: &Path) -> Client {
 }
 
 /// Waits for an element, with a clear failure naming it.
-async fn find(client: &Client, css: &str) -> fantoccini::elements::Element {
+pub(crate) async fn find(client: &Client, css: &str) -> fantoccini::elements::Element {
     client
         .wait()
         .at_most(Duration::from_secs(15))
@@ -90,13 +90,13 @@ async fn find(client: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
 }
 
-async fn screenshot(client: &Client, dir: &Path, name: &str) {
+pub(crate) async fn screenshot(client: &Client, dir: &Path, name: &str) {
     let png = client.screenshot().await.expect("screenshot");
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write the screenshot");
 }
 
 /// The browser's console entries at SEVERE level (errors, failed requests, CSP reports).
-async fn severe_logs(driver: &Driver, client: &Client) -> Vec<Value> {
+pub(crate) async fn severe_logs(driver: &Driver, client: &Client) -> Vec<Value> {
     let session = client.session_id().await.ok().flatten().expect("a session id");
     let logs: Value = reqwest::Client::new()
         .post(format!("{}/session/{session}/se/log", driver.url))
@@ -314,7 +314,7 @@ async fn the_console_signs_in_acknowledges_an_alert_and_shows_the_patient_chart(
     let _ = std::fs::remove_dir_all(&profile);
 }
 
-fn tempdir(under: &Path) -> PathBuf {
+pub(crate) fn tempdir(under: &Path) -> PathBuf {
     let dir = under.join(format!("profile-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     dir

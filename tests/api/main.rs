@@ -23,6 +23,7 @@ mod helpers;
 mod identity;
 mod instruments;
 mod launch;
+mod launch_browser;
 mod ops;
 mod outcomes;
 mod replica;

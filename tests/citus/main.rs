@@ -35,6 +35,8 @@ mod helpers;
 mod identity;
 #[path = "../api/instruments.rs"]
 mod instruments;
+#[path = "../api/launch.rs"]
+mod launch;
 #[path = "../api/responses.rs"]
 mod responses;
 #[path = "../api/tenancy.rs"]

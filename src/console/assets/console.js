@@ -294,7 +294,8 @@ async function launchedPage(page) {
   if (!alerts.items.length) {
     page.append(h('p', { class: 'status' }, 'No open alerts.'));
   } else {
-    page.append(table(['Kind', 'What', 'Instrument', 'Raised', 'Acknowledge'], alerts.items.map((a) => {
+    const ordered = [...alerts.items.filter((a) => a.kind === 'item_flag'), ...alerts.items.filter((a) => a.kind !== 'item_flag')];
+    page.append(table(['Kind', 'What', 'Instrument', 'Raised', 'Acknowledge'], ordered.map((a) => {
       const note = h('textarea', { id: `note-${a.id}`, rows: 2, maxlength: 1000 });
       const form = h('form', { class: 'inline', 'data-alert': a.id, onsubmit: async (e) => {
         e.preventDefault();
@@ -324,7 +325,7 @@ async function launchedPage(page) {
       page.append(h('p', {}, `Also answered: ${instruments.filter((i) => i !== instrument).join(', ')}.`));
     }
   }
-  document.getElementById('focused-alert')?.scrollIntoView();
+  document.getElementById('focused-alert')?.scrollIntoView({ block: 'nearest' });
 }
 
 const pages = {

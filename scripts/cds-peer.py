@@ -11,6 +11,8 @@ absolute/smart with a valid URL (and `appContext` only on smart links), `selecti
 SPEC's `overrideReason` itself). The requests this client sends are built with its hook-context models
 (patient-view, order-select, order-sign; dumped with `serialize_as_any`, else pydantic drops the
 hook's own context fields), so they are CDS Hooks requests by healthchain's reading.
+The client names an EHR connection, so every card carries the "Open in rapport" smart link
+(`autoLaunchable` false: healthchain requires the field) whose appContext names the patient.
 What the models do not check, this script does: fewer than 140 characters, a uuid per card, no
 suggestions or systemActions, most severe first, the medication rules, one use per `jti`.
 
@@ -87,7 +89,13 @@ def main():
                                                  ("rapport-prescribing", "order-select"),
                                                  ("rapport-prescribing-sign", "order-sign")}, "three services")
 
-    status, client = http("POST", "/v1/cds-clients", {"issuer": ISSUER, "jwks": {"keys": [PUBLIC]}}, ADMIN)
+    # The client names an EHR connection (SMART App Launch), so its cards carry the smart link.
+    status, connection = http("POST", "/v1/ehr-connections", {
+        "issuer": f"https://ehr-{uuid.uuid4().hex[:8]}.peer.example/fhir", "client_id": "rapport",
+        "client_auth": "client_secret_basic", "client_secret": "peer-secret"}, ADMIN)
+    check(status == 201, f"registering the EHR connection answered {status}: {connection}")
+    status, client = http("POST", "/v1/cds-clients", {"issuer": ISSUER, "jwks": {"keys": [PUBLIC]},
+                                                     "ehr_connection_id": connection["id"]}, ADMIN)
     check(status == 201, f"registering the CDS client answered {status}: {client}")
 
     patient = f"peer-{uuid.uuid4().hex[:8]}"
@@ -113,6 +121,10 @@ def main():
     view = CDSRequest(hook="patient-view", context=PatientViewContext(userId="Practitioner/peer", patientId=patient))
     _, cards = call("rapport-alliance", view)
     check([c["indicator"] for c in cards] == ["critical", "warning"], f"safety flag, then rupture: {cards}")
+    for card in cards:
+        (link,) = card["links"]
+        check(link["type"] == "smart" and link["url"] == f"{BASE}/launch", f"the smart link: {link}")
+        check(json.loads(link["appContext"])["patient"] == patient, f"the link's appContext: {link}")
 
     # One use per jti.
     jti = str(uuid.uuid4())

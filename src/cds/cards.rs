@@ -356,6 +356,7 @@ pub fn finish(drafts: &[Draft], f: &Finish<'_>) -> Vec<Card> {
                     url: format!("{}/launch", f.public_url),
                     app_context: json!({"patient": f.patient, "instrument": d.instrument, "alert": d.alert})
                         .to_string(),
+                    auto_launchable: false,
                 }]
             }),
         })

@@ -125,6 +125,9 @@ pub struct CardLink {
     /// JSON text: `{"patient", "instrument", "alert"}`.
     #[serde(rename = "appContext")]
     pub app_context: String,
+    /// Always false: the clinician chooses to open rapport.
+    #[serde(rename = "autoLaunchable")]
+    pub auto_launchable: bool,
 }
 
 /// A CDS Hooks card (no suggestions, no system actions).

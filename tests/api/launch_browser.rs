@@ -34,7 +34,11 @@ fn node_dir() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn skip_or_fail(why: &str) -> bool {
@@ -56,7 +60,10 @@ async fn an_ehr_frames_the_launch_and_the_console_opens_on_the_patient() {
     };
     let node_dir = node_dir();
     if !node_dir.join("node_modules/oidc-provider").is_dir() {
-        skip_or_fail(&format!("oidc-provider is not installed in {} (npm install oidc-provider@9)", node_dir.display()));
+        skip_or_fail(&format!(
+            "oidc-provider is not installed in {} (npm install oidc-provider@9)",
+            node_dir.display()
+        ));
         return;
     }
     // rapport on a port known in advance, so that its public URL (localhost: a secure
@@ -82,7 +89,10 @@ async fn an_ehr_frames_the_launch_and_the_console_opens_on_the_patient() {
         "answers": wai_sr_answers(20)});
     assert_eq!(app.post_json(&admin, "/v1/responses", other).await.status(), 201);
     let alerts = crate::alerts::wait_for(&app, &admin, "patient=p-ehr", |items| items.len() >= 2).await;
-    let flag = alerts.iter().find(|a| a["kind"] == "item_flag").expect("an item_flag alert");
+    let flag = alerts
+        .iter()
+        .find(|a| a["kind"] == "item_flag")
+        .expect("an item_flag alert");
     let flag_id = flag["id"].as_str().unwrap().to_string();
 
     let ehr_port = free_port();
@@ -118,8 +128,14 @@ async fn an_ehr_frames_the_launch_and_the_console_opens_on_the_patient() {
             .expect("node runs"),
     );
     let started = Instant::now();
-    while reqwest::get(format!("{ehr}/fhir/.well-known/smart-configuration")).await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(20), "the EHR peer did not start (see ehr-peer.log)");
+    while reqwest::get(format!("{ehr}/fhir/.well-known/smart-configuration"))
+        .await
+        .is_err()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the EHR peer did not start (see ehr-peer.log)"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -137,7 +153,10 @@ async fn an_ehr_frames_the_launch_and_the_console_opens_on_the_patient() {
     assert_eq!(heading, "Patient p-ehr");
     // Opened on the card's alert (the safety flag), with the chart of its instrument.
     let focused = find(&client, "#focused-alert").await;
-    assert_eq!(focused.attr("data-alert").await.unwrap().as_deref(), Some(flag_id.as_str()));
+    assert_eq!(
+        focused.attr("data-alert").await.unwrap().as_deref(),
+        Some(flag_id.as_str())
+    );
     find(&client, "#trend-chart").await;
     client.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
     client.enter_parent_frame().await.unwrap();
@@ -147,7 +166,11 @@ async fn an_ehr_frames_the_launch_and_the_console_opens_on_the_patient() {
     frame.enter_frame().await.unwrap();
     let rows = client.find_all(Locator::Css("tr[data-alert]")).await.unwrap();
     assert_eq!(rows.len(), 2, "the launched patient's two open alerts, nobody else's");
-    assert_eq!(rows[0].attr("data-alert").await.unwrap().as_deref(), Some(flag_id.as_str()), "the safety flag first");
+    assert_eq!(
+        rows[0].attr("data-alert").await.unwrap().as_deref(),
+        Some(flag_id.as_str()),
+        "the safety flag first"
+    );
     // No navigation to organisation pages, no sign-in form: the launched view only.
     for hidden in ["#nav", "#sign-in"] {
         let element = client.find(Locator::Css(hidden)).await.unwrap();
@@ -167,7 +190,10 @@ async fn an_ehr_frames_the_launch_and_the_console_opens_on_the_patient() {
             assert_eq!(alert["acknowledged_by"], format!("ehr:{id}:Practitioner/dr-hopper"));
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "the alert was not acknowledged");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the alert was not acknowledged"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let severe = severe_logs(&driver, &client).await;

@@ -6,6 +6,8 @@
 use actix_web::HttpResponse;
 use actix_web::http::{StatusCode, header};
 
+use crate::analytics::chart::escape;
+
 /// The `frame-ancestors` directive for a connection's frame origins (`'none'` without any).
 pub fn frame_ancestors(origins: &[String]) -> String {
     if origins.is_empty() {
@@ -13,22 +15,6 @@ pub fn frame_ancestors(origins: &[String]) -> String {
     } else {
         format!("frame-ancestors {}", origins.join(" "))
     }
-}
-
-/// Text made safe to put between HTML tags or in an attribute.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// A launch page that refuses: its status, a title, what failed and what to do.
@@ -73,7 +59,7 @@ mod tests {
     fn markup_in_what_an_ehr_sent_is_text() {
         assert_eq!(
             escape("<script>alert('x')</script> & \"q\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+            "&lt;script&gt;alert(&apos;x&apos;)&lt;/script&gt; &amp; &quot;q&quot;"
         );
         assert_eq!(frame_ancestors(&[]), "frame-ancestors 'none'");
         assert_eq!(

@@ -11,7 +11,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::Value;
 
 use crate::builders::wai_sr;
-use crate::helpers::{TestApp, count_rows};
+use crate::helpers::{TestApp, count_rows, free_port};
 
 /// (status, has Retry-After, response id, latency) of one request.
 type Outcome = (u16, bool, Option<String>, Duration);
@@ -32,14 +32,6 @@ fn as_postgres(bin: &std::path::Path, tool: &str, args: &[&str]) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Cluster {

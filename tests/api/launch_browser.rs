@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::builders::{phq9_answers, wai_sr_answers};
 use crate::console::{browser, driver, find, screenshot, severe_logs, tempdir};
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, free_port};
 
 struct Peer(Child);
 
@@ -31,14 +31,6 @@ impl Drop for Peer {
 /// Where CI installs oidc-provider (and scripts/identity-peers.sh looks for it).
 fn node_dir() -> PathBuf {
     Path::new(&std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into())).join("rapport-oidc")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn skip_or_fail(why: &str) -> bool {

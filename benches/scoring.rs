@@ -68,5 +68,31 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// The expected-response fit over 20,000 courses of 3 to 12 totals (target: under 300 ms).
+fn bench_expected(c: &mut Criterion) {
+    let courses: Vec<Vec<f64>> = (0..20_000u32)
+        .map(|i| {
+            let intake = f64::from(8 + i % 17);
+            let len = 3 + (i % 10) as usize;
+            (1..=len)
+                .map(|t| {
+                    let noise = f64::from((i.wrapping_mul(2_654_435_761) >> (t % 16)) % 7) - 3.0;
+                    if t == 1 {
+                        intake
+                    } else {
+                        2.0 + 0.75 * intake + (-1.2 - 0.08 * intake) * (t as f64).ln() + noise
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let mut group = c.benchmark_group("expected response");
+    group.sample_size(20);
+    group.bench_function("fit 20,000 courses", |b| {
+        b.iter(|| black_box(rapport::scoring::expected::fit(black_box(&courses))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_expected);
 criterion_main!(benches);

@@ -37,6 +37,9 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// `RAPPORT_CLIENT_STATUS_TTL_SECS`: how long a process trusts its cached "client not revoked".
     pub client_status_ttl: Duration,
+    /// `RAPPORT_EXPECTED_CHECK_SECS`: how often the refit worker looks at the expected-response
+    /// models with changes waiting (default 60).
+    pub expected_check: Duration,
     /// `RAPPORT_CLIENT_REQUEST_TIMEOUT_MS`: a client must send its request head and body
     /// within this (else 408).
     pub client_request_timeout: Duration,
@@ -133,6 +136,7 @@ impl Default for Settings {
             bootstrap_client_secret: None,
             workers: None,
             client_status_ttl: Duration::from_secs(30),
+            expected_check: Duration::from_secs(60),
             client_request_timeout: Duration::from_secs(10),
             public_url: None,
             trust_forwarded: false,
@@ -194,6 +198,17 @@ impl Settings {
                 });
             }
             s.client_status_ttl = Duration::from_secs(secs);
+        }
+        if let Some(v) = non_empty("RAPPORT_EXPECTED_CHECK_SECS") {
+            let secs: u64 = v
+                .parse()
+                .ok()
+                .filter(|s| (1..=3_600).contains(s))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "RAPPORT_EXPECTED_CHECK_SECS",
+                    problem: "must be a whole number of seconds from 1 to 3600".into(),
+                })?;
+            s.expected_check = Duration::from_secs(secs);
         }
         if let Some(v) = get("RAPPORT_JWT_SECRET") {
             if v.len() < MIN_JWT_SECRET_BYTES {
@@ -390,6 +405,11 @@ mod tests {
         assert!(from(&[("RAPPORT_DB_POOL_SIZE", "0")]).is_err());
         assert!(from(&[("RAPPORT_BODY_LIMIT", "lots")]).is_err());
         assert!(from(&[("RAPPORT_CLIENT_STATUS_TTL_SECS", "61")]).is_err());
+        assert_eq!(
+            from(&[("RAPPORT_EXPECTED_CHECK_SECS", "5")]).unwrap().expected_check,
+            Duration::from_secs(5)
+        );
+        assert!(from(&[("RAPPORT_EXPECTED_CHECK_SECS", "0")]).is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod console;
 pub mod db;
 pub mod edge;
 pub mod error;
+pub mod expected;
 pub mod export;
 pub mod extract;
 pub mod fhir;
@@ -88,6 +89,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
             .service(analytics::clinicians::clinician_summary)
             .service(analytics::clinicians::list_clinicians)
             .service(analytics::routes::trajectory)
+            .service(expected::routes::expected_response)
             .service(analytics::alliance_outcome::alliance_outcome)
             .service(alerts::routes::list_alerts)
             .service(alerts::routes::get_alert)

@@ -358,3 +358,24 @@ diesel::table! {
         expires_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    expected_models (org_id, instrument_key, rater) {
+        org_id -> Uuid,
+        instrument_key -> Text,
+        rater -> Text,
+        status -> Text,
+        n_courses -> Int8,
+        n_points -> Int8,
+        intercept -> Nullable<Float8>,
+        intake -> Nullable<Float8>,
+        log_t -> Nullable<Float8>,
+        intake_log_t -> Nullable<Float8>,
+        residual_sd -> Nullable<Float8>,
+        intake_p10 -> Nullable<Float8>,
+        intake_p50 -> Nullable<Float8>,
+        intake_p90 -> Nullable<Float8>,
+        fitted_at -> Nullable<Timestamptz>,
+        dirty_since -> Nullable<Timestamptz>,
+    }
+}

@@ -82,10 +82,12 @@ impl Application {
         let outbox = Arc::new(crate::workers::outbox::OutboxEnvironment {
             pool: pool.clone(),
             processed: metrics.outbox_counter(),
-            // In order: the kept series, then alerts (which announce what they raised), then
-            // the webhook messages of the responses and of what was announced.
+            // In order: the kept series, the expected-response models' change marks, then
+            // alerts (which announce what they raised), then the webhook messages of the
+            // responses and of what was announced.
             consumers: vec![
                 Box::new(crate::analytics::kept_series::KeptSeries),
+                Box::new(crate::expected::consumer::ExpectedModels),
                 Box::new(crate::alerts::AlertEvaluator {
                     builtins: builtins.clone(),
                     norms: worker_norms.clone(),
@@ -94,7 +96,15 @@ impl Application {
             ],
             rotation: Default::default(),
         });
+        let refitter = Arc::new(crate::expected::Refitter {
+            builtins: builtins.clone(),
+            alerts: crate::alerts::AlertEvaluator {
+                builtins: builtins.clone(),
+                norms: worker_norms.clone(),
+            },
+        });
         let state = web::Data::new(AppState {
+            refitter: refitter.clone(),
             read_pool,
             jwt: JwtKeys::new(&secret, &settings.jwt_issuer, &settings.jwt_audience)?,
             client_status: ClientStatusCache::new(settings.client_status_ttl),
@@ -131,6 +141,14 @@ impl Application {
         for _ in 0..settings.outbox_workers {
             tokio::spawn(crate::workers::outbox::run(outbox.clone()));
         }
+        // Its refit worker (expected-response models with changes waiting).
+        tokio::spawn(crate::workers::expected::run(Arc::new(
+            crate::workers::expected::RefitEnvironment {
+                pool: state.pool.clone(),
+                refitter,
+                every: settings.expected_check,
+            },
+        )));
         // Its webhook delivery workers.
         let delivery = Arc::new(crate::webhooks::deliver::DeliveryEnvironment {
             pool: state.pool.clone(),

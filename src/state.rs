@@ -40,6 +40,8 @@ pub struct AppState {
     /// rapport as the EHRs' OAuth client (SMART App Launch): their configurations, the code
     /// exchange and id_token checks.
     pub ehr: crate::launch::ehr::EhrClient,
+    /// Refits expected-response models (`?refit=true`; the refit worker holds the same).
+    pub refitter: Arc<crate::expected::Refitter>,
     /// Fetched JWK sets of asymmetric clients and identity providers.
     pub jwks: Arc<crate::auth::jwks::JwksCache>,
     /// `RAPPORT_PUBLIC_URL`, or `http://` and the bound address: the base of the token

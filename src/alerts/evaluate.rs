@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 pub use super::model::AlertKind;
 use crate::norms::NormsUsed;
+use crate::scoring::expected::InForce;
 use crate::scoring::outcome::{ReliableChangeRule, assess_change};
 use crate::scoring::stats::ReliableChange;
 use crate::scoring::{Comparator, InstrumentDefinition, exact_change};
@@ -58,8 +59,18 @@ fn comparator_name(c: Comparator) -> &'static str {
 /// - `item_flag`, one per response and definition flag, never resolved on its own; scored
 ///   or not (a safety flag never waits for a score).
 ///
-/// The first three read the scored points only.
-pub fn desired(points: &[SeriesPoint], def: &InstrumentDefinition, norms: &NormsUsed) -> Vec<Desired> {
+/// - `not_on_track`, with a model in force: one per run of totals beyond the bound within
+///   a course (one episode), raised at the first and resolved by the first later total of
+///   the course within it; totals without an expectation (the intake, `t > 20`) neither
+///   raise nor resolve.
+///
+/// All but `item_flag` read the scored points only.
+pub fn desired(
+    points: &[SeriesPoint],
+    def: &InstrumentDefinition,
+    norms: &NormsUsed,
+    model: Option<&InForce>,
+) -> Vec<Desired> {
     // The scored points, by their index into `points`.
     let (scored, scored_points): (Vec<usize>, Vec<SeriesPoint>) = points
         .iter()
@@ -68,7 +79,11 @@ pub fn desired(points: &[SeriesPoint], def: &InstrumentDefinition, norms: &Norms
         .map(|(i, p)| (i, p.clone()))
         .unzip();
     let at = |i: usize| scored.get(i).copied().unwrap_or_default();
-    let mut out: Vec<Desired> = score_alerts(&scored_points, def, norms)
+    let mut found = score_alerts(&scored_points, def, norms);
+    if let Some(model) = model {
+        found.extend(not_on_track_alerts(&scored_points, def, model));
+    }
+    let mut out: Vec<Desired> = found
         .into_iter()
         .map(|d| Desired {
             point: at(d.point),
@@ -77,6 +92,61 @@ pub fn desired(points: &[SeriesPoint], def: &InstrumentDefinition, norms: &Norms
         })
         .collect();
     out.extend(item_flag_alerts(points, def));
+    out
+}
+
+/// The courses of scored points (one per episode, in order of first appearance), each as
+/// indexes into `points` in time order.
+pub fn courses_of(points: &[SeriesPoint]) -> Vec<Vec<usize>> {
+    let mut courses: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+    for (i, p) in points.iter().enumerate() {
+        let episode = p.episode.as_deref();
+        match courses.iter_mut().find(|(e, _)| *e == episode) {
+            Some((_, members)) => members.push(i),
+            None => courses.push((episode, vec![i])),
+        }
+    }
+    courses.into_iter().map(|(_, members)| members).collect()
+}
+
+/// The `not_on_track` alerts of scored points under `model`.
+fn not_on_track_alerts(points: &[SeriesPoint], def: &InstrumentDefinition, model: &InForce) -> Vec<Desired> {
+    let mut out = Vec::new();
+    for course in courses_of(points) {
+        let totals: Vec<f64> = course
+            .iter()
+            .map(|i| points.get(*i).and_then(|p| p.total).unwrap_or_default())
+            .collect();
+        let judged = crate::scoring::expected::judge_course(&model.fit, def.direction, &totals);
+        let mut open: Option<Desired> = None;
+        for (&index, expectation) in course.iter().zip(judged) {
+            let Some(e) = expectation else { continue };
+            match (&mut open, e.on_track) {
+                (None, false) => {
+                    let id = points.get(index).map_or_else(String::new, |p| p.id.to_string());
+                    open = Some(Desired {
+                        fingerprint: format!("not_on_track:{id}"),
+                        kind: AlertKind::NotOnTrack,
+                        point: index,
+                        detail: json!({
+                            "t": e.t,
+                            "total": totals.get(e.t - 1),
+                            "expected": e.expected,
+                            "bound": e.bound,
+                            "fitted_at": model.fitted_at,
+                        }),
+                        resolved_by: None,
+                    });
+                }
+                (Some(run), true) => {
+                    run.resolved_by = Some(index);
+                    out.extend(open.take());
+                }
+                _ => {}
+            }
+        }
+        out.extend(open);
+    }
     out
 }
 

@@ -32,6 +32,8 @@ pub struct AlertEvaluator {
 
 /// Instrument versions resolved during one batch, by (organisation, key, version).
 type Instruments = HashMap<(OrgId, String, i32), Arc<crate::instruments::LoadedInstrument>>;
+/// Expected-response models read during one batch, by (organisation, key, rater).
+type Models = HashMap<(OrgId, String, String), Option<crate::scoring::expected::InForce>>;
 
 /// Brings the stored alerts of each series to what the series now says. The caller holds
 /// each series' evaluation lock (`series::lock`). Returns the alerts that were raised or resolved, with their webhook
@@ -48,8 +50,19 @@ pub async fn evaluate_many(
     let mut changes = Vec::new();
     // One lookup per instrument version in a batch (a custom one is a database read).
     let mut instruments: Instruments = HashMap::new();
+    let mut models: Models = HashMap::new();
     for (key, (points, existing)) in keys.iter().zip(read) {
-        let found = evaluate_points(conn, evaluator, &mut instruments, key, &points, existing).await?;
+        let model = model_of(conn, &mut models, key).await?;
+        let found = evaluate_points(
+            conn,
+            evaluator,
+            &mut instruments,
+            key,
+            &points,
+            existing,
+            model.as_ref(),
+        )
+        .await?;
         changes.extend(found.into_iter().map(|(event, row)| (key.org, event, row)));
     }
     Ok(changes)
@@ -72,6 +85,24 @@ async fn version_of(
     Ok(found)
 }
 
+/// The expected-response model in force for a series' instrument and rater, read once per
+/// batch.
+async fn model_of(
+    conn: &mut AsyncPgConnection,
+    models: &mut Models,
+    key: &SeriesKey,
+) -> ApiResult<Option<crate::scoring::expected::InForce>> {
+    let at = (key.org, key.instrument.clone(), key.rater.clone());
+    if let Some(found) = models.get(&at) {
+        return Ok(*found);
+    }
+    let found = crate::expected::store::find(conn, key.org, &key.instrument, &key.rater)
+        .await?
+        .and_then(|row| row.in_force());
+    models.insert(at, found);
+    Ok(found)
+}
+
 /// Brings the stored alerts of one series (its `points`, holding `existing` alerts) to what
 /// the points say.
 async fn evaluate_points(
@@ -81,6 +112,7 @@ async fn evaluate_points(
     key: &SeriesKey,
     points: &[evaluate::SeriesPoint],
     existing: i64,
+    model: Option<&crate::scoring::expected::InForce>,
 ) -> ApiResult<Vec<(&'static str, store::AlertRow)>> {
     let mut keep = Vec::new();
     let mut changes = Vec::new();
@@ -105,7 +137,7 @@ async fn evaluate_points(
         let rater = crate::scoring::Rater::parse(&key.rater)
             .ok_or_else(|| crate::error::ApiError::internal(format!("unknown stored rater `{}`", key.rater)))?;
         let norms = crate::norms::norms_for(conn, &evaluator.norms, key.org, &instrument, rater).await?;
-        for d in evaluate::desired(points, &instrument.definition, &norms) {
+        for d in evaluate::desired(points, &instrument.definition, &norms, model) {
             let Some(point) = points.get(d.point) else { continue };
             let resolved_by = d.resolved_by.and_then(|i| points.get(i)).map(|p| p.id);
             let upserted = store::upsert(

@@ -16,6 +16,8 @@ pub enum AlertKind {
     BelowCutoff,
     Deterioration,
     ItemFlag,
+    /// A run of totals beyond the expected-response bound (the organisation's own model).
+    NotOnTrack,
 }
 
 /// Where an alert stands: `withdrawn` when its source was voided or the series no longer
@@ -37,6 +39,7 @@ crate::db::text_enum!(AlertKind {
     BelowCutoff => "below_cutoff",
     Deterioration => "deterioration",
     ItemFlag => "item_flag",
+    NotOnTrack => "not_on_track",
 });
 crate::db::text_enum!(AlertStatus {
     Open => "open",
@@ -46,11 +49,12 @@ crate::db::text_enum!(AlertStatus {
 });
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 4] = [
+    pub const ALL: [AlertKind; 5] = [
         AlertKind::Rupture,
         AlertKind::BelowCutoff,
         AlertKind::Deterioration,
         AlertKind::ItemFlag,
+        AlertKind::NotOnTrack,
     ];
 }
 
@@ -112,7 +116,7 @@ pub struct AlertPage {
 pub struct AlertQuery {
     /// `open` (default), `acknowledged`, `resolved`, `withdrawn` or `all`.
     pub status: Option<String>,
-    /// `rupture`, `below_cutoff`, `deterioration` or `item_flag`.
+    /// `rupture`, `below_cutoff`, `deterioration`, `item_flag` or `not_on_track`.
     pub kind: Option<String>,
     #[serde(default, deserialize_with = "crate::refs::nfc_option")]
     pub patient: Option<String>,

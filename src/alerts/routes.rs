@@ -41,7 +41,7 @@ pub async fn list_alerts(
     };
     if query.kind.as_deref().is_some_and(|k| AlertKind::parse(k).is_none()) {
         return Err(ApiError::BadRequest(
-            "`kind` must be rupture, below_cutoff, deterioration or item_flag".into(),
+            "`kind` must be rupture, below_cutoff, deterioration, item_flag or not_on_track".into(),
         ));
     }
     let limit = pagination::limit(query.limit.as_deref())?;

@@ -34,6 +34,14 @@ pub struct ChartMarker {
     pub detail: String,
 }
 
+/// The expected-response model at a point's x: the expected total and the bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChartExpected {
+    pub x: f64,
+    pub expected: f64,
+    pub bound: f64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChartBand {
     pub min: f64,
@@ -61,6 +69,9 @@ pub struct Chart {
     pub repairs: Vec<usize>,
     /// Responses that could not be scored, shown on the x axis.
     pub unscored: Vec<ChartMarker>,
+    /// The expected-response model at the points that have an expectation (none without a
+    /// fitted model): a dashed expected line and a band out to the bound.
+    pub expected: Vec<ChartExpected>,
 }
 
 pub const MIN_SIZE: u32 = 240;
@@ -297,6 +308,37 @@ pub fn render(chart: &Chart) -> String {
             tick_label(cutoff)
         );
     }
+    if !chart.expected.is_empty() {
+        // Values off the scale are clipped to it (the model's line is not).
+        let y = |v: f64| frame.y(v.clamp(chart.y_min, chart.y_max));
+        let mut band = String::new();
+        for (i, e) in chart.expected.iter().enumerate() {
+            let _ = write!(
+                band,
+                "{}{:.2} {:.2}",
+                if i == 0 { "M" } else { "L" },
+                frame.x(e.x),
+                y(e.expected)
+            );
+        }
+        for e in chart.expected.iter().rev() {
+            let _ = write!(band, "L{:.2} {:.2}", frame.x(e.x), y(e.bound));
+        }
+        let mut line = String::new();
+        for (i, e) in chart.expected.iter().enumerate() {
+            let _ = write!(
+                line,
+                "{}{:.2} {:.2}",
+                if i == 0 { "M" } else { "L" },
+                frame.x(e.x),
+                y(e.expected)
+            );
+        }
+        let _ = write!(
+            s,
+            r##"<path id="expected-band" d="{band}Z" fill="#ff8f00" fill-opacity="0.12" stroke="#ef6c00" stroke-width="1" stroke-dasharray="2 3"><title>expected response band (to the bound)</title></path><path id="expected" d="{line}" stroke="#ef6c00" stroke-width="1.5" stroke-dasharray="6 4" fill="none"><title>expected response of this clinic's patients with this intake</title></path>"##
+        );
+    }
     let mut line = String::new();
     for (i, p) in chart.points.iter().enumerate() {
         let _ = write!(
@@ -385,7 +427,39 @@ mod tests {
             repairs: vec![2],
             unscored: vec![],
             step: 1.0,
+            expected: vec![],
         }
+    }
+
+    #[test]
+    fn the_expected_line_and_its_band_are_drawn_clipped_to_the_scale() {
+        let mut c = chart(&[(1.0, 40.0), (2.0, 45.0), (3.0, 50.0)]);
+        assert!(!render(&c).contains("expected-band"));
+        c.expected = vec![
+            ChartExpected {
+                x: 2.0,
+                expected: 44.0,
+                bound: 38.0,
+            },
+            ChartExpected {
+                x: 3.0,
+                expected: 70.0,
+                bound: 64.0,
+            },
+        ];
+        let svg = render(&c);
+        assert!(svg.contains(r#"id="expected-band""#) && svg.contains(r#"id="expected""#));
+        // 70 and 64 are above the scale's 60: both drawn at the top of the plot.
+        let top = format!("{:.2}", MARGIN_TOP);
+        let band = svg
+            .split(r#"id="expected-band" d=""#)
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        assert_eq!(band.matches(&format!(" {top}")).count(), 2, "{band}");
     }
 
     #[test]

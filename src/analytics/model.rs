@@ -43,6 +43,21 @@ pub struct TrendPoint {
     pub flags: Vec<String>,
     /// The interpretation band of the total (outcome instruments); null without bands.
     pub band: Option<String>,
+    /// What the organisation's expected-response model says of this total; null at `t = 1`
+    /// (the intake), beyond `t = 20`, or without a fitted model.
+    pub expected: Option<PointExpectation>,
+}
+
+/// A total against the expected-response model: its position `t` in its course (counted on
+/// the whole course, whatever the trend's filters), the expected total for the course's
+/// intake at `t`, the bound (1.2816 residual SDs to the worse side) and whether the total
+/// is within it.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct PointExpectation {
+    pub t: usize,
+    pub expected: f64,
+    pub bound: f64,
+    pub on_track: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -93,6 +108,8 @@ pub struct TrendSummary {
     pub excluded_points: usize,
     /// The versions of those points.
     pub excluded_versions: Vec<i32>,
+    /// The latest point's `expected.on_track`; null when it has no expectation.
+    pub on_track: Option<bool>,
 }
 
 /// A response of the series that could not be scored: not a point (it has no total), but

@@ -31,6 +31,53 @@ pub struct SeriesRow {
     pub score_error: Option<String>,
 }
 
+/// One scored response of a patient's courses (what a point's position is counted on).
+#[derive(Debug, Queryable)]
+pub struct CoursePoint {
+    pub id: Uuid,
+    pub episode: Option<String>,
+    pub instrument_version: i32,
+    pub total: f64,
+}
+
+/// The patient's active scored responses of an instrument and rater in time order (ties by
+/// creation), whatever a trend's filters.
+pub async fn course_points(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    patient: &str,
+    key: &str,
+    rater: &str,
+) -> QueryResult<Vec<CoursePoint>> {
+    let rows: Vec<(Uuid, Option<String>, i32, Option<f64>)> = responses::table
+        .filter(responses::org_id.eq(org))
+        .filter(responses::patient.eq(patient))
+        .filter(responses::instrument_key.eq(key))
+        .filter(responses::rater.eq(rater))
+        .filter(responses::status.eq(ResponseStatus::Active))
+        .filter(responses::total.is_not_null())
+        .order((responses::administered_at.asc(), responses::seq.asc()))
+        .select((
+            responses::id,
+            responses::episode,
+            responses::instrument_version,
+            responses::total,
+        ))
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, episode, instrument_version, total)| {
+            Some(CoursePoint {
+                id,
+                episode,
+                instrument_version,
+                total: total?,
+            })
+        })
+        .collect())
+}
+
 pub async fn patient_has_data(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> QueryResult<bool> {
     let found: Option<Uuid> = responses::table
         .filter(responses::org_id.eq(org).and(responses::patient.eq(patient)))

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::chart::{self, Chart, ChartBand, ChartMarker, ChartPoint, XAxis};
+use super::chart::{self, Chart, ChartBand, ChartExpected, ChartMarker, ChartPoint, XAxis};
 use super::model::{Trend, TrendQuery};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -70,6 +70,18 @@ fn chart_of(trend: &Trend, instrument: Option<&LoadedInstrument>, x: XAxis, widt
                     label: format!("S{session}"),
                 }
             }
+        })
+        .collect();
+    let expected: Vec<ChartExpected> = kept
+        .iter()
+        .zip(&points)
+        .filter_map(|((_, p), drawn)| {
+            let e = p.expected?;
+            Some(ChartExpected {
+                x: drawn.x,
+                expected: e.expected,
+                bound: e.bound,
+            })
         })
         .collect();
     let unscored: Vec<ChartMarker> = trend
@@ -187,6 +199,21 @@ fn chart_of(trend: &Trend, instrument: Option<&LoadedInstrument>, x: XAxis, widt
         _ if unscored.is_empty() => "No responses in this series.".to_string(),
         _ => "No scored responses in this series. ".to_string(),
     };
+    if !expected.is_empty() {
+        let off = trend
+            .points
+            .iter()
+            .filter(|p| p.expected.is_some_and(|e| !e.on_track))
+            .count();
+        let _ = std::fmt::Write::write_fmt(
+            &mut description,
+            format_args!(
+                " The orange dashed line is the expected response of this clinic's patients with the same intake, \
+                 the shaded band reaches to the bound; {off} point{} lie beyond it (not on track).",
+                if off == 1 { "" } else { "s" }
+            ),
+        );
+    }
     if !unscored.is_empty() {
         let flagged = trend.unscored.iter().filter(|u| !u.flags.is_empty()).count();
         let _ = std::fmt::Write::write_fmt(
@@ -213,6 +240,7 @@ fn chart_of(trend: &Trend, instrument: Option<&LoadedInstrument>, x: XAxis, widt
         repairs,
         unscored,
         step: instrument.map_or(1.0, |i| to_f64(i.definition.scale.step)),
+        expected,
     }
 }
 

@@ -1,9 +1,10 @@
 //! `GET /v1/patients/{patient}/trends`: one patient's series and its summary.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;
+use uuid::Uuid;
 
 use super::model::*;
 use super::store::{self, SeriesRow};
@@ -34,6 +35,7 @@ fn point(row: &SeriesRow) -> TrendPoint {
             .unwrap_or_default(),
         flags: row.flags.clone().unwrap_or_default(),
         band: row.band.clone(),
+        expected: None,
     }
 }
 
@@ -148,8 +150,12 @@ pub async fn compute(
         excluded_points = before - rows.len();
         used = Some(instrument);
     }
-    let points: Vec<TrendPoint> = rows.iter().map(point).collect();
+    let mut points: Vec<TrendPoint> = rows.iter().map(point).collect();
+    if let Some(instrument) = &used {
+        expect(conn, state, org, &patient, rater, instrument, &mut points).await?;
+    }
     let mut summary = describe(&points);
+    summary.on_track = points.last().and_then(|p| p.expected).map(|e| e.on_track);
     summary.excluded_points = excluded_points;
     summary.excluded_versions = excluded_versions;
     if let Some(instrument) = &used {
@@ -167,6 +173,66 @@ pub async fn compute(
         summary,
     };
     Ok((trend, used))
+}
+
+/// Each point's expectation under the organisation's model in force (none without one):
+/// positions are counted on the patient's whole courses (one per episode) of the versions on
+/// `latest`'s scale, whatever the trend's own filters.
+async fn expect(
+    conn: &mut diesel_async::AsyncPgConnection,
+    state: &AppState,
+    org: crate::ids::OrgId,
+    patient: &str,
+    rater: Rater,
+    latest: &LoadedInstrument,
+    points: &mut [TrendPoint],
+) -> ApiResult<()> {
+    let key = &latest.version.key;
+    let Some(model) = crate::expected::store::find(conn, org, key, rater.as_str())
+        .await?
+        .and_then(|row| row.in_force())
+    else {
+        return Ok(());
+    };
+    let mut course_rows = store::course_points(conn, org, patient, key, rater.as_str()).await?;
+    let mut versions: Vec<i32> = course_rows.iter().map(|r| r.instrument_version).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    for v in versions.into_iter().filter(|v| *v != latest.version.version) {
+        let theirs = instrument_at(conn, &state.builtins, org, key, v).await?;
+        if !latest.definition.shares_scale_with(&theirs.definition) {
+            course_rows.retain(|r| r.instrument_version != v);
+        }
+    }
+    let mut judged: HashMap<Uuid, PointExpectation> = HashMap::new();
+    let mut courses: Vec<(Option<&str>, Vec<&store::CoursePoint>)> = Vec::new();
+    for row in &course_rows {
+        match courses.iter_mut().find(|(e, _)| *e == row.episode.as_deref()) {
+            Some((_, members)) => members.push(row),
+            None => courses.push((row.episode.as_deref(), vec![row])),
+        }
+    }
+    for (_, members) in &courses {
+        let totals: Vec<f64> = members.iter().map(|r| r.total).collect();
+        let found = crate::scoring::expected::judge_course(&model.fit, latest.definition.direction, &totals);
+        for (row, e) in members.iter().zip(found) {
+            if let Some(e) = e {
+                judged.insert(
+                    row.id,
+                    PointExpectation {
+                        t: e.t,
+                        expected: e.expected,
+                        bound: e.bound,
+                        on_track: e.on_track,
+                    },
+                );
+            }
+        }
+    }
+    for p in points.iter_mut() {
+        p.expected = judged.get(&p.response_id).copied();
+    }
+    Ok(())
 }
 
 /// The versions among `rows` whose totals are not on `latest`'s scale (scale, item ids,
@@ -232,6 +298,7 @@ fn describe(points: &[TrendPoint]) -> TrendSummary {
         remission: None,
         excluded_points: 0,
         excluded_versions: Vec::new(),
+        on_track: None,
     }
 }
 

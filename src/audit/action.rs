@@ -50,6 +50,7 @@ pub enum AuditAction {
     LaunchCompleted,
     LaunchContextIgnored,
     LaunchSessionStarted,
+    ExpectedModelRefitted,
 }
 
 crate::db::text_enum!(AuditAction {
@@ -98,6 +99,7 @@ crate::db::text_enum!(AuditAction {
     LaunchCompleted => "launch.completed",
     LaunchContextIgnored => "launch.context_ignored",
     LaunchSessionStarted => "launch.session_started",
+    ExpectedModelRefitted => "expected_model.refitted",
 });
 
 impl serde::Serialize for AuditAction {
@@ -110,7 +112,7 @@ impl serde::Serialize for AuditAction {
 mod tests {
     use super::AuditAction;
 
-    const ALL: [AuditAction; 45] = [
+    const ALL: [AuditAction; 46] = [
         AuditAction::AlertRead,
         AuditAction::AlertsListed,
         AuditAction::AllianceOutcomeRead,
@@ -156,6 +158,7 @@ mod tests {
         AuditAction::LaunchCompleted,
         AuditAction::LaunchContextIgnored,
         AuditAction::LaunchSessionStarted,
+        AuditAction::ExpectedModelRefitted,
     ];
 
     #[test]

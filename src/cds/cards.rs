@@ -63,7 +63,7 @@ pub struct Draft {
 fn severity(kind: AlertKind) -> Indicator {
     match kind {
         AlertKind::ItemFlag => Indicator::Critical,
-        AlertKind::Rupture | AlertKind::Deterioration => Indicator::Warning,
+        AlertKind::Rupture | AlertKind::Deterioration | AlertKind::NotOnTrack => Indicator::Warning,
         AlertKind::BelowCutoff => Indicator::Info,
     }
 }
@@ -168,6 +168,23 @@ pub fn alert_card(a: &AlertFacts) -> Draft {
                 detail_number(d, "latest"),
                 detail_number(d, "change"),
                 detail_number(d, "rule")
+            ),
+        ),
+        AlertKind::NotOnTrack => (
+            format!(
+                "Not on track on {name}: {} at point {} of the course (bound {}, {when})",
+                detail_number(d, "total"),
+                detail_number(d, "t"),
+                detail_number(d, "bound")
+            ),
+            format!(
+                "At point {} of this course the total {} is beyond the bound {} of what this clinic's \
+                 own patients with the same intake reached (expected {}). Patients not on track are \
+                 the ones feedback helps most.",
+                detail_number(d, "t"),
+                detail_number(d, "total"),
+                detail_number(d, "bound"),
+                detail_number(d, "expected")
             ),
         ),
         AlertKind::BelowCutoff => (
@@ -374,6 +391,7 @@ mod tests {
             AlertKind::Rupture => json!({"from": 48.0, "to": 36.0, "drop": 12.0, "rule": "reliable_drop"}),
             AlertKind::Deterioration => json!({"baseline": 8.0, "latest": 15.0, "change": 7.0, "rule": "rci"}),
             AlertKind::BelowCutoff => json!({"total": 30.5, "cutoff": 36, "comparator": "lt"}),
+            AlertKind::NotOnTrack => json!({"t": 4, "total": 19.0, "expected": 12.5, "bound": 16.2}),
         };
         AlertFacts {
             id: Uuid::new_v4(),
@@ -410,6 +428,18 @@ mod tests {
         assert!(cards[5].alert_ids.is_empty());
         assert!(patient_view(&alerts[..5]).iter().all(|c| c.alert.is_some()));
         assert!(patient_view(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_not_on_track_alert_is_a_warning_that_says_the_bound() {
+        let a = alert(AlertKind::NotOnTrack, 1, false);
+        let cards = patient_view(&[a, alert(AlertKind::BelowCutoff, 2, false)]);
+        assert_eq!(cards[0].indicator, Indicator::Warning);
+        assert_eq!(
+            cards[0].summary,
+            "Not on track on PHQ-9: 19 at point 4 of the course (bound 16.2, 2026-11-02)"
+        );
+        assert!(cards[0].detail.contains("expected 12.5"), "{}", cards[0].detail);
     }
 
     #[test]

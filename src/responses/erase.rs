@@ -74,6 +74,9 @@ async fn erase(conn: &mut AsyncPgConnection, org: OrgId, patient: &str) -> diese
         })
         .collect();
     crate::series::lock(conn, &keys).await?;
+    // The expected-response models of these instruments lose the patient's courses.
+    let changed: Vec<(String, String)> = keys.iter().map(|k| (k.instrument.clone(), k.rater.clone())).collect();
+    crate::expected::store::mark_changed(conn, org, &changed).await?;
     crate::db::Prepared::new(
         "WITH r AS (DELETE FROM responses WHERE org_id = $1 AND patient = $2 RETURNING 1),
               a AS (DELETE FROM alerts WHERE org_id = $1 AND patient = $2 RETURNING 1),

@@ -60,6 +60,8 @@ pub struct OlsFit {
     pub coefficients: Vec<Estimate>,
     pub r_squared: Option<f64>,
     pub df: usize,
+    /// The residual sum of squares.
+    pub rss: f64,
 }
 
 /// OLS of `y` on an intercept and the predictor columns. Classical standard errors:
@@ -122,6 +124,7 @@ pub fn ols(y: &[f64], predictors: &[&[f64]]) -> Option<OlsFit> {
         coefficients,
         r_squared: (tss > 0.0).then(|| 1.0 - rss / tss),
         df,
+        rss,
     })
 }
 

@@ -12,6 +12,7 @@
 
 pub mod association;
 pub mod definition;
+pub mod expected;
 pub mod outcome;
 pub mod ruptures;
 pub mod score;

@@ -2,4 +2,5 @@
 //! environment of its own (what it uses, built by the composition root), never the web
 //! state.
 
+pub mod expected;
 pub mod outbox;

@@ -15,6 +15,7 @@ mod console;
 mod corrections;
 mod corrections_v3;
 mod erasure;
+mod expected;
 mod export;
 mod faults;
 mod fhir;

@@ -25,6 +25,8 @@ mod cds;
 mod distribution;
 #[path = "../api/erasure.rs"]
 mod erasure;
+#[path = "../api/expected.rs"]
+mod expected;
 #[path = "../api/export.rs"]
 mod export;
 #[path = "../api/fhir.rs"]

@@ -85,6 +85,8 @@ function alertDetail(a) {
     }
     case 'deterioration':
       return `Reliable deterioration: ${num(d.baseline)} → ${num(d.latest)} (change ${num(d.change)}, by ${d.rule})`;
+    case 'not_on_track':
+      return `Not on track: ${num(d.total)} at point ${d.t} of the course, beyond the bound ${num(d.bound)} (expected ${num(d.expected)})`;
     default:
       return a.kind;
   }
@@ -190,7 +192,8 @@ async function patientPage(page, patient = '', instrument = 'wai-sr') {
     h('dt', {}, 'Points'), h('dd', {}, s.n),
     h('dt', {}, 'Baseline → latest'), h('dd', {}, `${num(s.baseline)} → ${num(s.latest)}`),
     h('dt', {}, 'Reliable change'), h('dd', {}, `${s.reliable_change || '–'} (RCI ${num(s.rci)})`),
-    h('dt', {}, 'Below cut-off'), h('dd', {}, s.below_cutoff)));
+    h('dt', {}, 'Below cut-off'), h('dd', {}, s.below_cutoff),
+    h('dt', {}, 'On track'), h('dd', { id: 'on-track' }, s.on_track === null || s.on_track === undefined ? '– (no expectation)' : s.on_track ? 'yes' : 'no')));
   page.append(h('h3', {}, 'Ruptures'));
   page.append(s.ruptures.length
     ? h('ul', { id: 'ruptures' }, s.ruptures.map((r) => h('li', { class: r.repaired ? 'repaired' : 'rupture' },
@@ -201,9 +204,11 @@ async function patientPage(page, patient = '', instrument = 'wai-sr') {
       trend.unscored.map((u) => h('tr', { class: 'unscored' }, h('td', {}, when(u.administered_at)), h('td', {}, u.reason),
         h('td', {}, u.flags.join(', ') || '–')))));
   }
-  page.append(h('h3', {}, 'Points'), table(['Administered', 'Session', 'Clinician', 'Total', 'Flags'],
-    trend.points.map((p) => h('tr', { class: 'point' }, h('td', {}, when(p.administered_at)), h('td', {}, p.session ?? '–'),
-      h('td', {}, p.clinician ?? '–'), h('td', {}, num(p.total)), h('td', {}, p.flags.join(', '))))));
+  page.append(h('h3', {}, 'Points'), table(['Administered', 'Session', 'Clinician', 'Total', 'Expected (bound)', 'Flags'],
+    trend.points.map((p) => h('tr', { class: p.expected && !p.expected.on_track ? 'point off-track' : 'point' },
+      h('td', {}, when(p.administered_at)), h('td', {}, p.session ?? '–'), h('td', {}, p.clinician ?? '–'), h('td', {}, num(p.total)),
+      h('td', {}, p.expected ? `${num(p.expected.expected)} (${num(p.expected.bound)})${p.expected.on_track ? '' : ', not on track'}` : '–'),
+      h('td', {}, p.flags.join(', '))))));
 }
 
 async function cliniciansPage(page, instrument = 'wai-sr') {

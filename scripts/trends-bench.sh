@@ -9,6 +9,11 @@
 #   DURATION=10 scripts/trends-bench.sh
 #   PGURL=postgres://postgres@127.0.0.1:9710 CITUS_WORKERS="127.0.0.1:9711 127.0.0.1:9712" scripts/trends-bench.sh
 #                              # on a Citus coordinator (see scripts/citus-db.sh)
+#   EXPECTED=1 scripts/trends-bench.sh
+#                              # then the trend phases again with a fitted expected-response
+#                              # model in force (every point gets its expectation)
+#   BIN=/path/to/rapport scripts/trends-bench.sh
+#                              # another build (e.g. an earlier commit's) instead of this one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15}
@@ -20,8 +25,10 @@ OUT=${OUT:-/tmp/rapport-trends-$$}
 mkdir -p "$OUT"
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null); }
 
-cargo build --release --locked --bin rapport >/dev/null 2>&1
-BIN=${CARGO_TARGET_DIR:-target}/release/rapport
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --locked --bin rapport >/dev/null 2>&1
+  BIN=${CARGO_TARGET_DIR:-target}/release/rapport
+fi
 # shellcheck source=scripts/citus-db.sh
 . scripts/citus-db.sh
 cleanup() {
@@ -121,6 +128,28 @@ for kind in 5 200; do
     'BEGIN {printf "| trends, %d-point patients | %.2f ms | %.2f ms | %.2f ms | %.2f ms | %.1fx | %.2f ms | %.1fx |\n", k, a, b, c, d, b/d, e, b/e}'
   grep -E "Non-2xx" "$OUT/wrk-$kind.txt" || true
 done
+
+if [ "${EXPECTED:-0}" = 1 ]; then
+  # A model in force for WAI-SR (coefficients of the shape a clinic's fit has): each trend
+  # read now also reads the model and the patient's whole courses, and judges every point.
+  psql -q "$PGURL/$DB" -c "INSERT INTO expected_models (org_id, instrument_key, rater, status, n_courses, n_points,
+      intercept, intake, log_t, intake_log_t, residual_sd, intake_p10, intake_p50, intake_p90, fitted_at)
+    VALUES ('$ORG', 'wai-sr', 'patient', 'fitted', 200010, 801990, 8.0, 0.8, 1.5, -0.01, 4.0, 32, 42, 52, now())
+    ON CONFLICT (org_id, instrument_key, rater) DO UPDATE SET status = 'fitted', intercept = 8.0, intake = 0.8,
+      log_t = 1.5, intake_log_t = -0.01, residual_sd = 4.0, fitted_at = now()" >/dev/null
+  points=$(curl -fs -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/v1/patients/p-1/trends?instrument=wai-sr" \
+    | grep -o '"on_track"' | wc -l)
+  echo "with the expected-response model in force (p-1: $points values with on_track):"
+  echo "| measure (c=$CONCURRENCY, ${DURATION}s) | rapport p50 | rapport p99 |"
+  echo "|---|---|---|"
+  for kind in 5 200; do
+    script=$([ "$kind" = 5 ] && echo trends.lua || echo long.lua)
+    wrk -t2 -c"$CONCURRENCY" -d"${DURATION}s" --latency -s "$OUT/$script" "http://127.0.0.1:$PORT" >"$OUT/wrk-model-$kind.txt"
+    r50=$(wrk_pct "$OUT/wrk-model-$kind.txt" 50%); r99=$(wrk_pct "$OUT/wrk-model-$kind.txt" 99%)
+    echo "| trends with the model, $kind-point patients | $r50 | $r99 |"
+    grep -E "Non-2xx" "$OUT/wrk-model-$kind.txt" || true
+  done
+fi
 
 for path in "/v1/clinicians/dr-7/summary?instrument=wai-sr" "/v1/clinicians?instrument=wai-sr"; do
   t=$(curl -fs -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT$path")

@@ -271,7 +271,45 @@ async fn the_console_signs_in_acknowledges_an_alert_and_shows_the_patient_chart(
             .unwrap()
             .contains("48 → 12")
     );
+    assert_eq!(
+        find(&client, "#on-track").await.text().await.unwrap(),
+        "– (no expectation)",
+        "no expected-response model yet"
+    );
     screenshot(&client, &out, "patient").await;
+    // v3: with the clinic's expected-response model (30 WAI-SR courses), the page says
+    // whether the latest point is on track and gives each point its expectation.
+    let courses: Vec<Value> = (0..30u32)
+        .flat_map(|i| {
+            (0..4u32).map(move |t| {
+                json!({"instrument": "wai-sr", "patient": format!("p-course-{i}"), "session": t + 1,
+                    "administered_at": format!("2026-02-{:02}T10:00:00Z", 1 + t * 7),
+                    "answers": wai_sr_answers(30 + (i % 10) + t * 2)})
+            })
+        })
+        .collect();
+    let res = app
+        .post_json(&admin, "/v1/responses/batch", json!({"responses": courses}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let model = app
+        .get_json(&admin, "/v1/instruments/wai-sr/expected-response?refit=true")
+        .await;
+    assert_eq!(model["status"], "fitted");
+    client
+        .goto(&app.url("/console/#/patient/p-course-3/wai-sr"))
+        .await
+        .unwrap();
+    find(&client, "img#trend-chart").await;
+    let on_track = find(&client, "#on-track").await.text().await.unwrap();
+    assert!(on_track == "yes" || on_track == "no", "{on_track}");
+    let rows = client.find_all(Locator::Css("tr.point")).await.unwrap();
+    let last = rows.last().unwrap().text().await.unwrap();
+    assert!(
+        last.contains('(') && last.contains(')'),
+        "the expected total and its bound: {last}"
+    );
+    screenshot(&client, &out, "patient-expected").await;
     // The same page on a phone.
     client.set_window_size(390, 844).await.unwrap();
     screenshot(&client, &out, "patient-phone").await;

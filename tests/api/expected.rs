@@ -384,6 +384,27 @@ async fn not_on_track_alerts_follow_the_model_and_are_withdrawn_without_one() {
     let detail = &items[0]["detail"];
     assert!(detail["t"].as_u64().unwrap() >= 2);
     assert!(detail["total"].as_f64().unwrap() > detail["bound"].as_f64().unwrap());
+    // Voiding the total that raised it withdraws it; the course's next total beyond the bound
+    // (now one position earlier) raises the run again (self-healing, by the outbox evaluation).
+    let raising = items[0]["response_id"].as_str().unwrap().to_string();
+    let res = app
+        .post_json(
+            &admin,
+            &format!("/v1/responses/{raising}/void"),
+            json!({"reason": "entered in error"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    wait_until("the voided point's alert withdrawn", async || {
+        app.get_json(&admin, &format!("/v1/alerts/{alert_id}")).await["status"] == "withdrawn"
+    })
+    .await;
+    let again = crate::alerts::wait_for(&app, &admin, "kind=not_on_track&patient=stuck", |items| {
+        !items.is_empty()
+    })
+    .await;
+    assert_ne!(again[0]["id"].as_str().unwrap(), alert_id);
+    let alert_id = again[0]["id"].as_str().unwrap().to_string();
     // A later total within the bound resolves it, through the usual outbox evaluation.
     let back = json!({"instrument": "phq-9", "patient": "stuck", "administered_at": "2025-12-01T09:00:00Z",
         "answers": phq9_answers(3, 0)});

@@ -102,6 +102,7 @@ impl Application {
                 builtins: builtins.clone(),
                 norms: worker_norms.clone(),
             },
+            models: Default::default(),
         });
         let state = web::Data::new(AppState {
             refitter: refitter.clone(),

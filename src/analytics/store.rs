@@ -29,6 +29,8 @@ pub struct SeriesRow {
     pub band: Option<String>,
     /// Why an unscored row has no score (then `total` is None).
     pub score_error: Option<String>,
+    /// The course (episode) the response belongs to.
+    pub episode: Option<String>,
 }
 
 /// One scored response of a patient's courses (what a point's position is counted on).
@@ -116,6 +118,7 @@ pub async fn series(
             responses::flags,
             responses::band,
             responses::score_error,
+            responses::episode,
         ))
         .order((responses::administered_at.asc(), responses::seq.asc()))
         .into_boxed();

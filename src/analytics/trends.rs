@@ -152,7 +152,18 @@ pub async fn compute(
     }
     let mut points: Vec<TrendPoint> = rows.iter().map(point).collect();
     if let Some(instrument) = &used {
-        expect(conn, state, org, &patient, rater, instrument, &mut points).await?;
+        // Unfiltered, the rows are the patient's whole courses already.
+        let whole = query.clinician.is_none()
+            && query.episode.is_none()
+            && query.instrument_version.is_none()
+            && query.from.is_none()
+            && query.to.is_none();
+        let courses = if whole {
+            Courses::These(&rows)
+        } else {
+            Courses::ReadFor(&patient)
+        };
+        expect(conn, state, org, rater, instrument, courses, &mut points).await?;
     }
     let mut summary = describe(&points);
     summary.on_track = points.last().and_then(|p| p.expected).map(|e| e.on_track);
@@ -175,6 +186,14 @@ pub async fn compute(
     Ok((trend, used))
 }
 
+/// Where a trend's points' positions are counted.
+enum Courses<'a> {
+    /// The trend's own rows: unfiltered, they are the patient's whole courses.
+    These(&'a [SeriesRow]),
+    /// A filtered trend: the patient's whole courses are read.
+    ReadFor(&'a str),
+}
+
 /// Each point's expectation under the organisation's model in force (none without one):
 /// positions are counted on the patient's whole courses (one per episode) of the versions on
 /// `latest`'s scale, whatever the trend's own filters.
@@ -182,28 +201,42 @@ async fn expect(
     conn: &mut diesel_async::AsyncPgConnection,
     state: &AppState,
     org: crate::ids::OrgId,
-    patient: &str,
     rater: Rater,
     latest: &LoadedInstrument,
+    courses: Courses<'_>,
     points: &mut [TrendPoint],
 ) -> ApiResult<()> {
     let key = &latest.version.key;
-    let Some(model) = crate::expected::store::find(conn, org, key, rater.as_str())
-        .await?
-        .and_then(|row| row.in_force())
-    else {
+    let Some(model) = state.refitter.models.in_force(conn, org, key, rater.as_str()).await? else {
         return Ok(());
     };
-    let mut course_rows = store::course_points(conn, org, patient, key, rater.as_str()).await?;
-    let mut versions: Vec<i32> = course_rows.iter().map(|r| r.instrument_version).collect();
-    versions.sort_unstable();
-    versions.dedup();
-    for v in versions.into_iter().filter(|v| *v != latest.version.version) {
-        let theirs = instrument_at(conn, &state.builtins, org, key, v).await?;
-        if !latest.definition.shares_scale_with(&theirs.definition) {
-            course_rows.retain(|r| r.instrument_version != v);
+    let course_rows: Vec<store::CoursePoint> = match courses {
+        // The trend's own rows, already on one scale.
+        Courses::These(rows) => rows
+            .iter()
+            .filter_map(|r| {
+                Some(store::CoursePoint {
+                    id: r.id,
+                    episode: r.episode.clone(),
+                    instrument_version: r.instrument_version,
+                    total: r.total?,
+                })
+            })
+            .collect(),
+        Courses::ReadFor(patient) => {
+            let mut found = store::course_points(conn, org, patient, key, rater.as_str()).await?;
+            let mut versions: Vec<i32> = found.iter().map(|r| r.instrument_version).collect();
+            versions.sort_unstable();
+            versions.dedup();
+            for v in versions.into_iter().filter(|v| *v != latest.version.version) {
+                let theirs = instrument_at(conn, &state.builtins, org, key, v).await?;
+                if !latest.definition.shares_scale_with(&theirs.definition) {
+                    found.retain(|r| r.instrument_version != v);
+                }
+            }
+            found
         }
-    }
+    };
     let mut judged: HashMap<Uuid, PointExpectation> = HashMap::new();
     let mut courses: Vec<(Option<&str>, Vec<&store::CoursePoint>)> = Vec::new();
     for row in &course_rows {

@@ -33,11 +33,60 @@ pub const MAX_WAIT: chrono::TimeDelta = chrono::TimeDelta::days(1);
 /// Series re-evaluated per transaction after a refit.
 const SERIES_PER_TRANSACTION: usize = 200;
 
-/// What a refit uses: the built-in instruments and the alert evaluator that re-derives the
-/// instrument's `not_on_track` alerts.
+/// What a refit uses: the built-in instruments, the alert evaluator that re-derives the
+/// instrument's `not_on_track` alerts, and this process's cache of models in force (which a
+/// refit here updates at once).
 pub struct Refitter {
     pub builtins: Arc<BuiltinCatalogue>,
     pub alerts: AlertEvaluator,
+    pub models: ModelCache,
+}
+
+/// How long a process reuses a model it read for trends (a refit on another instance shows
+/// within this time; alerts always read the model in force).
+pub const MODEL_CACHE: std::time::Duration = std::time::Duration::from_secs(30);
+
+type ModelKey = (OrgId, String, String);
+
+/// Models in force by (organisation, instrument key, rater), read at most `MODEL_CACHE` ago.
+#[derive(Default)]
+pub struct ModelCache {
+    entries: std::sync::Mutex<std::collections::HashMap<ModelKey, (std::time::Instant, Option<expected::InForce>)>>,
+}
+
+impl ModelCache {
+    /// The model in force for trends, from the cache or the database.
+    pub async fn in_force(
+        &self,
+        conn: &mut AsyncPgConnection,
+        org: OrgId,
+        key: &str,
+        rater: &str,
+    ) -> ApiResult<Option<expected::InForce>> {
+        let at: ModelKey = (org, key.to_string(), rater.to_string());
+        if let Some(found) = self.entries.lock().ok().and_then(|entries| {
+            entries
+                .get(&at)
+                .filter(|(read, _)| read.elapsed() < MODEL_CACHE)
+                .map(|(_, m)| *m)
+        }) {
+            return Ok(found);
+        }
+        let found = store::find(conn, org, key, rater).await?.and_then(|row| row.in_force());
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() > 10_000 {
+                entries.retain(|_, (read, _)| read.elapsed() < MODEL_CACHE);
+            }
+            entries.insert(at, (std::time::Instant::now(), found));
+        }
+        Ok(found)
+    }
+
+    fn forget(&self, org: OrgId, key: &str, rater: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(&(org, key.to_string(), rater.to_string()));
+        }
+    }
 }
 
 /// Whether a model with changes waiting is refitted now, given today's course count.
@@ -112,6 +161,7 @@ pub async fn refit(
             return Err(e);
         }
     };
+    refitter.models.forget(org, key, rater);
     reevaluate(conn, refitter, org, key, rater).await?;
     Ok(fitted)
 }

@@ -227,21 +227,23 @@ mod tests {
     fn row(status: Status, n_courses: i64, fitted: bool, dirty_hours_ago: Option<i64>) -> ModelRow {
         let now = Utc::now();
         ModelRow {
-            org_id: OrgId(uuid::Uuid::nil()),
-            instrument_key: "phq-9".into(),
-            rater: "patient".into(),
-            status: status.as_str().into(),
-            n_courses,
-            n_points: 0,
-            intercept: None,
-            intake: None,
-            log_t: None,
-            intake_log_t: None,
-            residual_sd: None,
-            intake_p10: None,
-            intake_p50: None,
-            intake_p90: None,
-            fitted_at: fitted.then_some(now),
+            fit: FitValues {
+                org_id: OrgId(uuid::Uuid::nil()),
+                instrument_key: "phq-9".into(),
+                rater: "patient".into(),
+                status: status.as_str().into(),
+                n_courses,
+                n_points: 0,
+                intercept: None,
+                intake: None,
+                log_t: None,
+                intake_log_t: None,
+                residual_sd: None,
+                intake_p10: None,
+                intake_p50: None,
+                intake_p90: None,
+                fitted_at: fitted.then_some(now),
+            },
             dirty_since: dirty_hours_ago.map(|h| now - chrono::TimeDelta::hours(h)),
         }
     }

@@ -11,28 +11,23 @@ use crate::ids::OrgId;
 use crate::schema::expected_models;
 use crate::scoring::expected::{Coefficients, Fit, InForce, Model, Status};
 
+/// A kept model: what its last fit wrote, and since when changes wait for the next.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = expected_models)]
 pub struct ModelRow {
-    pub org_id: OrgId,
-    pub instrument_key: String,
-    pub rater: String,
-    pub status: String,
-    pub n_courses: i64,
-    pub n_points: i64,
-    pub intercept: Option<f64>,
-    pub intake: Option<f64>,
-    pub log_t: Option<f64>,
-    pub intake_log_t: Option<f64>,
-    pub residual_sd: Option<f64>,
-    pub intake_p10: Option<f64>,
-    pub intake_p50: Option<f64>,
-    pub intake_p90: Option<f64>,
-    pub fitted_at: Option<DateTime<Utc>>,
+    #[diesel(embed)]
+    pub fit: FitValues,
     pub dirty_since: Option<DateTime<Utc>>,
 }
 
-impl ModelRow {
+impl std::ops::Deref for ModelRow {
+    type Target = FitValues;
+    fn deref(&self) -> &FitValues {
+        &self.fit
+    }
+}
+
+impl FitValues {
     pub fn status(&self) -> Status {
         Status::parse(&self.status).unwrap_or(Status::InsufficientData)
     }
@@ -65,7 +60,7 @@ impl ModelRow {
 }
 
 /// What a fit writes (everything but the change mark).
-#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = expected_models, treat_none_as_null = true)]
 pub struct FitValues {
     // The key is never in the update (Citus refuses any write to the distribution column).

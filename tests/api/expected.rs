@@ -187,13 +187,29 @@ async fn the_fit_its_curves_and_every_point_match_statsmodels() {
     }
     assert_eq!(checked, golden["points"].as_array().unwrap().len());
     // A trend filtered by date or episode counts t on the whole course all the same.
-    for (patient, filter) in [("p-exp-05", "&from=2025-01-20T00:00:00Z".to_string()), ("p-exp-00", "&episode=e2".to_string())] {
+    for (patient, filter) in [
+        ("p-exp-05", "&from=2025-01-20T00:00:00Z".to_string()),
+        ("p-exp-00", "&episode=e2".to_string()),
+    ] {
         let whole = &trends[patient];
-        let part = app.get_json(&admin, &format!("/v1/patients/{patient}/trends?instrument=phq-9{filter}")).await;
+        let part = app
+            .get_json(
+                &admin,
+                &format!("/v1/patients/{patient}/trends?instrument=phq-9{filter}"),
+            )
+            .await;
         let part = part["points"].as_array().unwrap();
-        assert!(!part.is_empty() && part.len() < whole["points"].as_array().unwrap().len(), "{patient}{filter}");
+        assert!(
+            !part.is_empty() && part.len() < whole["points"].as_array().unwrap().len(),
+            "{patient}{filter}"
+        );
         for p in part {
-            let same = whole["points"].as_array().unwrap().iter().find(|w| w["response_id"] == p["response_id"]).unwrap();
+            let same = whole["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| w["response_id"] == p["response_id"])
+                .unwrap();
             assert_eq!(p["expected"], same["expected"], "{patient}{filter}");
         }
     }

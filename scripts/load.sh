@@ -13,8 +13,15 @@
 # oha cannot do for a body):
 #   1. POST /v1/responses        (WAI-SR, one per request)
 #   2. POST /v1/responses/batch  (100 per request)
-# and with pgbench, at the same concurrency, an equivalent single-row INSERT and a
-# 100-row INSERT into the same responses table. Prints a table with both and the ratios.
+# and with pgbench, at the same concurrency (rapport stopped first, so that its outbox
+# workers take no CPU from the baselines), three baselines of each:
+#   simple     the same row(s) in the simple protocol (what benches/README.md compared with
+#              before issue #32: Postgres parses that long statement every time);
+#   prepared   the same row(s), `-M prepared` (rapport prepares its statements too);
+#   full work  `-M prepared`, one transaction per response with its audit event and its
+#              outbox event (a batch: 100 responses, their 100 outbox events and one
+#              `responses.batch_created` audit event), the durable work of a 201.
+# Prints a table with rapport, the baselines and the ratios, and the outbox lag.
 # Everything runs on 127.0.0.1 and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,8 +38,10 @@ mkdir -p "$OUT"
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null); }
 command -v pgbench >/dev/null || { echo "pgbench (postgresql-client) is needed" >&2; exit 1; }
 
-cargo build --release --locked --bin rapport >/dev/null
-BIN=${CARGO_TARGET_DIR:-target}/release/rapport
+if [ -z "${BIN:-}" ]; then   # BIN=/path/to/rapport measures another build
+  cargo build --release --locked --bin rapport >/dev/null
+  BIN=${CARGO_TARGET_DIR:-target}/release/rapport
+fi
 
 # shellcheck source=scripts/citus-db.sh
 . scripts/citus-db.sh
@@ -96,6 +105,14 @@ echo "== wrk: single ingest (${DURATION}s, c=$CONCURRENCY)"
 LAG_PID=$!
 wrk -t"$THREADS" -c"$CONCURRENCY" -d"${DURATION}s" --latency -s "$OUT/single.lua" "http://127.0.0.1:$PORT" | tee "$OUT/single.txt"
 kill "$LAG_PID" 2>/dev/null || true
+# The SPEC's lag: processed_at - created_at of the window's outbox events, once all are processed.
+for _ in $(seq 1 120); do
+  [ "$(psql -qtA "$PGURL/$DB" -c "SELECT count(*) FROM outbox_events WHERE processed_at IS NULL")" = 0 ] && break
+  sleep 0.5
+done
+psql -qtA "$PGURL/$DB" -c "SELECT count(*), round(extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY processed_at - created_at))::numeric, 3),
+    round(extract(epoch FROM percentile_cont(0.99) WITHIN GROUP (ORDER BY processed_at - created_at))::numeric, 3)
+  FROM outbox_events WHERE processed_at IS NOT NULL" >"$OUT/lag-events.txt"
 echo "== wrk: batch ingest, 100 per request (${DURATION}s, c=$CONCURRENCY)"
 wrk -t"$THREADS" -c"$CONCURRENCY" -d"${DURATION}s" --latency -s "$OUT/batch.lua" "http://127.0.0.1:$PORT" | tee "$OUT/batch.txt"
 
@@ -109,24 +126,53 @@ echo "INSERT INTO responses $COLS VALUES $ROW;" >"$OUT/single.sql"
   for i in $(seq 1 99); do printf "%s, " "$ROW"; done
   printf "%s;\n" "$ROW"
 } >"$OUT/batch.sql"
-echo "== pgbench: single-row INSERT"
-pgbench -n -c "$CONCURRENCY" -j "$THREADS" -T "$DURATION" -f "$OUT/single.sql" "$PGURL/$DB" | tee "$OUT/pg-single.txt"
-echo "== pgbench: 100-row INSERT"
-pgbench -n -c "$CONCURRENCY" -j "$THREADS" -T "$DURATION" -f "$OUT/batch.sql" "$PGURL/$DB" | tee "$OUT/pg-batch.txt"
+# The full work of one response: the row, its audit event and its outbox event, one commit.
+AUDIT_ONE="INSERT INTO audit_events (org_id, id, actor, action, resource_type, resource_id, detail)
+  SELECT org_id, gen_random_uuid(), 'pgbench', 'response.created', 'response', id::text,
+    jsonb_build_object('instrument', instrument_key, 'version', instrument_version, 'source', source) FROM r"
+OUTBOX="INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
+  SELECT org_id, gen_random_uuid(), 'response.created', id, patient, instrument_key, rater FROM r"
+RET="RETURNING org_id, id, patient, instrument_key, instrument_version, rater, source"
+echo "WITH r AS (INSERT INTO responses $COLS VALUES $ROW $RET), a AS ($AUDIT_ONE) $OUTBOX;" >"$OUT/full-single.sql"
+{
+  printf "WITH r AS (INSERT INTO responses %s VALUES " "$COLS"
+  for i in $(seq 1 99); do printf "%s, " "$ROW"; done
+  printf "%s %s), " "$ROW" "$RET"
+  printf "a AS (INSERT INTO audit_events (org_id, id, actor, action, resource_type, resource_id, detail)
+    SELECT min(org_id::text)::uuid, gen_random_uuid(), 'pgbench', 'responses.batch_created', 'response', NULL,
+      jsonb_build_object('created', count(*), 'ids', jsonb_agg(id)) FROM r) %s;\n" "$OUTBOX"
+} >"$OUT/full-batch.sql"
+# The baselines measure Postgres alone: rapport (and its outbox workers) stop first.
+kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
+PID=
+for shape in single batch; do
+  for mode in simple prepared full; do
+    file="$OUT/$shape.sql"; protocol=simple
+    [ "$mode" = simple ] || protocol=prepared
+    [ "$mode" = full ] && file="$OUT/full-$shape.sql"
+    echo "== pgbench: $shape, $mode"
+    pgbench -n -M "$protocol" -c "$CONCURRENCY" -j "$THREADS" -T "$DURATION" -f "$file" "$PGURL/$DB" \
+      | tee "$OUT/pg-$shape-$mode.txt"
+  done
+done
 
 rps() { awk '/Requests\/sec/ {print $2}' "$1"; }
 p99() { awk '$1 == "99%" {print $2}' "$1"; }
 errors() { awk '/Non-2xx/ {print $NF; f=1} END {if (!f) print 0}' "$1"; }
 tps() { awk '/^tps = / {print $3}' "$1"; }
 single=$(rps "$OUT/single.txt"); batch=$(rps "$OUT/batch.txt")
-pgs=$(tps "$OUT/pg-single.txt"); pgb=$(tps "$OUT/pg-batch.txt")
 echo
-echo "| measure (c=$CONCURRENCY, ${DURATION}s) | rapport | pgbench | ratio | p99 | errors |"
-echo "|---|---|---|---|---|---|"
-awk -v a="$single" -v b="$pgs" -v p="$(p99 "$OUT/single.txt")" -v e="$(errors "$OUT/single.txt")" \
-  'BEGIN {printf "| single ingest, rows/s | %.0f | %.0f | %.0f%% | %s | %s |\n", a, b, 100*a/b, p, e}'
-awk -v a="$batch" -v b="$pgb" -v p="$(p99 "$OUT/batch.txt")" -v e="$(errors "$OUT/batch.txt")" \
-  'BEGIN {printf "| batch ingest (100/request), rows/s | %.0f | %.0f | %.0f%% | %s | %s |\n", a*100, b*100, 100*a/b, p, e}'
+echo "| measure (c=$CONCURRENCY, ${DURATION}s) | rapport | pgbench simple | pgbench prepared | pgbench full work | ratio to prepared | ratio to full work | rapport p99 | errors |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for shape in single batch; do
+  [ "$shape" = single ] && r=$single || r=$(awk -v b="$batch" 'BEGIN {print b * 100}')
+  [ "$shape" = single ] && rows=1 || rows=100
+  awk -v name="$shape" -v r="$r" -v n="$rows" -v s="$(tps "$OUT/pg-$shape-simple.txt")" -v p="$(tps "$OUT/pg-$shape-prepared.txt")" \
+      -v f="$(tps "$OUT/pg-$shape-full.txt")" -v q="$(p99 "$OUT/$shape.txt")" -v e="$(errors "$OUT/$shape.txt")" \
+    'BEGIN {printf "| %s ingest, rows/s | %.0f | %.0f | %.0f | %.0f | %.2fx | %.2fx | %s | %s |\n", name, r, s*n, p*n, f*n, r/(p*n), r/(f*n), q, e}'
+done
 if [ -s "$OUT/lag.txt" ]; then
   sort -g "$OUT/lag.txt" | awk '{a[NR]=$1} END {printf "| outbox lag during single ingest (%d samples) | p50 %.3f s | p99 %.3f s | max %.3f s |\n", NR, a[int(NR*0.5)+0], a[int(NR*0.99)+0], a[NR]}'
 fi
+IFS='|' read -r n l50 l99 <"$OUT/lag-events.txt" || true
+echo "| outbox lag of the single-ingest events (processed_at - created_at, $n events) | p50 ${l50} s | p99 ${l99} s |"

@@ -21,7 +21,6 @@ use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use crate::alerts::AlertEvaluator;
 use crate::error::{ApiError, ApiResult};
 use crate::ids::OrgId;
-use crate::instruments::LoadedInstrument;
 use crate::instruments::builtin::BuiltinCatalogue;
 use crate::instruments::lookup::{self, Wanted};
 use crate::scoring::expected::{self, MIN_COURSES, Status};
@@ -102,20 +101,19 @@ pub fn due(row: &ModelRow, courses: i64, now: DateTime<Utc>) -> bool {
     row.dirty_since.is_some_and(|since| now - since >= MAX_WAIT)
 }
 
-/// The courses of an instrument and rater (each a course's totals in time order, only the
-/// versions on the scale of the latest published version) and that version; `None` for the
-/// version when no version is published.
+/// The courses of an instrument and rater: each a course's totals in time order, only the
+/// versions on the scale of the latest published version (none when no version is published).
 pub async fn courses(
     conn: &mut AsyncPgConnection,
     builtins: &BuiltinCatalogue,
     org: OrgId,
     key: &str,
     rater: &str,
-) -> ApiResult<(Vec<Vec<f64>>, Option<Arc<LoadedInstrument>>)> {
+) -> ApiResult<Vec<Vec<f64>>> {
     let latest = match lookup::find(conn, builtins, org, key, Wanted::LatestPublished).await {
         Ok(found) => found,
         Err(lookup::LookupError::Database(e)) => return Err(e),
-        Err(_) => return Ok((Vec::new(), None)),
+        Err(_) => return Ok(Vec::new()),
     };
     let rows = store::course_rows(conn, org, key, rater).await?;
     let mut versions: Vec<i32> = rows.iter().map(|r| r.instrument_version).collect();
@@ -140,7 +138,7 @@ pub async fn courses(
             last.push(row.total);
         }
     }
-    Ok((courses, Some(latest)))
+    Ok(courses)
 }
 
 /// Fits the model now and keeps it, then re-evaluates every series of the instrument and
@@ -173,7 +171,7 @@ async fn fit_and_save(
     key: &str,
     rater: &str,
 ) -> ApiResult<ModelRow> {
-    let (courses, _) = courses(conn, &refitter.builtins, org, key, rater).await?;
+    let courses = courses(conn, &refitter.builtins, org, key, rater).await?;
     let model = expected::fit(&courses);
     let at = Utc::now();
     Ok(store::save(conn, &FitValues::of(org, key, rater, &model, at)).await?)

@@ -67,6 +67,85 @@ impl<'a> SeriesArrays<'a> {
     }
 }
 
+/// One point of a series: an active response in time order that is scored or carries a
+/// flag (an unscored response's item flags raise their alerts all the same).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesPoint {
+    pub id: Uuid,
+    pub instrument_version: i32,
+    pub clinician: Option<String>,
+    pub episode: Option<String>,
+    pub session: Option<i32>,
+    /// None for an unscored response: it takes part in item flags only.
+    pub total: Option<f64>,
+    pub flags: Vec<String>,
+    pub answers: serde_json::Value,
+}
+
+/// The points of every series in `keys` (one organisation's), in the order of `keys`: its
+/// active responses that are scored or carry a flag, in time order (ties by insertion).
+/// One statement for the whole batch, whatever its size. The outbox worker reads them once
+/// per batch and every consumer works from them.
+pub async fn points_many(
+    conn: &mut AsyncPgConnection,
+    keys: &[SeriesKey],
+) -> diesel::QueryResult<Vec<Vec<SeriesPoint>>> {
+    use diesel::sql_types::{Array, BigInt, Double, Int4, Jsonb, Nullable};
+    #[derive(diesel::QueryableByName)]
+    struct Point {
+        #[diesel(sql_type = BigInt)]
+        ord: i64,
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+        #[diesel(sql_type = Int4)]
+        instrument_version: i32,
+        #[diesel(sql_type = Nullable<Text>)]
+        clinician: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        episode: Option<String>,
+        #[diesel(sql_type = Nullable<Int4>)]
+        session: Option<i32>,
+        #[diesel(sql_type = Nullable<Double>)]
+        total: Option<f64>,
+        #[diesel(sql_type = Nullable<Array<Text>>)]
+        flags: Option<Vec<String>>,
+        #[diesel(sql_type = Jsonb)]
+        answers: serde_json::Value,
+    }
+    let mut out: Vec<Vec<SeriesPoint>> = keys.iter().map(|_| Vec::new()).collect();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    let points: Vec<Point> = SeriesArrays::of(keys)
+        .query(
+            "SELECT s.ord, r.id, r.instrument_version, r.clinician, r.episode, r.session, r.total, r.flags, r.answers
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+                  AS s(org_id, patient, instrument_key, rater, ord)
+             JOIN responses r ON r.org_id = s.org_id AND r.patient = s.patient
+                AND r.instrument_key = s.instrument_key AND r.rater = s.rater
+             WHERE r.org_id = $5 AND r.status = 'active' AND (r.total IS NOT NULL OR cardinality(r.flags) > 0)
+             ORDER BY s.ord, r.administered_at, r.seq",
+        )
+        .load(conn)
+        .await?;
+    for p in points {
+        // `ord` is 1-based over `keys`.
+        if let Some(series) = usize::try_from(p.ord - 1).ok().and_then(|i| out.get_mut(i)) {
+            series.push(SeriesPoint {
+                id: p.id,
+                instrument_version: p.instrument_version,
+                clinician: p.clinician,
+                episode: p.episode,
+                session: p.session,
+                total: p.total,
+                flags: p.flags.unwrap_or_default(),
+                answers: p.answers,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// Takes the evaluation lock of every series in `keys` (one at a time across instances),
 /// in one statement and in a fixed order, so two workers never wait on each other in a cycle.
 pub async fn lock(conn: &mut AsyncPgConnection, keys: &[SeriesKey]) -> diesel::QueryResult<()> {

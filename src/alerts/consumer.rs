@@ -22,7 +22,8 @@ impl Consumer for AlertEvaluator {
         batch: &'a mut Batch,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
-            for (org, event_type, row) in super::evaluate_many(conn, self, &batch.series).await? {
+            let changes = super::evaluate_many(conn, self, &batch.series, &batch.points).await?;
+            for (org, event_type, row) in changes {
                 batch.announce(org, announcement(event_type, &Alert::from(row)));
             }
             Ok(())

@@ -2,32 +2,17 @@
 //! core's own rupture, cut-off and reliable-change code (the same as trends). Pure: the
 //! caller loads the series and brings the stored alerts to this desired set.
 
-use serde_json::{Value, json};
-use uuid::Uuid;
-
 pub use super::model::AlertKind;
 use crate::norms::NormsUsed;
 use crate::scoring::expected::InForce;
 use crate::scoring::outcome::{ReliableChangeRule, assess_change};
 use crate::scoring::stats::ReliableChange;
 use crate::scoring::{Comparator, InstrumentDefinition, exact_change};
+pub use crate::series::SeriesPoint;
 use crate::series::{rule_name, series_statistics};
+use serde_json::{Value, json};
 
-pub const FLAG_BELOW_CUTOFF: &str = "below_cutoff";
-
-/// One point of a series: an active response in time order that is scored or carries a
-/// flag (an unscored response's item flags raise their alerts all the same).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeriesPoint {
-    pub id: Uuid,
-    pub instrument_version: i32,
-    pub clinician: Option<String>,
-    pub episode: Option<String>,
-    /// None for an unscored response: it takes part in item flags only.
-    pub total: Option<f64>,
-    pub flags: Vec<String>,
-    pub answers: Value,
-}
+use crate::scoring::score::FLAG_BELOW_CUTOFF;
 
 /// An alert the series calls for, named by its fingerprint (the fact it stands for).
 #[derive(Debug, Clone, PartialEq)]

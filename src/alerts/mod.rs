@@ -35,34 +35,28 @@ type Instruments = HashMap<(OrgId, String, i32), Arc<crate::instruments::LoadedI
 /// Expected-response models read during one batch, by (organisation, key, rater).
 type Models = HashMap<(OrgId, String, String), Option<crate::scoring::expected::InForce>>;
 
-/// Brings the stored alerts of each series to what the series now says. The caller holds
-/// each series' evaluation lock (`series::lock`). Returns the alerts that were raised or resolved, with their webhook
-/// event types and organisations.
+/// Brings the stored alerts of each series to what the series now says: `points` are the
+/// series' points (`series::points_many`), in the order of `keys`. The caller holds each
+/// series' evaluation lock (`series::lock`). Only the alerts whose state changes are
+/// written. Returns the alerts that were raised or resolved, with their webhook event types
+/// and organisations.
 pub async fn evaluate_many(
     conn: &mut AsyncPgConnection,
     evaluator: &AlertEvaluator,
     keys: &[SeriesKey],
+    points: &[Vec<evaluate::SeriesPoint>],
 ) -> ApiResult<Vec<(OrgId, &'static str, store::AlertRow)>> {
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let read = store::series_many(conn, keys).await?;
+    let held = store::held_many(conn, keys).await?;
     let mut changes = Vec::new();
     // One lookup per instrument version in a batch (a custom one is a database read).
     let mut instruments: Instruments = HashMap::new();
     let mut models: Models = HashMap::new();
-    for (key, (points, existing)) in keys.iter().zip(read) {
+    for ((key, points), held) in keys.iter().zip(points).zip(held) {
         let model = model_of(conn, &mut models, key).await?;
-        let found = evaluate_points(
-            conn,
-            evaluator,
-            &mut instruments,
-            key,
-            &points,
-            existing,
-            model.as_ref(),
-        )
-        .await?;
+        let found = evaluate_points(conn, evaluator, &mut instruments, key, points, &held, model.as_ref()).await?;
         changes.extend(found.into_iter().map(|(event, row)| (key.org, event, row)));
     }
     Ok(changes)
@@ -103,15 +97,15 @@ async fn model_of(
     Ok(found)
 }
 
-/// Brings the stored alerts of one series (its `points`, holding `existing` alerts) to what
-/// the points say.
+/// Brings the stored alerts of one series (its `points`, holding the `held` alerts) to what
+/// the points say, writing only what changes.
 async fn evaluate_points(
     conn: &mut AsyncPgConnection,
     evaluator: &AlertEvaluator,
     instruments: &mut Instruments,
     key: &SeriesKey,
     points: &[evaluate::SeriesPoint],
-    existing: i64,
+    held: &[store::Held],
     model: Option<&crate::scoring::expected::InForce>,
 ) -> ApiResult<Vec<(&'static str, store::AlertRow)>> {
     let mut keep = Vec::new();
@@ -140,26 +134,33 @@ async fn evaluate_points(
         for d in evaluate::desired(points, &instrument.definition, &norms, model) {
             let Some(point) = points.get(d.point) else { continue };
             let resolved_by = d.resolved_by.and_then(|i| points.get(i)).map(|p| p.id);
-            let upserted = store::upsert(
-                conn,
-                key,
-                &Upsert {
-                    fingerprint: &d.fingerprint,
-                    kind: d.kind.as_str(),
-                    point,
-                    detail: &d.detail,
-                    resolved_by,
-                },
-            )
-            .await?;
-            for event in upserted.events() {
-                changes.push((event, upserted.alert.clone()));
+            let upsert = Upsert {
+                fingerprint: &d.fingerprint,
+                kind: d.kind.as_str(),
+                point,
+                detail: &d.detail,
+                resolved_by,
+            };
+            // An alert already as the series says needs no write (and announces nothing:
+            // every announced change is a change of status).
+            if !held
+                .iter()
+                .any(|h| h.fingerprint == d.fingerprint && h.unchanged_by(&upsert))
+            {
+                let upserted = store::upsert(conn, key, &upsert).await?;
+                for event in upserted.events() {
+                    changes.push((event, upserted.alert.clone()));
+                }
             }
             keep.push(d.fingerprint);
         }
     }
-    // Most changes call for no alert: then a series without alerts needs no write at all.
-    if existing > 0 {
+    // Only when the series holds an alert it no longer calls for.
+    let withdrawn = crate::alerts::model::AlertStatus::Withdrawn;
+    if held
+        .iter()
+        .any(|h| h.status != withdrawn && !keep.contains(&h.fingerprint))
+    {
         store::withdraw_others(conn, key, &keep).await?;
     }
     Ok(changes)

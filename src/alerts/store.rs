@@ -60,84 +60,63 @@ impl From<AlertRow> for Alert {
     }
 }
 
-/// The series of a batch, with what evaluating each needs: its active responses that are
-/// scored or carry a flag, in
-/// time order (ties by insertion) and how many alerts it holds. Two statements for the whole batch, whatever its size.
-pub async fn series_many(
-    conn: &mut AsyncPgConnection,
-    keys: &[SeriesKey],
-) -> QueryResult<Vec<(Vec<SeriesPoint>, i64)>> {
-    use diesel::sql_types::{Array, BigInt, Double, Int4};
-    #[derive(QueryableByName)]
-    struct Point {
-        #[diesel(sql_type = BigInt)]
-        ord: i64,
-        #[diesel(sql_type = SqlUuid)]
-        id: Uuid,
-        #[diesel(sql_type = Int4)]
-        instrument_version: i32,
-        #[diesel(sql_type = Nullable<Text>)]
-        clinician: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        episode: Option<String>,
-        #[diesel(sql_type = Nullable<Double>)]
-        total: Option<f64>,
-        #[diesel(sql_type = Nullable<Array<Text>>)]
-        flags: Option<Vec<String>>,
-        #[diesel(sql_type = Jsonb)]
-        answers: serde_json::Value,
+/// An alert a series already holds, as far as an upsert would change it.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct Held {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    ord: i64,
+    #[diesel(sql_type = Text)]
+    pub fingerprint: String,
+    #[diesel(sql_type = Text)]
+    pub status: super::model::AlertStatus,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub clinician: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    pub episode: Option<String>,
+    #[diesel(sql_type = Jsonb)]
+    pub detail: serde_json::Value,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    pub resolved_by_response_id: Option<Uuid>,
+}
+
+impl Held {
+    /// Whether upserting `a` would leave this alert as it is (then it needs no write).
+    pub fn unchanged_by(&self, a: &Upsert<'_>) -> bool {
+        use super::model::AlertStatus::{Acknowledged, Open, Resolved};
+        let status_kept = matches!(
+            (a.resolved_by, self.status),
+            (Some(_), Resolved) | (None, Open | Acknowledged)
+        );
+        status_kept
+            && self.resolved_by_response_id == a.resolved_by
+            && self.clinician == a.point.clinician
+            && self.episode == a.point.episode
+            && &self.detail == a.detail
     }
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        ord: i64,
-        #[diesel(sql_type = BigInt)]
-        n: i64,
+}
+
+/// The alerts each series of `keys` (one organisation's) holds, in the order of `keys`.
+/// One statement for the whole batch.
+pub async fn held_many(conn: &mut AsyncPgConnection, keys: &[SeriesKey]) -> QueryResult<Vec<Vec<Held>>> {
+    let mut out: Vec<Vec<Held>> = keys.iter().map(|_| Vec::new()).collect();
+    if keys.is_empty() {
+        return Ok(out);
     }
-    const SERIES: &str = "unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
-        AS s(org_id, patient, instrument_key, rater, ord)";
-    let arrays = SeriesArrays::of(keys);
-    let points: Vec<Point> = arrays
-        .query(&format!(
-            "SELECT s.ord, r.id, r.instrument_version, r.clinician, r.episode, r.total, r.flags, r.answers
-         FROM {SERIES}
-         JOIN responses r ON r.org_id = s.org_id AND r.patient = s.patient
-            AND r.instrument_key = s.instrument_key AND r.rater = s.rater
-         WHERE r.org_id = $5 AND r.status = 'active' AND (r.total IS NOT NULL OR cardinality(r.flags) > 0)
-         ORDER BY s.ord, r.administered_at, r.seq"
-        ))
+    let held: Vec<Held> = SeriesArrays::of(keys)
+        .query(
+            "SELECT s.ord, a.fingerprint, a.status, a.clinician, a.episode, a.detail, a.resolved_by_response_id
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+                  AS s(org_id, patient, instrument_key, rater, ord)
+             JOIN alerts a ON a.org_id = s.org_id AND a.patient = s.patient
+                AND a.instrument_key = s.instrument_key AND a.rater = s.rater
+             WHERE a.org_id = $5",
+        )
         .load(conn)
         .await?;
-    let counts: Vec<Count> = arrays
-        .query(&format!(
-            "SELECT s.ord, count(*) AS n
-         FROM {SERIES}
-         JOIN alerts a ON a.org_id = s.org_id AND a.patient = s.patient
-            AND a.instrument_key = s.instrument_key AND a.rater = s.rater
-         WHERE a.org_id = $5
-         GROUP BY s.ord"
-        ))
-        .load(conn)
-        .await?;
-    let mut out: Vec<(Vec<SeriesPoint>, i64)> = keys.iter().map(|_| (Vec::new(), 0)).collect();
-    // `ord` is 1-based over `keys`.
-    let slot = |ord: i64| usize::try_from(ord - 1).ok();
-    for p in points {
-        if let Some((series, _)) = slot(p.ord).and_then(|i| out.get_mut(i)) {
-            series.push(SeriesPoint {
-                id: p.id,
-                instrument_version: p.instrument_version,
-                clinician: p.clinician,
-                episode: p.episode,
-                total: p.total,
-                flags: p.flags.unwrap_or_default(),
-                answers: p.answers,
-            });
-        }
-    }
-    for c in counts {
-        if let Some((_, n)) = slot(c.ord).and_then(|i| out.get_mut(i)) {
-            *n = c.n;
+    for h in held {
+        // `ord` is 1-based over `keys`.
+        if let Some(series) = usize::try_from(h.ord - 1).ok().and_then(|i| out.get_mut(i)) {
+            series.push(h);
         }
     }
     Ok(out)

@@ -218,35 +218,108 @@ pub async fn clinician_series(
     .await
 }
 
-/// Brings the `clinician_series` rows of these (organisation, patient, instrument, rater)
-/// series to what `responses` now holds. The outbox worker calls it for the series of the
-/// events it marks processed, in the same transaction.
-pub async fn refresh_clinician_series(
+/// Replaces the `clinician_series` rows of these series (one organisation's) with `kept`,
+/// their facts as the outbox worker computed them from the points it read
+/// (`kept_series::facts_of`): two statements for the whole batch, and no aggregate over
+/// `responses`. The caller holds the series' evaluation locks.
+pub async fn replace_clinician_series(
     conn: &mut AsyncPgConnection,
-    keys: &crate::series::SeriesArrays<'_>,
+    keys: &[crate::series::SeriesKey],
+    kept: &[(&crate::series::SeriesKey, super::kept_series::KeptFacts)],
 ) -> QueryResult<()> {
-    keys.query(
-        "DELETE FROM clinician_series c
-         USING unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS k(org_id, patient, instrument_key, rater)
-         WHERE c.org_id = $5 AND c.org_id = k.org_id AND c.patient = k.patient AND c.instrument_key = k.instrument_key
-           AND c.rater = k.rater",
-    )
-    .execute(conn)
-    .await?;
-    keys.query(&format!(
+    let arrays = crate::series::SeriesArrays::of(keys);
+    arrays
+        .query(
+            "DELETE FROM clinician_series c
+             USING unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS k(org_id, patient, instrument_key, rater)
+             WHERE c.org_id = $5 AND c.org_id = k.org_id AND c.patient = k.patient AND c.instrument_key = k.instrument_key
+               AND c.rater = k.rater",
+        )
+        .execute(conn)
+        .await?;
+    let Some((first, _)) = kept.first() else {
+        return Ok(());
+    };
+    // Jagged arrays (totals, versions) travel flat, each row naming its 1-based slice.
+    let mut rows = KeptArrays::default();
+    for (key, facts) in kept {
+        rows.push(key, facts);
+    }
+    crate::db::Prepared::new(
         "INSERT INTO clinician_series (org_id, instrument_key, rater, clinician, patient, totals,
              instrument_version, versions, below_cutoff, session3_sum, session3_count)
-         SELECT r.org_id, r.instrument_key, r.rater, r.clinician, r.patient, {SERIES_FACTS}
-         FROM responses r
-         JOIN unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS k(org_id, patient, instrument_key, rater)
-           ON r.org_id = k.org_id AND r.patient = k.patient AND r.instrument_key = k.instrument_key
-          AND r.rater = k.rater
-         WHERE r.org_id = $5 AND r.status = 'active' AND r.total IS NOT NULL AND r.clinician IS NOT NULL
-         GROUP BY r.org_id, r.instrument_key, r.rater, r.clinician, r.patient"
-    ))
+         SELECT $1, k.instrument_key, k.rater, k.clinician, k.patient, ($10::float8[])[k.t_from:k.t_to],
+             k.instrument_version, ($11::int4[])[k.v_from:k.v_to], k.below_cutoff, k.session3_sum, k.session3_count
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int8[], $8::float8[],
+                     $9::int8[], $12::int4[], $13::int4[], $14::int4[], $15::int4[])
+              AS k(patient, instrument_key, rater, clinician, instrument_version, below_cutoff, session3_sum,
+                   session3_count, t_from, t_to, v_from, v_to)",
+    )
+    .bind::<SqlUuid, _>(first.org)
+    .bind::<Array<Text>, _>(&rows.patients)
+    .bind::<Array<Text>, _>(&rows.instruments)
+    .bind::<Array<Text>, _>(&rows.raters)
+    .bind::<Array<Text>, _>(&rows.clinicians)
+    .bind::<Array<Int4>, _>(&rows.instrument_versions)
+    .bind::<Array<BigInt>, _>(&rows.below_cutoff)
+    .bind::<Array<Nullable<Double>>, _>(&rows.session3_sum)
+    .bind::<Array<BigInt>, _>(&rows.session3_count)
+    .bind::<Array<Double>, _>(&rows.totals)
+    .bind::<Array<Int4>, _>(&rows.versions)
+    .bind::<Array<Int4>, _>(&rows.t_from)
+    .bind::<Array<Int4>, _>(&rows.t_to)
+    .bind::<Array<Int4>, _>(&rows.v_from)
+    .bind::<Array<Int4>, _>(&rows.v_to)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// `clinician_series` rows as parallel arrays, for one INSERT.
+#[derive(Default)]
+struct KeptArrays<'a> {
+    patients: Vec<&'a str>,
+    instruments: Vec<&'a str>,
+    raters: Vec<&'a str>,
+    clinicians: Vec<&'a str>,
+    instrument_versions: Vec<i32>,
+    below_cutoff: Vec<i64>,
+    session3_sum: Vec<Option<f64>>,
+    session3_count: Vec<i64>,
+    totals: Vec<f64>,
+    versions: Vec<i32>,
+    t_from: Vec<i32>,
+    t_to: Vec<i32>,
+    v_from: Vec<i32>,
+    v_to: Vec<i32>,
+}
+
+impl<'a> KeptArrays<'a> {
+    fn push(&mut self, key: &'a crate::series::SeriesKey, f: &'a super::kept_series::KeptFacts) {
+        // The 1-based, inclusive bounds of the slice `values` adds to `flat`.
+        fn slice<T: Copy>(flat: &mut Vec<T>, values: &[T]) -> (i32, i32) {
+            let from = flat.len() + 1;
+            flat.extend_from_slice(values);
+            (
+                i32::try_from(from).unwrap_or(i32::MAX),
+                i32::try_from(flat.len()).unwrap_or(i32::MAX),
+            )
+        }
+        self.patients.push(&key.patient);
+        self.instruments.push(&key.instrument);
+        self.raters.push(&key.rater);
+        self.clinicians.push(&f.clinician);
+        self.instrument_versions.push(f.instrument_version);
+        self.below_cutoff.push(f.below_cutoff);
+        self.session3_sum.push(f.session3_sum);
+        self.session3_count.push(f.session3_count);
+        let (from, to) = slice(&mut self.totals, &f.totals);
+        self.t_from.push(from);
+        self.t_to.push(to);
+        let (from, to) = slice(&mut self.versions, &f.versions);
+        self.v_from.push(from);
+        self.v_to.push(to);
+    }
 }
 
 #[derive(Debug, QueryableByName)]

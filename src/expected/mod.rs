@@ -199,7 +199,8 @@ async fn reevaluate(
             .collect();
         conn.transaction::<_, ApiError, _>(async |conn| {
             crate::series::lock(conn, &keys).await?;
-            let changes = crate::alerts::evaluate_many(conn, &refitter.alerts, &keys).await?;
+            let points = crate::series::points_many(conn, &keys).await?;
+            let changes = crate::alerts::evaluate_many(conn, &refitter.alerts, &keys, &points).await?;
             let mut announced: BTreeMap<OrgId, Vec<crate::outbox::Announcement>> = BTreeMap::new();
             for (org, event, row) in changes {
                 let alert = crate::alerts::model::Alert::from(row);

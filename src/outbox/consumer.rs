@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::OutboxEvent;
 use crate::error::ApiError;
 use crate::ids::OrgId;
-use crate::series::SeriesKey;
+use crate::series::{SeriesKey, SeriesPoint};
 
 /// Something that happened and is told to the outside world (a webhook message today):
 /// its id (the message's `webhook-id`), type, time and the `data` of both payload forms.
@@ -58,18 +58,23 @@ impl Announcement {
 }
 
 /// One batch of outbox events: every pending event of the series named, the series in a
-/// fixed order (their locks are held), and what consumers announced so far.
+/// fixed order (their locks are held), each series' points as read once under those locks
+/// (every consumer works from them instead of reading the series again), and what
+/// consumers announced so far.
 pub struct Batch {
     pub events: Vec<OutboxEvent>,
     pub series: Vec<SeriesKey>,
+    /// The points of each of `series`, in its order.
+    pub points: Vec<Vec<SeriesPoint>>,
     announced: BTreeMap<OrgId, Vec<Announcement>>,
 }
 
 impl Batch {
-    pub fn new(events: Vec<OutboxEvent>, series: Vec<SeriesKey>) -> Batch {
+    pub fn new(events: Vec<OutboxEvent>, series: Vec<SeriesKey>, points: Vec<Vec<SeriesPoint>>) -> Batch {
         Batch {
             events,
             series,
+            points,
             announced: BTreeMap::new(),
         }
     }

@@ -1,8 +1,8 @@
 //! The transactional outbox's worker. Every change to a response wrote an event row in its
 //! own transaction; a worker in every instance takes pending events with `FOR UPDATE SKIP
 //! LOCKED` (so two instances never process one event at once, and a dead instance's locks
-//! go with its connection), takes the evaluation lock of every series they name, hands the
-//! batch to the registered consumers in order and marks the events processed, all in one
+//! go with its connection), takes the evaluation lock of every series they name, reads
+//! those series once, hands the batch to the registered consumers in order and marks the events processed, all in one
 //! transaction. Consumers are state-based and idempotent, so an event processed twice after
 //! a crash changes nothing. The worker names no consumer.
 
@@ -111,7 +111,8 @@ async fn process_pending_of(
         events.extend(coalesced);
         let keys: Vec<SeriesKey> = series.into_iter().collect();
         crate::series::lock(conn, &keys).await?;
-        let mut batch = Batch::new(events, keys);
+        let points = crate::series::points_many(conn, &keys).await?;
+        let mut batch = Batch::new(events, keys, points);
         for consumer in &env.consumers {
             consumer.consume(conn, &mut batch).await.inspect_err(|_| {
                 log::warn!(target: "rapport::outbox", "outbox consumer `{}` failed", consumer.name());

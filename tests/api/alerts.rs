@@ -280,6 +280,19 @@ async fn evaluating_an_event_twice_changes_nothing_and_tenants_see_only_their_ow
     let before = wait_for(&app, &token, "status=all", |a| a.len() == 1).await;
     // The same event again (as after a crash between evaluation and commit).
     let mut conn = db(&app).await;
+    #[derive(diesel::QueryableByName, PartialEq, Debug)]
+    struct Version {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        xmin: String,
+    }
+    // The row version of the alert (a rewrite, even to the same values, makes a new one).
+    let version = async |conn: &mut AsyncPgConnection| -> Vec<Version> {
+        diesel::sql_query("SELECT xmin::text AS xmin FROM alerts")
+            .load(conn)
+            .await
+            .unwrap()
+    };
+    let written = version(&mut conn).await;
     diesel::sql_query(
         "INSERT INTO outbox_events (org_id, id, kind, response_id, patient, instrument_key, rater)
          SELECT org_id, gen_random_uuid(), kind, response_id, patient, instrument_key, rater
@@ -310,6 +323,11 @@ async fn evaluating_an_event_twice_changes_nothing_and_tenants_see_only_their_ow
         after["items"].as_array().unwrap(),
         &before,
         "the second evaluation changed nothing"
+    );
+    assert_eq!(
+        version(&mut conn).await,
+        written,
+        "an alert already as the series says is not written again"
     );
 
     let (_, other) = app.create_org("other-alerts").await;

@@ -499,6 +499,106 @@ async fn clinician_summaries_read_the_same_before_and_after_the_outbox_keeps_the
     std::mem::forget(worker); // the first instance drops the shared database
 }
 
+/// `clinician_series` as the outbox worker keeps it, and the same facts aggregated over
+/// `responses` by SQL written here, both as text rows in one order.
+async fn kept_and_aggregated(database_url: &str) -> (Vec<String>, Vec<String>) {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        row: String,
+    }
+    let mut conn = AsyncPgConnection::establish(database_url).await.unwrap();
+    let kept: Vec<Row> = diesel::sql_query(
+        "SELECT concat_ws('|', instrument_key, rater, clinician, patient, totals::text, instrument_version,
+             versions::text, below_cutoff, session3_sum, session3_count) AS row
+         FROM clinician_series ORDER BY 1",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let aggregated: Vec<Row> = diesel::sql_query(
+        "SELECT concat_ws('|', instrument_key, rater, clinician, patient,
+             array_agg(total ORDER BY administered_at, seq)::text, max(instrument_version),
+             array_agg(DISTINCT instrument_version ORDER BY instrument_version)::text,
+             count(*) FILTER (WHERE 'below_cutoff' = ANY(flags)),
+             sum(total) FILTER (WHERE session = 3), count(*) FILTER (WHERE session = 3)) AS row
+         FROM responses
+         WHERE status = 'active' AND total IS NOT NULL AND clinician IS NOT NULL
+         GROUP BY org_id, instrument_key, rater, clinician, patient ORDER BY 1",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let text = |rows: Vec<Row>| rows.into_iter().map(|r| r.row).collect();
+    (text(kept), text(aggregated))
+}
+
+#[tokio::test]
+async fn the_kept_series_computed_from_the_points_equal_the_sql_aggregate() {
+    let (app, token) = app_with_instruments().await;
+    // Two clinicians on one patient, out-of-order administration times, session 3 on some,
+    // totals under the cut-off of 30 (flagged), a second instrument.
+    let mut ids = Vec::new();
+    for (patient, clinician, total, week, session) in [
+        ("k1", "dr-a", 40, 3, Some(3)),
+        ("k1", "dr-b", 25, 1, Some(3)),
+        ("k1", "dr-a", 28, 0, Some(1)),
+        ("k1", "dr-b", 44, 2, None),
+        ("k2", "dr-a", 31, 0, Some(3)),
+        ("k2", "dr-a", 12, 1, Some(3)),
+    ] {
+        let p = Post {
+            instrument: "ten",
+            patient,
+            clinician,
+            total,
+            week,
+            session,
+        };
+        ids.push(post(&app, &token, p).await);
+    }
+    let p = Post {
+        instrument: "ten-sd",
+        patient: "k1",
+        clinician: "dr-c",
+        total: 33,
+        week: 0,
+        session: Some(3),
+    };
+    post(&app, &token, p).await;
+    settled(&app.database_url).await;
+    let (kept, aggregated) = kept_and_aggregated(&app.database_url).await;
+    assert_eq!(kept.len(), 4, "{kept:?}");
+    assert_eq!(kept, aggregated);
+    assert!(
+        kept.contains(&"ten|patient|dr-b|k1|{25,44}|1|{1}|1|25|1".to_string()),
+        "{kept:?}"
+    );
+
+    // A void takes the point out; voiding a clinician's only point of the patient drops
+    // the row.
+    for id in [&ids[0], &ids[4], &ids[5]] {
+        let res = app
+            .post_json(
+                &token,
+                &format!("/v1/responses/{id}/void"),
+                json!({"reason": "entered in error"}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    settled(&app.database_url).await;
+    let (kept, aggregated) = kept_and_aggregated(&app.database_url).await;
+    assert_eq!(kept.len(), 3, "{kept:?}");
+    assert_eq!(kept, aggregated);
+    // concat_ws leaves out the NULL session-3 sum.
+    assert!(
+        kept.contains(&"ten|patient|dr-a|k1|{28}|1|{1}|1|0".to_string()),
+        "{kept:?}"
+    );
+}
+
 #[tokio::test]
 async fn trajectory_by_session_with_t_intervals() {
     let (app, token) = app_with_instruments().await;

@@ -143,16 +143,20 @@ async fn mark_processed(conn: &mut AsyncPgConnection, batch: &Batch) -> QueryRes
 }
 
 /// Locks the other pending events of these series (`SKIP LOCKED`: one another worker holds
-/// is left to it).
+/// is left to it). The series drive the lookup (`LATERAL`: one index probe of
+/// `outbox_events_pending_series` each); joined plainly, the planner walked every pending
+/// event of the organisation against every series (66 ms a batch under load, the worker's
+/// largest cost; benches/README.md).
 async fn pending_of(conn: &mut AsyncPgConnection, series: &BTreeSet<SeriesKey>) -> QueryResult<Vec<OutboxEvent>> {
     SeriesArrays::of(series)
         .query(
             "SELECT e.org_id, e.id, e.kind, e.response_id, e.patient, e.instrument_key, e.rater, e.created_at
-             FROM outbox_events e
-             JOIN unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS s(org_id, patient, instrument_key, rater)
-               ON e.org_id = s.org_id AND e.patient = s.patient AND e.instrument_key = s.instrument_key AND e.rater = s.rater
-             WHERE e.org_id = $5 AND e.processed_at IS NULL
-             FOR UPDATE OF e SKIP LOCKED",
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS s(org_id, patient, instrument_key, rater)
+             CROSS JOIN LATERAL (
+                 SELECT * FROM outbox_events e
+                 WHERE e.org_id = $5 AND e.org_id = s.org_id AND e.patient = s.patient
+                   AND e.instrument_key = s.instrument_key AND e.rater = s.rater AND e.processed_at IS NULL
+                 FOR UPDATE SKIP LOCKED) AS e",
         )
         .load(conn)
         .await

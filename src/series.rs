@@ -79,6 +79,8 @@ pub struct SeriesPoint {
     /// None for an unscored response: it takes part in item flags only.
     pub total: Option<f64>,
     pub flags: Vec<String>,
+    /// The answers of a point that carries a flag (an item flag's alert quotes its answer);
+    /// `Null` for the others, which are most points and need no JSON read or parsed.
     pub answers: serde_json::Value,
 }
 
@@ -118,7 +120,8 @@ pub async fn points_many(
     }
     let points: Vec<Point> = SeriesArrays::of(keys)
         .query(
-            "SELECT s.ord, r.id, r.instrument_version, r.clinician, r.episode, r.session, r.total, r.flags, r.answers
+            "SELECT s.ord, r.id, r.instrument_version, r.clinician, r.episode, r.session, r.total, r.flags,
+                    CASE WHEN cardinality(r.flags) > 0 THEN r.answers ELSE 'null'::jsonb END AS answers
              FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY
                   AS s(org_id, patient, instrument_key, rater, ord)
              JOIN responses r ON r.org_id = s.org_id AND r.patient = s.patient

@@ -66,6 +66,9 @@ pub struct Settings {
     pub rate_limit_per_minute: u32,
     /// `RAPPORT_WRITE_BATCH`: the most single responses one group commit writes (default 256).
     pub write_batch: usize,
+    /// `RAPPORT_WRITERS`: group-commit writer tasks, each with a connection of its own
+    /// (default 2: one group's statement and WAL flush overlap the next group's).
+    pub writers: usize,
     /// `RAPPORT_CITUS`: `auto` (distribute the schema when the database has the citus
     /// extension and an active worker), `require` (wait up to 60 s for both, else refuse to
     /// start) or `off`.
@@ -150,6 +153,7 @@ impl Default for Settings {
             outbox_workers: 2,
             rate_limit_per_minute: 6000,
             write_batch: 256,
+            writers: 2,
             citus: CitusMode::Auto,
         }
     }
@@ -271,6 +275,9 @@ impl Settings {
         }
         if let Some(v) = non_empty("RAPPORT_WRITE_BATCH") {
             s.write_batch = parse_positive("RAPPORT_WRITE_BATCH", &v)?;
+        }
+        if let Some(v) = non_empty("RAPPORT_WRITERS") {
+            s.writers = parse_positive("RAPPORT_WRITERS", &v)?;
         }
         if let Some(v) = non_empty("RAPPORT_CITUS") {
             s.citus = match v.trim() {

@@ -58,9 +58,10 @@ impl Application {
         let metrics = Metrics::new()?;
         let writer = crate::responses::writer::Writer::start(
             db::create_pool(&Settings {
-                pool_size: 1,
+                pool_size: settings.writers,
                 ..settings.clone()
             })?,
+            settings.writers,
             settings.write_batch,
             metrics.write_group_size.clone(),
         );

@@ -1,10 +1,11 @@
 //! The group-commit writer of every durable write that answers a request: single responses
-//! (with their audit and outbox events) and the audit events of reads. Requests queue; one
-//! task takes everything queued (up to `RAPPORT_WRITE_BATCH`), writes it with one statement
-//! (`store::insert_group_audited`, atomic by itself) on a connection of its own, and answers
-//! each request after the commit. Nothing waits on a
-//! timer: an idle writer commits a single request at once, and groups grow only while a
-//! commit is under way.
+//! (with their audit and outbox events) and the audit events of reads. Requests queue; a
+//! writer task takes everything queued (up to `RAPPORT_WRITE_BATCH`), writes it with one
+//! statement (`store::insert_group_audited`, atomic by itself) on a connection of its own,
+//! and answers each request after the commit. Nothing waits on a timer: an idle writer
+//! commits a single request at once, and groups grow only while commits are under way.
+//! `RAPPORT_WRITERS` tasks (default 2) take turns at the queue, so one group's statement
+//! and WAL flush overlap the next group's instead of queueing behind them.
 //!
 //! Each request gets what it would have got alone: a row whose `external_id` is already
 //! stored (before, or by an earlier row of the same group) comes back `None`, and the
@@ -49,11 +50,14 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task over `pool` (a pool of its own, one connection), taking at
-    /// most `batch` requests per transaction.
-    pub fn start(pool: DbPool, batch: usize, group_sizes: prometheus::Histogram) -> Writer {
+    /// Starts `writers` writer tasks over `pool` (a pool of its own, a connection per
+    /// task), each taking at most `batch` requests per transaction.
+    pub fn start(pool: DbPool, writers: usize, batch: usize, group_sizes: prometheus::Histogram) -> Writer {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, jobs, batch.max(1), group_sizes));
+        let jobs = std::sync::Arc::new(tokio::sync::Mutex::new(jobs));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(run(pool.clone(), jobs.clone(), batch.max(1), group_sizes.clone()));
+        }
         Writer { queue }
     }
 
@@ -85,15 +89,27 @@ fn stopped() -> ApiError {
     ApiError::unavailable(std::io::Error::other("the writer has stopped"))
 }
 
-async fn run(pool: DbPool, mut jobs: mpsc::UnboundedReceiver<Job>, batch: usize, group_sizes: prometheus::Histogram) {
-    while let Some(first) = jobs.recv().await {
-        let mut group = vec![first];
-        while group.len() < batch {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
+/// One writer task: takes its turn at the queue (the group is everything queued when its
+/// first job arrived, up to `batch`), lets go of the queue, then writes the group.
+async fn run(
+    pool: DbPool,
+    jobs: std::sync::Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>>,
+    batch: usize,
+    group_sizes: prometheus::Histogram,
+) {
+    loop {
+        let group = {
+            let mut jobs = jobs.lock().await;
+            let Some(first) = jobs.recv().await else { return };
+            let mut group = vec![first];
+            while group.len() < batch {
+                match jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
             }
-        }
+            group
+        };
         group_sizes.observe(group.len() as f64);
         write(&pool, group).await;
     }

@@ -656,7 +656,7 @@ async fn a_row_the_database_refuses_fails_only_its_own_request_in_a_group() {
         .id;
     let pool = rapport::db::create_pool(&crate::helpers::test_settings(&app.db_name)).unwrap();
     let sizes = prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "group sizes")).unwrap();
-    let writer = Writer::start(pool, 256, sizes.clone());
+    let writer = Writer::start(pool, 1, 256, sizes.clone());
 
     let mut bad = writer_row(org, "p-w-bad", None);
     bad.session = Some(0);

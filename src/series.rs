@@ -114,9 +114,8 @@ pub async fn points_many(
         #[diesel(sql_type = Jsonb)]
         answers: serde_json::Value,
     }
-    let mut out: Vec<Vec<SeriesPoint>> = keys.iter().map(|_| Vec::new()).collect();
     if keys.is_empty() {
-        return Ok(out);
+        return Ok(Vec::new());
     }
     let points: Vec<Point> = SeriesArrays::of(keys)
         .query(
@@ -131,10 +130,10 @@ pub async fn points_many(
         )
         .load(conn)
         .await?;
-    for p in points {
-        // `ord` is 1-based over `keys`.
-        if let Some(series) = usize::try_from(p.ord - 1).ok().and_then(|i| out.get_mut(i)) {
-            series.push(SeriesPoint {
+    Ok(by_series(
+        keys.len(),
+        points.into_iter().map(|p| {
+            let point = SeriesPoint {
                 id: p.id,
                 instrument_version: p.instrument_version,
                 clinician: p.clinician,
@@ -143,10 +142,22 @@ pub async fn points_many(
                 total: p.total,
                 flags: p.flags.unwrap_or_default(),
                 answers: p.answers,
-            });
+            };
+            (p.ord, point)
+        }),
+    ))
+}
+
+/// The rows of a batch statement, each tagged with its series' `ord` (1-based over the
+/// `n` keys, as `WITH ORDINALITY` numbers them), as one list per series in key order.
+pub fn by_series<T>(n: usize, rows: impl IntoIterator<Item = (i64, T)>) -> Vec<Vec<T>> {
+    let mut out: Vec<Vec<T>> = (0..n).map(|_| Vec::new()).collect();
+    for (ord, row) in rows {
+        if let Some(series) = usize::try_from(ord - 1).ok().and_then(|i| out.get_mut(i)) {
+            series.push(row);
         }
     }
-    Ok(out)
+    out
 }
 
 /// Takes the evaluation lock of every series in `keys` (one at a time across instances),

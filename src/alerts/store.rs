@@ -98,9 +98,8 @@ impl Held {
 /// The alerts each series of `keys` (one organisation's) holds, in the order of `keys`.
 /// One statement for the whole batch.
 pub async fn held_many(conn: &mut AsyncPgConnection, keys: &[SeriesKey]) -> QueryResult<Vec<Vec<Held>>> {
-    let mut out: Vec<Vec<Held>> = keys.iter().map(|_| Vec::new()).collect();
     if keys.is_empty() {
-        return Ok(out);
+        return Ok(Vec::new());
     }
     let held: Vec<Held> = SeriesArrays::of(keys)
         .query(
@@ -113,13 +112,10 @@ pub async fn held_many(conn: &mut AsyncPgConnection, keys: &[SeriesKey]) -> Quer
         )
         .load(conn)
         .await?;
-    for h in held {
-        // `ord` is 1-based over `keys`.
-        if let Some(series) = usize::try_from(h.ord - 1).ok().and_then(|i| out.get_mut(i)) {
-            series.push(h);
-        }
-    }
-    Ok(out)
+    Ok(crate::series::by_series(
+        keys.len(),
+        held.into_iter().map(|h| (h.ord, h)),
+    ))
 }
 
 /// One alert the series calls for, ready to upsert.

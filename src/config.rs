@@ -56,7 +56,7 @@ pub struct Settings {
     /// targets (tests and closed networks). Default false.
     pub webhook_allow_private: bool,
     /// `RAPPORT_EVENT_RETENTION_DAYS`: how long announced events are kept for webhook
-    /// replays, default 30.
+    /// replays, and processed outbox events at all, default 30.
     pub event_retention: Duration,
     /// `RAPPORT_OUTBOX_WORKERS`: outbox (alert and webhook) worker tasks in this instance,
     /// default 2. 0 leaves the outbox to other instances (a dedicated worker deployment).

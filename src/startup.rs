@@ -82,6 +82,7 @@ impl Application {
         let norms: Arc<crate::norms::NormsCache> = Default::default();
         let outbox = Arc::new(crate::workers::outbox::OutboxEnvironment {
             pool: pool.clone(),
+            retention: settings.event_retention,
             processed: metrics.outbox_counter(),
             // In order: the kept series, the expected-response models' change marks, then
             // alerts (which announce what they raised), then the webhook messages of the

@@ -109,6 +109,16 @@ pub async fn record_for_series(
     .await
 }
 
+/// Forgets processed events older than the retention, every organisation's (the outbox
+/// workers' housekeeping; a pending event is never forgotten). Returns how many.
+pub async fn prune(conn: &mut AsyncPgConnection, retention: std::time::Duration) -> QueryResult<usize> {
+    let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::days(30));
+    diesel::delete(outbox_events::table)
+        .filter(outbox_events::processed_at.lt(cutoff))
+        .execute(conn)
+        .await
+}
+
 /// The oldest pending event's age in seconds (0 when none), and alert counts by kind and
 /// status over every organisation (for `/metrics`).
 pub async fn background_figures(conn: &mut AsyncPgConnection) -> QueryResult<(f64, Vec<(String, String, i64)>)> {

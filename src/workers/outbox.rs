@@ -32,10 +32,16 @@ const IDLE: Duration = Duration::from_millis(100);
 /// an alert's delay.
 const GATHER: Duration = Duration::from_millis(50);
 
-/// What an outbox worker uses: its pool, its counter, its consumers (in order) and the order
-/// organisations are served in.
+/// How often a worker forgets processed events past the retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// What an outbox worker uses: its pool, its counter, its consumers (in order), the order
+/// organisations are served in, and how long processed events are kept.
 pub struct OutboxEnvironment {
     pub pool: DbPool,
+    /// `RAPPORT_EVENT_RETENTION_DAYS`: processed events older than this are deleted (their
+    /// `processed_at - created_at` is the outbox lag; nothing else reads them).
+    pub retention: Duration,
     pub processed: prometheus::IntCounter,
     pub consumers: Vec<Box<dyn Consumer>>,
     pub rotation: crate::db::OrgRotation,
@@ -43,7 +49,16 @@ pub struct OutboxEnvironment {
 
 /// Runs until the process ends.
 pub async fn run(env: Arc<OutboxEnvironment>) {
+    let mut pruned_at: Option<std::time::Instant> = None;
     loop {
+        if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+            pruned_at = Some(std::time::Instant::now());
+            if let Ok(mut conn) = crate::db::conn(&env.pool).await
+                && let Err(e) = crate::outbox::prune(&mut conn, env.retention).await
+            {
+                log::warn!(target: "rapport::outbox", "pruning processed outbox events: {e}");
+            }
+        }
         match process_pending(&env).await {
             Ok(0) => tokio::time::sleep(IDLE).await,
             Ok(n) => {

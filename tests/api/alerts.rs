@@ -391,3 +391,88 @@ async fn an_amendment_that_moves_a_response_to_another_series_reevaluates_the_ol
     assert_eq!(withdrawn[0]["kind"], "below_cutoff");
     assert_eq!(withdrawn[0]["rater"], "patient");
 }
+
+/// Processed outbox events past `RAPPORT_EVENT_RETENTION_DAYS` are deleted by the outbox
+/// workers (here: a second instance's, which prune when they start); recent processed
+/// events and pending events of any age stay.
+#[tokio::test]
+async fn processed_outbox_events_past_the_retention_are_deleted_and_pending_ones_never() {
+    let app = TestApp::spawn_with(|s| s.outbox_workers = 0).await;
+    let token = app.token(&["responses:write", "responses:read"]).await;
+    for day in [1, 8, 15] {
+        wai(&app, &token, "p-prune", day, 48).await;
+    }
+    let mut conn = db(&app).await;
+    // The first event processed long ago, the second processed just now, the third pending
+    // for as long (nobody processes in this instance). Times as values: Citus takes no
+    // `now()` in a CASE.
+    #[derive(diesel::QueryableByName)]
+    struct Event {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    let events: Vec<Event> = diesel::sql_query("SELECT id FROM outbox_events ORDER BY seq")
+        .load(&mut conn)
+        .await
+        .unwrap();
+    let (now, long_ago) = (chrono::Utc::now(), chrono::Utc::now() - chrono::Duration::days(40));
+    for (event, created, processed) in [
+        (&events[0], long_ago, Some(long_ago)),
+        (&events[1], now, Some(now)),
+        (&events[2], long_ago, None),
+    ] {
+        diesel::sql_query("UPDATE outbox_events SET created_at = $1, processed_at = $2 WHERE id = $3")
+            .bind::<diesel::sql_types::Timestamptz, _>(created)
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(processed)
+            .bind::<diesel::sql_types::Uuid, _>(event.id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Kept {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        processed: bool,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        old: bool,
+    }
+    let kept = async |conn: &mut AsyncPgConnection| -> Vec<Kept> {
+        diesel::sql_query(
+            "SELECT processed_at IS NOT NULL AS processed, created_at < now() - interval '1 day' AS old
+             FROM outbox_events ORDER BY seq",
+        )
+        .load(conn)
+        .await
+        .unwrap()
+    };
+    assert_eq!(kept(&mut conn).await.len(), 3);
+
+    // A second instance whose workers take 30 days as the retention: its first round prunes,
+    // then processes the pending event.
+    let url = app.database_url.clone();
+    let worker = TestApp::spawn_with(|s| s.database_url = url).await;
+    let started = Instant::now();
+    loop {
+        let now = kept(&mut conn).await;
+        if now.iter().all(|k| k.processed) {
+            assert_eq!(
+                now,
+                vec![
+                    Kept {
+                        processed: true,
+                        old: false
+                    },
+                    Kept {
+                        processed: true,
+                        old: true
+                    },
+                ],
+                "the old processed event is gone; the old pending one was kept and is processed now"
+            );
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::mem::forget(worker); // the first instance drops the shared database
+}

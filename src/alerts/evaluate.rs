@@ -2,17 +2,17 @@
 //! core's own rupture, cut-off and reliable-change code (the same as trends). Pure: the
 //! caller loads the series and brings the stored alerts to this desired set.
 
+use serde_json::{Value, json};
+
 pub use super::model::AlertKind;
 use crate::norms::NormsUsed;
 use crate::scoring::expected::InForce;
 use crate::scoring::outcome::{ReliableChangeRule, assess_change};
+use crate::scoring::score::FLAG_BELOW_CUTOFF;
 use crate::scoring::stats::ReliableChange;
 use crate::scoring::{Comparator, InstrumentDefinition, exact_change};
 pub use crate::series::SeriesPoint;
 use crate::series::{rule_name, series_statistics};
-use serde_json::{Value, json};
-
-use crate::scoring::score::FLAG_BELOW_CUTOFF;
 
 /// An alert the series calls for, named by its fingerprint (the fact it stands for).
 #[derive(Debug, Clone, PartialEq)]

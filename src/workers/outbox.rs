@@ -2,8 +2,8 @@
 //! own transaction; a worker in every instance takes pending events with `FOR UPDATE SKIP
 //! LOCKED` (so two instances never process one event at once, and a dead instance's locks
 //! go with its connection), takes the evaluation lock of every series they name, reads
-//! those series once, hands the batch to the registered consumers in order and marks the events processed, all in one
-//! transaction. Consumers are state-based and idempotent, so an event processed twice after
+//! those series once, hands the batch to the registered consumers in order and marks the
+//! events processed, all in one transaction. Consumers are state-based and idempotent, so an event processed twice after
 //! a crash changes nothing. The worker names no consumer.
 
 use std::collections::BTreeSet;
